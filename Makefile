@@ -1,0 +1,54 @@
+# The two commands of the README: `make run` (the whole pipeline) and `make test` (the tests).
+# Both create .venv on first use and reuse it afterwards.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# No telemetry, tool state inside the repo.
+export DO_NOT_TRACK := true
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export PREFECT_HOME := $(CURDIR)/.prefect
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: venv run quick smoke test test-fast bench clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements.txt 2> >(grep -v "is ignored: it is neither" >&2)
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2> >(grep -v "is ignored: it is neither" >&2)
+	touch $(STAMP)
+
+# git + DVC repository set-up on a fresh clone (idempotent).
+.dvc/config:
+	test -d .git || git init -q
+	$(BIN)/dvc init -q || true
+
+## The whole pipeline with params.yaml (the paper-length default recipe; use `make quick` on a CPU).
+run: venv .dvc/config
+	$(BIN)/dvc repro
+
+## The quick CPU recipe (configs/quick.yaml) as a named DVC experiment in this workspace.
+quick: venv .dvc/config
+	$(BIN)/dvc exp run -n quick-$$(date +%Y%m%d-%H%M%S) $$($(BIN)/python -m pipeline.overlay configs/quick.yaml)
+
+## The whole pipeline on a small subset (configs/smoke.yaml) in a scratch copy under build/smoke.
+smoke: venv
+	$(BIN)/python -m pipeline.scratch --overlay configs/smoke.yaml --dest build/smoke
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+test-fast: venv
+	$(BIN)/python -m pytest -q -m "not integration"
+
+bench: venv
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf build .pytest_cache

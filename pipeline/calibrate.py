@@ -1,0 +1,125 @@
+"""Stage calibrate: temperature scaling per exit (paper IV-A, eq. 2), fitted on the validation split.
+
+    python -m pipeline.calibrate <variant>
+
+Reads data/logits/<variant>.parquet and params section ``calibration``. Writes
+data/calibration/<variant>.json and, on the test split before/after scaling,
+reports/calibration/<variant>_exits.parquet and reports/calibration/<variant>_reliability.parquet.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from eeoffload import calibration as cal
+from pipeline.io import (
+    StageError,
+    atomic_write_json,
+    atomic_write_parquet,
+    read_params,
+    run_stage,
+)
+
+METHODS = ("per_exit", "global")
+
+
+def calibration_params(params: dict[str, Any]) -> tuple[str, int]:
+    """(method, n_bins) from params section ``calibration``; StageError naming a bad key."""
+    section = params.get("calibration")
+    if not isinstance(section, dict):
+        raise StageError("params.yaml: section 'calibration' is missing or not a mapping")
+    method = section.get("method")
+    if method not in METHODS:
+        raise StageError(f"params.yaml: calibration.method = {method!r}; allowed: {' | '.join(METHODS)}")
+    n_bins = section.get("n_bins")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
+        raise StageError(f"params.yaml: calibration.n_bins = {n_bins!r}; allowed: an integer >= 1")
+    return method, n_bins
+
+
+def read_logits(path: Path) -> pd.DataFrame:
+    """The logits table at ``path``, validated (StageError naming the file otherwise)."""
+    try:
+        frame = pd.read_parquet(path)
+    except FileNotFoundError as e:
+        raise StageError(f"{path}: not found (run the logits stage first)") from e
+    except Exception as e:  # pyarrow raises several types for a corrupt file
+        raise StageError(f"{path}: not a readable Parquet file: {e}") from e
+    try:
+        cal.validate_logits_frame(frame)
+    except ValueError as e:
+        raise StageError(f"{path}: {e}") from e
+    return frame
+
+
+def split_logits(frame: pd.DataFrame, split: str, path: Path) -> cal.ExitLogits:
+    try:
+        return cal.exit_logits_from_frame(frame, split)
+    except ValueError as e:
+        raise StageError(f"{path}: {e}") from e
+
+
+def fit_temperatures(val: cal.ExitLogits, method: str) -> list[float]:
+    """One temperature per exit, fitted on the validation logits (per exit, or one shared T)."""
+    if method == "global":
+        return cal.fit_global_temperature(list(val.logits), val.labels)
+    return [cal.fit_temperature(z, val.labels) for z in val.logits]
+
+
+def exit_reports(test: cal.ExitLogits, temperatures: list[float], n_bins: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per exit, before (T = 1) and after scaling: metrics rows and reliability bins (test split)."""
+    rows, bins = [], []
+    for k, temperature in enumerate(temperatures, start=1):
+        for name, t in (("conventional", 1.0), ("calibrated", temperature)):
+            z = test.logits[k - 1]
+            probs = cal.softmax(z, t)
+            rows.append(
+                {
+                    "exit": k,
+                    "calibration": name,
+                    "temperature": float(t),
+                    "accuracy": cal.accuracy(probs, test.labels),
+                    "ece": cal.expected_calibration_error(probs, test.labels, n_bins),
+                    "mce": cal.maximum_calibration_error(probs, test.labels, n_bins),
+                    "nll": cal.temperature_nll(z, test.labels, t),
+                    "brier": cal.brier_score(probs, test.labels),
+                }
+            )
+            table = cal.reliability_bins(probs, test.labels, n_bins)
+            table.insert(0, "calibration", name)
+            table.insert(0, "exit", k)
+            bins.append(table)
+    exits = pd.DataFrame(rows).astype({"exit": np.int64})
+    reliability = pd.concat(bins, ignore_index=True).astype({"exit": np.int64})
+    return exits, reliability
+
+
+def main(variant: str) -> None:
+    method, n_bins = calibration_params(read_params())
+    path = Path("data/logits") / f"{variant}.parquet"
+    frame = read_logits(path)
+    val = split_logits(frame, "val", path)
+    test = split_logits(frame, "test", path)
+    temperatures = fit_temperatures(val, method)
+    exits, reliability = exit_reports(test, temperatures, n_bins)
+
+    atomic_write_json(
+        Path("data/calibration") / f"{variant}.json",
+        {"method": method, "temperatures": {str(k): t for k, t in enumerate(temperatures, start=1)}},
+    )
+    atomic_write_parquet(Path("reports/calibration") / f"{variant}_exits.parquet", exits)
+    atomic_write_parquet(Path("reports/calibration") / f"{variant}_reliability.parquet", reliability)
+    for row in exits.itertuples():
+        print(f"{variant} exit {row.exit} {row.calibration}: T={row.temperature:.3f} ECE={row.ece:.4f} NLL={row.nll:.4f}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        print("usage: python -m pipeline.calibrate <variant>", file=sys.stderr)
+        raise SystemExit(2)
+    run_stage("calibrate", main, sys.argv[1])

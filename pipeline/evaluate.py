@@ -1,0 +1,288 @@
+"""Stage evaluate: offloading, outage and missed-deadline metrics (paper III, IV-B..IV-E).
+
+    python -m pipeline.evaluate
+
+For every variant in params ``variants`` and for ``conventional`` (T = 1) and ``calibrated``
+(temperatures of data/calibration/<variant>.json) decisions, reads data/logits/<variant>.parquet
+(test split) and data/profile/<variant>.json, and writes reports/metrics/<variant>/offload.parquet,
+reports/metrics/<variant>/deadline.parquet and reports/metrics.json. Params: ``network``,
+``evaluate``, ``variants`` only. Formulas: docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from eeoffload import offload
+from eeoffload.calibration import ExitLogits
+from pipeline.calibrate import read_logits, split_logits
+from pipeline.io import StageError, atomic_write_json, atomic_write_parquet, read_params, run_stage
+
+HEADLINE_P_TAR = (0.75, 0.825, 0.85, 0.875)
+CALIBRATIONS = ("conventional", "calibrated")
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    uplink_mbps: float
+    rtt_ms: float
+    p_tar: np.ndarray
+    deadline_p_tar: np.ndarray
+    t_tar_ms: np.ndarray
+    batch_size: int
+    batch_order: str
+    resamples: int
+    seed: int
+    variants: dict[str, Any]
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _number(section: dict[str, Any], name: str, key: str, minimum: float, strict: bool) -> float:
+    value = section.get(key)
+    ok = _is_number(value) and (value > minimum if strict else value >= minimum)
+    if not ok:
+        rule = ">" if strict else ">="
+        raise StageError(f"params.yaml: {name}.{key} = {value!r}; allowed: a number {rule} {minimum:g}")
+    return float(value)
+
+
+def _section(params: dict[str, Any], name: str) -> dict[str, Any]:
+    section = params.get(name)
+    if not isinstance(section, dict):
+        raise StageError(f"params.yaml: section {name!r} is missing or not a mapping")
+    return section
+
+
+def value_grid(spec: Any, name: str) -> np.ndarray:
+    """start, start + step, ... up to stop included, rounded to 10 decimals (no float noise)."""
+    if not isinstance(spec, dict) or not all(_is_number(spec.get(k)) for k in ("start", "stop", "step")):
+        raise StageError(f"params.yaml: {name} = {spec!r}; allowed: a mapping of numbers start, stop, step")
+    start, stop, step = float(spec["start"]), float(spec["stop"]), float(spec["step"])
+    if step <= 0 or stop < start:
+        raise StageError(f"params.yaml: {name} = {spec!r}; allowed: step > 0 and stop >= start")
+    n = int(math.floor((stop - start) / step + 1e-9)) + 1
+    return np.round(start + step * np.arange(n), 10)
+
+
+def _check_p_tar(values: np.ndarray, name: str) -> np.ndarray:
+    if len(values) == 0 or not np.all((values > 0) & (values < 1)):
+        raise StageError(f"params.yaml: {name} = {values.tolist()}; allowed: values in (0, 1)")
+    return values
+
+
+def evaluate_params(params: dict[str, Any]) -> EvaluateParams:
+    """Params sections ``network``, ``evaluate`` and ``variants``, validated."""
+    network = _section(params, "network")
+    section = _section(params, "evaluate")
+    variants = params.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise StageError("params.yaml: section 'variants' is missing, empty or not a mapping")
+    p_tar = _check_p_tar(value_grid(section.get("p_tar"), "evaluate.p_tar"), "evaluate.p_tar")
+    deadline = section.get("deadline_p_tar")
+    if not isinstance(deadline, list) or not all(_is_number(p) for p in deadline):
+        raise StageError(f"params.yaml: evaluate.deadline_p_tar = {deadline!r}; allowed: a list of numbers in (0, 1)")
+    deadline_p_tar = _check_p_tar(np.round(np.array(deadline, dtype=np.float64), 10), "evaluate.deadline_p_tar")
+    t_tar = value_grid(section.get("t_tar_ms"), "evaluate.t_tar_ms")
+    if t_tar[0] < 0:
+        raise StageError(f"params.yaml: evaluate.t_tar_ms.start = {t_tar[0]:g}; allowed: a number >= 0")
+    batch_size = section.get("batch_size")
+    if not _is_int(batch_size) or batch_size <= 0:
+        raise StageError(f"params.yaml: evaluate.batch_size = {batch_size!r}; allowed: an integer >= 1")
+    batch_order = section.get("batch_order")
+    if batch_order not in offload.BATCH_ORDERS:
+        allowed = " | ".join(offload.BATCH_ORDERS)
+        raise StageError(f"params.yaml: evaluate.batch_order = {batch_order!r}; allowed: {allowed}")
+    resamples = section.get("resamples")
+    if not _is_int(resamples) or resamples < 1:
+        raise StageError(f"params.yaml: evaluate.resamples = {resamples!r}; allowed: an integer >= 1")
+    seed = section.get("seed")
+    if not _is_int(seed) or seed < 0:
+        raise StageError(f"params.yaml: evaluate.seed = {seed!r}; allowed: an integer >= 0")
+    return EvaluateParams(
+        uplink_mbps=_number(network, "network", "uplink_mbps", 0.0, strict=True),
+        rtt_ms=_number(network, "network", "rtt_ms", 0.0, strict=False),
+        p_tar=p_tar,
+        deadline_p_tar=deadline_p_tar,
+        t_tar_ms=t_tar,
+        batch_size=batch_size,
+        batch_order=batch_order,
+        resamples=resamples,
+        seed=seed,
+        variants=variants,
+    )
+
+
+def _read_json(path: Path, writer: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except FileNotFoundError as e:
+        raise StageError(f"{path}: not found (run the {writer} stage first)") from e
+    except json.JSONDecodeError as e:
+        raise StageError(f"{path}: not valid JSON: {e}") from e
+    if not isinstance(obj, dict):
+        raise StageError(f"{path}: expected a JSON object")
+    return obj
+
+
+def read_temperatures(path: Path, n_exits: int) -> list[float]:
+    """Temperatures of exits 1..n_exits from a calibration JSON, validated."""
+    obj = _read_json(path, "calibrate")
+    temps = obj.get("temperatures")
+    expected = [str(k) for k in range(1, n_exits + 1)]
+    if not isinstance(temps, dict) or sorted(temps, key=str) != sorted(expected):
+        got = sorted(temps) if isinstance(temps, dict) else temps
+        raise StageError(f"{path}: 'temperatures' must have keys {expected} (exits of the logits file), got {got!r}")
+    values = [temps[k] for k in expected]
+    if not all(_is_number(t) and t > 0 for t in values):
+        raise StageError(f"{path}: temperatures must be positive numbers, got {values!r}")
+    return [float(t) for t in values]
+
+
+@dataclass(frozen=True)
+class Profile:
+    device_ms_to_exit: list[float]  # side branches 1..n-1
+    offload_edge_ms: float
+    upload_bytes: float
+    cloud_ms: float
+
+
+def read_profile(path: Path, n_exits: int) -> Profile:
+    """The latency-model inputs of a profile JSON, validated (side branches 1..n_exits-1)."""
+    obj = _read_json(path, "profile")
+    to_exit = obj.get("device_ms_to_exit")
+    needed = [str(k) for k in range(1, n_exits)]
+    if not isinstance(to_exit, dict) or any(k not in to_exit for k in needed):
+        raise StageError(f"{path}: 'device_ms_to_exit' must have keys {needed}, got {to_exit!r}")
+    for key in ("offload_edge_ms", "upload_bytes", "cloud_ms"):
+        if key not in obj:
+            raise StageError(f"{path}: missing key {key!r}")
+    numbers = {f"device_ms_to_exit[{k}]": to_exit[k] for k in needed}
+    numbers |= {key: obj[key] for key in ("offload_edge_ms", "upload_bytes", "cloud_ms")}
+    for key, value in numbers.items():
+        if not (_is_number(value) and value >= 0):
+            raise StageError(f"{path}: {key} must be a number >= 0, got {value!r}")
+    return Profile(
+        device_ms_to_exit=[float(to_exit[k]) for k in needed],
+        offload_edge_ms=float(obj["offload_edge_ms"]),
+        upload_bytes=float(obj["upload_bytes"]),
+        cloud_ms=float(obj["cloud_ms"]),
+    )
+
+
+@dataclass(frozen=True)
+class VariantInputs:
+    test: ExitLogits
+    temperatures: list[float]
+    profile: Profile
+
+
+def read_variant(variant: str, spec: Any) -> VariantInputs:
+    path = Path("data/logits") / f"{variant}.parquet"
+    test = split_logits(read_logits(path), "test", path)
+    branches = spec.get("branches") if isinstance(spec, dict) else None
+    if isinstance(branches, list) and len(branches) + 1 != test.n_exits:
+        raise StageError(
+            f"{path}: {test.n_exits} exits, but params variants.{variant}.branches lists {len(branches)} branches"
+        )
+    temperatures = read_temperatures(Path("data/calibration") / f"{variant}.json", test.n_exits)
+    profile = read_profile(Path("data/profile") / f"{variant}.json", test.n_exits)
+    return VariantInputs(test, temperatures, profile)
+
+
+@dataclass(frozen=True)
+class VariantMetrics:
+    offload: pd.DataFrame
+    deadline: pd.DataFrame
+    headline: dict[str, dict[str, float | None]]
+
+
+def _json_number(x: float) -> float | None:
+    return None if not math.isfinite(x) else round(float(x), 6)
+
+
+def evaluate_variant(inputs: VariantInputs, p: EvaluateParams) -> VariantMetrics:
+    """Both calibrations of one variant: the p_tar grid, the deadline curves and headline numbers."""
+    test = inputs.test
+    n = len(test.labels)
+    order = offload.sample_order(n, p.batch_order, p.seed)
+    orders = offload.resample_orders(n, p.resamples, p.seed)
+    offloaded_ms = offload.offloaded_sample_ms(
+        inputs.profile.offload_edge_ms, inputs.profile.upload_bytes, p.uplink_mbps, p.rtt_ms, inputs.profile.cloud_ms
+    )
+    exit_ms = offload.exit_latency_ms(inputs.profile.device_ms_to_exit, offloaded_ms)
+    headline_p = np.array(HEADLINE_P_TAR)
+    offload_tables, deadline_tables, headline = [], [], {}
+    for name in CALIBRATIONS:
+        temps = inputs.temperatures if name == "calibrated" else [1.0] * test.n_exits
+        conf, correct = offload.exit_confidence(test.logits, test.labels, temps)
+
+        def grid_metrics(grid: np.ndarray) -> dict[str, np.ndarray]:
+            columns = offload.device_metrics(conf, correct, grid)
+            columns["outage"], columns["n_batches"] = offload.outage_probability(conf, correct, grid, order, p.batch_size)
+            mean, low, high = offload.resampled_outage(conf, correct, grid, orders, p.batch_size)
+            columns |= {"outage_resampled": mean, "outage_low": low, "outage_high": high}
+            return columns
+
+        table = pd.DataFrame({"calibration": name, "p_tar": p.p_tar, **grid_metrics(p.p_tar)})
+        offload_tables.append(table.astype({"n_batches": np.int64}))
+        missed = offload.missed_deadline_probability(
+            conf, correct, p.deadline_p_tar, p.t_tar_ms, exit_ms, order, p.batch_size
+        )
+        deadline_tables.append(
+            pd.DataFrame(
+                {
+                    "calibration": name,
+                    "p_tar": np.repeat(p.deadline_p_tar, len(p.t_tar_ms)),
+                    "t_tar_ms": np.tile(p.t_tar_ms, len(p.deadline_p_tar)),
+                    "missed_deadline": missed.ravel(),
+                }
+            )
+        )
+        numbers: dict[str, float | None] = {}
+        at_headline = grid_metrics(headline_p)
+        for key in ("p_device", "acc_device", "acc_total", "outage", "outage_resampled"):
+            for j, pt in enumerate(HEADLINE_P_TAR):
+                numbers[f"{key}@{pt:g}"] = _json_number(at_headline[key][j])
+        for j, pt in enumerate(p.deadline_p_tar):
+            row = missed[j]
+            numbers[f"min_missed_deadline@{pt:g}"] = None if np.isnan(row).all() else _json_number(np.nanmin(row))
+        headline[name] = numbers
+    return VariantMetrics(
+        pd.concat(offload_tables, ignore_index=True), pd.concat(deadline_tables, ignore_index=True), headline
+    )
+
+
+def main() -> None:
+    p = evaluate_params(read_params())
+    inputs = {variant: read_variant(variant, spec) for variant, spec in p.variants.items()}
+    results = {variant: evaluate_variant(data, p) for variant, data in inputs.items()}
+    for variant, result in results.items():
+        folder = Path("reports/metrics") / variant
+        atomic_write_parquet(folder / "offload.parquet", result.offload)
+        atomic_write_parquet(folder / "deadline.parquet", result.deadline)
+    atomic_write_json(Path("reports/metrics.json"), {v: r.headline for v, r in results.items()})
+    for variant, result in results.items():
+        for name, numbers in result.headline.items():
+            print(
+                f"{variant} {name}: p_device@0.85={numbers['p_device@0.85']} "
+                f"acc_device@0.85={numbers['acc_device@0.85']} outage@0.85={numbers['outage@0.85']}"
+            )
+
+
+if __name__ == "__main__":
+    run_stage("evaluate", main)

@@ -1,0 +1,77 @@
+"""Stage logits: every exit's logits on the validation and test splits, as one Parquet file.
+
+``python -m pipeline.logits <variant>``. Reads params ``variants.<variant>.branches``,
+``train.device`` and ``train.num_threads``. Writes data/logits/<variant>.parquet, one row per
+(sample, exit): sample_id int64, split (val|test), label int64, exit int64 (1 = first side branch,
+..., n = final exit), logit_0 ... logit_9 float32.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from eeoffload.model import NUM_CLASSES, BAlexNet
+from eeoffload.training import images_to_tensor, predict_exits
+from pipeline.io import StageError, atomic_write_parquet, read_params, run_stage
+from pipeline.params import DEVICES, torch_device, variant_params
+from pipeline.train import load_split
+
+LOGIT_COLUMNS = [f"logit_{c}" for c in range(NUM_CLASSES)]
+BATCH = 1000
+
+
+def logits_frame(split: str, sample_id: np.ndarray, labels: np.ndarray, exits: list[torch.Tensor]) -> pd.DataFrame:
+    """Rows (sample, exit) of one split, ordered by exit then sample."""
+    frames = []
+    for k, z in enumerate(exits, start=1):
+        df = pd.DataFrame(z.numpy().astype(np.float32), columns=LOGIT_COLUMNS)
+        df.insert(0, "exit", np.full(len(z), k, dtype=np.int64))
+        df.insert(0, "label", labels.astype(np.int64))
+        df.insert(0, "split", split)
+        df.insert(0, "sample_id", sample_id.astype(np.int64))
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)
+
+
+def main(variant: str) -> None:
+    params = read_params()
+    vp = variant_params(params, variant)
+    train = params.get("train") or {}
+    device_name = train.get("device", "auto")
+    if device_name not in DEVICES:
+        raise StageError(f"params.yaml: train.device = {device_name!r}; allowed: {' | '.join(DEVICES)}")
+    device = torch_device(device_name)
+    torch.set_num_threads(int(train.get("num_threads") or os.cpu_count() or 1))
+    model_path = Path("data/models") / f"{variant}.pt"
+    if not model_path.is_file():
+        raise StageError(f"{model_path}: not found; run the train stage first")
+    saved = torch.load(model_path, map_location="cpu", weights_only=True)
+    if saved.get("branches") != vp.branches:
+        raise StageError(f"{model_path}: trained with branches {saved.get('branches')}, params say {vp.branches}")
+    model = BAlexNet(vp.branches)
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except (KeyError, RuntimeError) as e:
+        raise StageError(f"{model_path}: not a B-AlexNet state dict for {vp.branches}: {e}") from None
+    model = model.to(device).to(memory_format=torch.channels_last)
+    frames = []
+    for split in ("val", "test"):
+        arrays = load_split(split)
+        exits = predict_exits(model, images_to_tensor(arrays["images"], device), BATCH)
+        frames.append(logits_frame(split, arrays["sample_id"], arrays["labels"], exits))
+        accs = " ".join(f"exit{k + 1} {float((z.argmax(1).numpy() == arrays['labels']).mean()):.4f}"
+                        for k, z in enumerate(exits))
+        print(f"{variant} {split}: {len(arrays['labels'])} samples, accuracy {accs}", flush=True)
+    atomic_write_parquet(Path("data/logits") / f"{variant}.parquet", pd.concat(frames, ignore_index=True))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m pipeline.logits <variant>")
+    run_stage("logits", main, sys.argv[1])

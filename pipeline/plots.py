@@ -1,0 +1,307 @@
+"""Stage plots: the paper's Figures 2-7 and extra figures, into reports/figures/.
+
+    python -m pipeline.plots
+
+Reads, for every variant of params ``variants``: reports/metrics/<v>/{offload,deadline}.parquet,
+reports/calibration/<v>_{exits,reliability}.parquet, reports/training/<v>.csv,
+data/profile/<v>.json and data/profile/<v>_layers.parquet; params sections ``network``,
+``evaluate`` and ``variants`` only.
+
+Writes reports/figures/: one PNG per figure (and an SVG for each paper figure), plus
+``figures.json``, the manifest the report reads (file names, titles, captions, and the figures
+skipped with the reason). The whole folder is built in a temporary folder beside it and renamed
+into place at the end, so a failed run leaves the previous folder (or none), never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from eeoffload import figures as F
+from eeoffload.claims import paper_variants
+from pipeline.io import StageError, read_params, run_stage
+
+OUT_DIR = Path("reports/figures")
+MANIFEST = "figures.json"
+#: The p_tar values of the paper's Fig. 6 (it omits 0.75 as too low for calibration to matter).
+FIG6_P_TAR = (0.825, 0.85)
+
+OFFLOAD_COLUMNS = ["calibration", "p_tar", "p_device", "conf_device", "acc_device", "acc_total", "outage",
+                   "n_batches", "outage_resampled", "outage_low", "outage_high"]
+DEADLINE_COLUMNS = ["calibration", "p_tar", "t_tar_ms", "missed_deadline"]
+EXITS_COLUMNS = ["exit", "calibration", "temperature", "accuracy", "ece"]
+RELIABILITY_COLUMNS = ["exit", "calibration", "bin", "bin_lower", "bin_upper", "count", "confidence", "accuracy"]
+TRAINING_COLUMNS = ["epoch", "phase", "train_loss", "val_loss"]
+LAYERS_COLUMNS = ["layer", "part", "location", "ms", "output_elements"]
+PROFILE_KEYS = ["device_ms_to_exit", "offload_edge_ms", "upload_bytes", "cloud_ms"]
+
+
+@dataclass
+class VariantInputs:
+    branches: list[str]
+    offload: pd.DataFrame
+    deadline: pd.DataFrame
+    exits: pd.DataFrame
+    reliability: pd.DataFrame
+    training: pd.DataFrame
+    profile: dict[str, Any]
+    layers: pd.DataFrame
+
+
+@dataclass
+class FigureEntry:
+    name: str
+    title: str
+    caption: str
+    group: str  # "paper" or "extra"
+    variant: str | None
+    png: str
+    svg: str | None = None
+
+
+@dataclass
+class Manifest:
+    figures: list[FigureEntry] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def _check_columns(df: pd.DataFrame, columns: list[str], path: Path) -> pd.DataFrame:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise StageError(f"{path}: missing column(s) {', '.join(missing)}")
+    if df.empty:
+        raise StageError(f"{path}: no rows")
+    return df
+
+
+def read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise StageError(f"{path}: not found (run the stage that writes it first)")
+    try:
+        df = pd.read_parquet(path)
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a bad input
+        raise StageError(f"{path}: not a readable Parquet file: {e}") from e
+    return _check_columns(df, columns, path)
+
+
+def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+    if not path.is_file():
+        raise StageError(f"{path}: not found (run the stage that writes it first)")
+    try:
+        df = pd.read_csv(path)
+    except Exception as e:  # noqa: BLE001
+        raise StageError(f"{path}: not a readable CSV file: {e}") from e
+    return _check_columns(df, columns, path)
+
+
+def read_json(path: Path, keys: list[str]) -> dict[str, Any]:
+    if not path.is_file():
+        raise StageError(f"{path}: not found (run the stage that writes it first)")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise StageError(f"{path}: not readable JSON: {e}") from e
+    if not isinstance(obj, dict):
+        raise StageError(f"{path}: expected a JSON object")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise StageError(f"{path}: missing key(s) {', '.join(missing)}")
+    return obj
+
+
+def read_variant(variant: str, branches: list[str], root: Path = Path(".")) -> VariantInputs:
+    m = root / "reports" / "metrics" / variant
+    c = root / "reports" / "calibration"
+    p = root / "data" / "profile"
+    return VariantInputs(
+        branches=branches,
+        offload=read_parquet(m / "offload.parquet", OFFLOAD_COLUMNS),
+        deadline=read_parquet(m / "deadline.parquet", DEADLINE_COLUMNS),
+        exits=read_parquet(c / f"{variant}_exits.parquet", EXITS_COLUMNS),
+        reliability=read_parquet(c / f"{variant}_reliability.parquet", RELIABILITY_COLUMNS),
+        training=read_csv(root / "reports" / "training" / f"{variant}.csv", TRAINING_COLUMNS),
+        profile=read_json(p / f"{variant}.json", PROFILE_KEYS),
+        layers=read_parquet(p / f"{variant}_layers.parquet", LAYERS_COLUMNS),
+    )
+
+
+def parse_params(params: dict[str, Any]) -> tuple[F.NetworkInfo, list[float], dict[str, list[str]]]:
+    """(network info, deadline p_tar values, {variant: branches}) from the network, evaluate and
+    variants sections; StageError on a bad value."""
+    try:
+        network, evaluate, variants = params["network"], params["evaluate"], params["variants"]
+    except KeyError as e:
+        raise StageError(f"params.yaml: missing section {e}") from e
+    try:
+        uplink = float(network["uplink_mbps"])
+        rtt = float(network.get("rtt_ms", 0.0) or 0.0)
+    except (KeyError, TypeError, ValueError) as e:
+        raise StageError(f"params.yaml: network.uplink_mbps/rtt_ms must be numbers ({e})") from e
+    if not uplink > 0:
+        raise StageError("params.yaml: network.uplink_mbps must be > 0")
+    try:
+        deadline_p = [float(x) for x in evaluate.get("deadline_p_tar", [])]
+    except (TypeError, ValueError) as e:
+        raise StageError(f"params.yaml: evaluate.deadline_p_tar must be a list of numbers ({e})") from e
+    batch = evaluate.get("batch_size")
+    resamples = evaluate.get("resamples")
+    if not isinstance(variants, dict) or not variants:
+        raise StageError("params.yaml: variants must be a non-empty mapping")
+    out: dict[str, list[str]] = {}
+    for v, spec in variants.items():
+        br = (spec or {}).get("branches") if isinstance(spec, dict) else None
+        if not isinstance(br, list) or not br:
+            raise StageError(f"params.yaml: variants.{v}.branches must be a non-empty list")
+        out[str(v)] = [str(b) for b in br]
+    net = F.NetworkInfo(uplink_mbps=uplink, rtt_ms=rtt,
+                        batch_size=int(batch) if batch else None, resamples=int(resamples) if resamples else None)
+    return net, deadline_p, out
+
+
+# --------------------------------------------------------------------------- figures
+
+
+def _present(deadline: pd.DataFrame, wanted: list[float] | tuple[float, ...]) -> tuple[list[float], list[float]]:
+    have = deadline["p_tar"].to_numpy(dtype=float)
+    ok = [p for p in wanted if np.isclose(have, p, atol=1e-6).any()]
+    return ok, [p for p in wanted if p not in ok]
+
+
+def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list[float], out: Path) -> Manifest:
+    """Draw every figure into folder ``out`` and return the manifest (not yet written)."""
+    man = Manifest()
+    variants = {v: {"branches": i.branches} for v, i in inputs.items()}
+    one, two = paper_variants(variants)
+    n_branches = {v: len(i.branches) for v, i in inputs.items()}
+    uplink = f"uplink {net.uplink_mbps:g} Mbps" + (f", RTT {net.rtt_ms:g} ms" if net.rtt_ms else "")
+
+    def save(fig, name: str, caption: str, group: str, variant: str | None) -> None:
+        png = f"{name}.png"
+        fig.savefig(out / png, format="png")
+        svg = None
+        if group == "paper":
+            svg = f"{name}.svg"
+            fig.savefig(out / svg, format="svg")
+        title = fig.get_suptitle() or name
+        F.plt.close(fig)
+        man.figures.append(FigureEntry(name, title, caption, group, variant, png, svg))
+
+    def skip(name: str, reason: str) -> None:
+        man.skipped.append({"figure": name, "reason": reason})
+
+    if one is None:
+        for name in ("fig2", "fig3a", "fig3b", "fig3c", "fig4", "fig5"):
+            skip(name, "no variant with exactly one side branch in params variants")
+    else:
+        a = inputs[one]
+        save(F.fig2_p_device(a.offload, one, a.branches), "fig2_p_device",
+             f"Fig. 2 ({one}): share of test samples classified at the side branch, vs the target "
+             f"confidence p_tar. The paper finds calibration lowers it.", "paper", one)
+        save(F.fig3a_acc_vs_conf(a.offload, one, a.branches), "fig3a_acc_vs_conf",
+             "Fig. 3(a): accuracy vs mean confidence of the samples classified on the device, one point per "
+             "p_tar; the dotted identity line is perfect calibration.", "paper", one)
+        save(F.fig3b_acc_device(a.offload, one, a.branches), "fig3b_acc_device",
+             "Fig. 3(b): accuracy on the device vs p_tar; above the dotted line the target is met.", "paper", one)
+        save(F.fig3c_acc_total(a.offload, one, a.branches), "fig3c_acc_total",
+             "Fig. 3(c): accuracy over all test samples (device and cloud) vs p_tar.", "paper", one)
+        save(F.fig4_outage(a.offload, one, a.branches, net), "fig4_outage",
+             f"Fig. 4: inference outage probability (share of batches of {net.batch_size} whose device accuracy "
+             f"is below p_tar). Solid: the fixed batching; dashed and band: mean and 95% interval over "
+             f"{net.resamples} random re-batchings.", "paper", one)
+        ps, missing = _present(a.deadline, deadline_p)
+        if not ps:
+            ps = sorted(float(x) for x in a.deadline["p_tar"].unique())
+            skip("fig5 panels", f"evaluate.deadline_p_tar {deadline_p} not in {one}/deadline.parquet; "
+                 f"plotted the p_tar values it has")
+        elif missing:
+            skip("fig5 panels", f"p_tar {missing} not in {one}/deadline.parquet")
+        save(F.fig5_missed_deadline(a.deadline, ps, one, a.branches, net), f"fig5_missed_deadline_{one}",
+             f"Fig. 5: missed-deadline probability (share of batches whose mean time per sample exceeds "
+             f"t_tar or whose accuracy is below p_tar) vs t_tar, {uplink}.", "paper", one)
+    if two is None:
+        skip("fig6", "no variant with exactly two side branches in params variants")
+    else:
+        b = inputs[two]
+        ps, _ = _present(b.deadline, list(FIG6_P_TAR))
+        if not ps:
+            ps, _ = _present(b.deadline, deadline_p)
+            skip("fig6 panels", f"p_tar {list(FIG6_P_TAR)} not in {two}/deadline.parquet; plotted {ps}")
+        if ps:
+            save(F.fig6_missed_deadline(b.deadline, ps, two, b.branches, net), f"fig6_missed_deadline_{two}",
+                 f"Fig. 6: missed-deadline probability vs t_tar for the two-branch network, {uplink}; compare "
+                 f"with Fig. 5.", "paper", two)
+        else:
+            skip("fig6", f"no deadline curves in {two}/deadline.parquet")
+    pair = {v: inputs[v].offload for v in (one, two) if v is not None}
+    if pair:
+        if len(pair) < 2:
+            skip("fig7 (partial)", "needs a one-branch and a two-branch variant; drew the one present")
+        save(F.fig7_outage_branches(pair, n_branches, net), "fig7_outage_branches",
+             "Fig. 7: inference outage vs p_tar; colour is the calibration, line style the number of side "
+             "branches.", "paper", None)
+    else:
+        skip("fig7", "no one- or two-branch variant")
+
+    for v, i in inputs.items():
+        save(F.reliability_diagrams(i.reliability, i.exits, v, i.branches), f"reliability_{v}",
+             f"Reliability diagrams of {v} on the test split: accuracy vs mean confidence per confidence bin, "
+             f"before (conventional) and after temperature scaling (calibrated).", "extra", v)
+        save(F.latency_breakdown(i.layers, i.profile, v, net, i.branches), f"latency_{v}",
+             f"Latency model of {v}: measured time per layer (left) and per-sample totals (right) for an "
+             f"offloaded sample (edge + upload at {net.uplink_mbps:g} Mbps + cloud) and for each side exit.",
+             "extra", v)
+        save(F.training_curves(i.training, v, i.branches), f"training_{v}",
+             f"Training curves of {v}: losses and validation accuracy per exit by epoch; shaded: the "
+             f"trunk-only phase.", "extra", v)
+    return man
+
+
+def write_folder(target: Path, fill) -> None:
+    """Fill a fresh temporary folder beside ``target`` with ``fill(tmp)``, then swap it in."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        fill(tmp)
+        os.chmod(tmp, 0o755)
+        old = None
+        if target.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.rmdir(old)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> None:
+    params = read_params()
+    net, deadline_p, variants = parse_params(params)
+    inputs = {v: read_variant(v, br) for v, br in variants.items()}
+
+    def fill(tmp: Path) -> None:
+        man = build(inputs, net, deadline_p, tmp)
+        (tmp / MANIFEST).write_text(
+            json.dumps({"figures": [asdict(f) for f in man.figures], "skipped": man.skipped}, indent=2) + "\n",
+            encoding="utf-8",
+        )
+
+    write_folder(OUT_DIR, fill)
+
+
+if __name__ == "__main__":
+    run_stage("plots", main)

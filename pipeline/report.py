@@ -1,0 +1,274 @@
+"""Stage report: reports/index.html, one self-contained page (images inline, CSS inline, no script).
+
+    python -m pipeline.report
+
+Reads reports/figures/ (its figures.json manifest and the PNGs it lists), the metrics of every
+variant of params ``variants`` (reports/metrics/<v>/{offload,deadline}.parquet,
+reports/metrics.json), reports/calibration/<v>_exits.parquet, reports/training/<v>.csv,
+reports/timings/*.json and data/profile/<v>.json; params sections data, train, variants,
+calibration, latency, network, evaluate.
+
+The claims table is computed here from the metrics files by :mod:`eeoffload.claims`. The page
+references nothing outside itself: every image is a ``data:`` URI and the only links are
+in-page anchors. This stage records no timing (it reads reports/timings/).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from eeoffload import claims as C
+from pipeline.io import StageError, atomic_path, read_params, run_stage
+
+OUT = Path("reports/index.html")
+FIGURES = Path("reports/figures")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+TEMPLATE = "report.html.j2"
+PARAM_SECTIONS = ("data", "train", "variants", "calibration", "latency", "network", "evaluate")
+STAGE_ORDER = ("prepare", "train", "logits", "calibrate", "profile", "evaluate", "plots")
+
+
+def _need(path: Path) -> Path:
+    if not path.is_file():
+        raise StageError(f"{path}: not found (run the stage that writes it first)")
+    return path
+
+
+def _read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(_need(path))
+    except StageError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any unreadable file is a bad input
+        raise StageError(f"{path}: not a readable Parquet file: {e}") from e
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise StageError(f"{path}: missing column(s) {', '.join(missing)}")
+    return df
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(_need(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise StageError(f"{path}: not valid JSON: {e}") from e
+
+
+# --------------------------------------------------------------------------- pieces
+
+
+def git_commit(cwd: Path = Path(".")) -> str:
+    """HEAD's commit (with ' (uncommitted changes)' when tracked files differ), or 'unknown'."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        commit = head.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10)
+        if dirty.returncode == 0 and dirty.stdout.strip():
+            commit += " (uncommitted changes)"
+        return commit
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _flat(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested dict as (dotted key, value text) rows."""
+    if isinstance(obj, dict):
+        rows: list[tuple[str, str]] = []
+        for k, v in obj.items():
+            rows += _flat(v, f"{prefix}.{k}" if prefix else str(k))
+        return rows
+    if isinstance(obj, list):
+        return [(prefix, ", ".join(str(x) for x in obj) if all(not isinstance(x, (dict, list)) for x in obj)
+                 else json.dumps(obj))]
+    return [(prefix, "" if obj is None else str(obj))]
+
+
+def machine(profiles: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """Where the report ran, and where the latency model was measured (from the profile files)."""
+    rows = [
+        ("report host", platform.platform()),
+        ("python", sys.version.split()[0]),
+        ("CPU count", str(os.cpu_count())),
+    ]
+    seen: dict[str, str] = {}
+    for v, prof in profiles.items():
+        for side in ("edge", "cloud"):
+            info = prof.get(side)
+            if not info:
+                continue
+            text = "; ".join(f"{k}: {val}" for k, val in _flat(info))
+            if text not in seen.values():
+                seen[f"{side} ({v})"] = text
+    rows += list(seen.items())
+    return rows
+
+
+def timings(folder: Path) -> list[dict[str, Any]]:
+    """reports/timings/*.json as rows, in pipeline order."""
+    rows = []
+    if folder.is_dir():
+        for f in sorted(folder.glob("*.json")):
+            try:
+                t = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError) as e:
+                raise StageError(f"{f}: not valid JSON: {e}") from e
+            rows.append({"stage": t.get("stage", f.stem), "variant": t.get("variant") or "",
+                         "seconds": float(t.get("seconds", float("nan")))})
+    rank = {s: i for i, s in enumerate(STAGE_ORDER)}
+    rows.sort(key=lambda r: (rank.get(r["stage"], len(rank)), r["variant"]))
+    return rows
+
+
+def exit_table(exits: pd.DataFrame, training: pd.DataFrame | None, branches: list[str]) -> list[dict[str, Any]]:
+    """Per exit: test accuracy, temperature, ECE (and NLL) before and after calibration."""
+    rows = []
+    n = int(exits["exit"].max())
+    last = training.sort_values("epoch").iloc[-1] if training is not None and len(training) else None
+    for e in sorted(int(x) for x in exits["exit"].unique()):
+        sub = exits[exits["exit"] == e].set_index("calibration")
+
+        def get(cal: str, col: str) -> float:
+            if cal in sub.index and col in sub.columns:
+                return float(sub.loc[cal, col])
+            return float("nan")
+
+        where = "final exit (cloud)" if e == n else f"side branch after {branches[e - 1]}" if e <= len(branches) \
+            else f"side branch {e}"
+        val = float(last[f"val_acc_exit{e}"]) if last is not None and f"val_acc_exit{e}" in last.index else float("nan")
+        rows.append({
+            "exit": e, "where": where,
+            "accuracy": get(C.CONVENTIONAL, "accuracy"),
+            "accuracy_cal": get(C.CALIBRATED, "accuracy"),
+            "val_acc": val,
+            "temperature": get(C.CALIBRATED, "temperature"),
+            "ece_before": get(C.CONVENTIONAL, "ece"), "ece_after": get(C.CALIBRATED, "ece"),
+            "nll_before": get(C.CONVENTIONAL, "nll"), "nll_after": get(C.CALIBRATED, "nll"),
+        })
+    return rows
+
+
+def inline_png(path: Path) -> str:
+    data = _need(path).read_bytes()
+    if not data.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise StageError(f"{path}: not a PNG file")
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def fmt(x: Any, digits: int = 3) -> str:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if f != f:  # NaN
+        return "–"
+    return f"{f:.{digits}f}"
+
+
+def render(context: dict[str, Any]) -> str:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             autoescape=jinja2.select_autoescape(["html", "j2"]),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["fmt"] = fmt
+    return env.get_template(TEMPLATE).render(**context)
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
+    variants = params.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise StageError("params.yaml: variants must be a non-empty mapping")
+    branches = {v: [str(b) for b in (spec or {}).get("branches", [])] for v, spec in variants.items()}
+    one, two = C.paper_variants(variants)
+
+    offload, deadline, profiles, per_exit = {}, {}, {}, {}
+    for v in variants:
+        m = root / "reports" / "metrics" / v
+        offload[v] = _read_parquet(m / "offload.parquet", ["calibration", "p_tar", "p_device", "acc_device",
+                                                           "acc_total", "outage"])
+        deadline[v] = _read_parquet(m / "deadline.parquet", ["calibration", "p_tar", "t_tar_ms", "missed_deadline"])
+        exits = _read_parquet(root / "reports" / "calibration" / f"{v}_exits.parquet",
+                              ["exit", "calibration", "temperature", "accuracy", "ece"])
+        tpath = _need(root / "reports" / "training" / f"{v}.csv")
+        try:
+            training = pd.read_csv(tpath)
+        except Exception as e:  # noqa: BLE001
+            raise StageError(f"{tpath}: not a readable CSV file: {e}") from e
+        profiles[v] = _read_json(root / "data" / "profile" / f"{v}.json")
+        per_exit[v] = exit_table(exits, training, branches[v])
+    headline = _read_json(root / "reports" / "metrics.json")
+
+    manifest_path = root / FIGURES / "figures.json"
+    manifest = _read_json(manifest_path)
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("figures"), list):
+        raise StageError(f"{manifest_path}: expected {{'figures': [...], 'skipped': [...]}}")
+    figures = []
+    for f in manifest["figures"]:
+        figures.append({**f, "src": inline_png(root / FIGURES / f["png"])})
+
+    table = C.claims_table(offload, deadline, one, two)
+    claims_rows = table.to_dict(orient="records")
+
+    headline_rows = []
+    if isinstance(headline, dict):
+        for v, by_cal in headline.items():
+            if isinstance(by_cal, dict):
+                for cal, metrics in by_cal.items():
+                    if isinstance(metrics, dict):
+                        for k, val in metrics.items():
+                            headline_rows.append({"variant": v, "calibration": cal, "metric": k, "value": val})
+
+    stage_rows = timings(root / "reports" / "timings")
+    return {
+        "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "commit": git_commit(root),
+        "machine": machine(profiles),
+        "params": {s: _flat(params.get(s, {})) for s in PARAM_SECTIONS if s in params},
+        "key_params": [
+            ("uplink rate", f"{params.get('network', {}).get('uplink_mbps', '?')} Mbps"),
+            ("round-trip time", f"{params.get('network', {}).get('rtt_ms', 0)} ms"),
+            ("test batch size", str(params.get("evaluate", {}).get("batch_size", "?"))),
+            ("calibration", str(params.get("calibration", {}).get("method", "?"))),
+            ("variants", "; ".join(f"{v}: {', '.join(b)}" for v, b in branches.items())),
+            ("paper's one-/two-branch network", f"{one or 'none'} / {two or 'none'}"),
+        ],
+        "timings": stage_rows,
+        "total_seconds": sum(r["seconds"] for r in stage_rows if r["seconds"] == r["seconds"]),
+        "per_exit": per_exit,
+        "headline": headline_rows,
+        "figures": figures,
+        "paper_figures": [f for f in figures if f.get("group") == "paper"],
+        "extra_figures": [f for f in figures if f.get("group") != "paper"],
+        "skipped": manifest.get("skipped", []),
+        "claims": claims_rows,
+        "claims_summary": C.summary(table),
+        "tolerances": {"EPS": C.EPS, "NEAR": C.NEAR, "CLOSE_ACC": C.CLOSE_ACC, "VERY_LOW": C.VERY_LOW},
+        "verdicts": {"holds": C.HOLDS, "does_not_hold": C.DOES_NOT_HOLD, "na": C.NOT_APPLICABLE},
+    }
+
+
+def main() -> None:
+    params = read_params()
+    html = render(build_context(params))
+    with atomic_path(OUT) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+        os.chmod(tmp, 0o644)  # a page to open or serve: readable by all, like the figures
+
+
+if __name__ == "__main__":
+    run_stage("report", main, record_timing=False)

@@ -1,0 +1,126 @@
+"""Stage train: joint training of one variant's exits on the prepared training split.
+
+``python -m pipeline.train <variant>``. Reads params ``train`` and ``variants.<variant>``.
+Writes data/models/<variant>.pt (state_dict + branches; load with weights_only=True) and the
+per-epoch history reports/training/<variant>.csv (declared as DVC plots).
+A checkpoint (model, optimizer, RNG states, history) is written to data/checkpoints/<variant>.pt
+after every epoch; a re-run with the same params resumes from it, and it is removed at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from eeoffload.model import BAlexNet
+from eeoffload.training import exit_metrics, images_to_tensor, predict_exits, train_epoch
+from pipeline.io import StageError, atomic_path, atomic_write_text, read_params, run_stage
+from pipeline.params import TrainParams, VariantParams, torch_device, train_params, variant_params
+
+PREPARED = Path("data/prepared")
+EVAL_BATCH = 1000
+
+
+def load_split(name: str) -> dict[str, np.ndarray]:
+    """A prepared split (images, labels, sample_id), checked for shape and dtype."""
+    path = PREPARED / f"{name}.npz"
+    if not path.is_file():
+        raise StageError(f"{path}: not found; run the prepare stage first")
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in ("images", "labels", "sample_id") if k in f}
+    if set(arrays) != {"images", "labels", "sample_id"} or arrays["images"].dtype != np.uint8 \
+            or arrays["images"].shape[1:] != (32, 32, 3) or len(arrays["labels"]) != len(arrays["images"]):
+        raise StageError(f"{path}: expected images uint8 (N,32,32,3), labels and sample_id of length N")
+    return arrays
+
+
+def fingerprint(tp: TrainParams, vp: VariantParams) -> str:
+    """What a checkpoint must match to be resumed: the params and the prepared data."""
+    meta = (PREPARED / "meta.json").read_text() if (PREPARED / "meta.json").is_file() else ""
+    blob = json.dumps([tp.__dict__, vp.__dict__, meta], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def main(variant: str) -> None:
+    params = read_params()
+    tp, vp = train_params(params), variant_params(params, variant)
+    device = torch_device(tp.device)
+    torch.set_num_threads(tp.num_threads or os.cpu_count() or 1)
+    torch.manual_seed(tp.seed)
+    train, val = load_split("train"), load_split("val")
+    x = images_to_tensor(train["images"], device)
+    y = torch.from_numpy(train["labels"]).to(device)
+    x_val = images_to_tensor(val["images"], device)
+    y_val = torch.from_numpy(val["labels"])
+
+    model = BAlexNet(vp.branches).to(device).to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
+    generator = torch.Generator().manual_seed(tp.seed)
+    schedule = ["trunk"] * tp.trunk_epochs + ["joint"] * tp.joint_epochs
+    history: list[dict[str, float | int | str]] = []
+
+    ckpt_path = Path("data/checkpoints") / f"{variant}.pt"
+    fp = fingerprint(tp, vp)
+    if ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
+        if ckpt.get("fingerprint") == fp:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            generator.set_state(ckpt["generator"])
+            torch.set_rng_state(ckpt["torch_rng"])
+            history = list(ckpt["history"])
+            print(f"resuming {variant} from {ckpt_path} after epoch {len(history)}", flush=True)
+        else:
+            print(f"ignoring {ckpt_path}: made with other params or data", flush=True)
+
+    n_exits = model.num_exits
+    trunk_weights = [0.0] * (n_exits - 1) + [1.0]
+    steps = -(-len(x) // tp.batch_size)
+    start_time = time.perf_counter()
+    interactive = sys.stderr.isatty()
+    for epoch in range(len(history) + 1, len(schedule) + 1):
+        phase = schedule[epoch - 1]
+        weights = trunk_weights if phase == "trunk" else vp.exit_weights
+        t0 = time.perf_counter()
+        with tqdm(total=steps, desc=f"{variant} epoch {epoch}/{len(schedule)} ({phase})",
+                  disable=not interactive, leave=False, unit="batch") as bar:
+            loss = train_epoch(model, optimizer, x, y, weights, tp.batch_size, generator, tp.augment,
+                               on_batch=lambda v: (bar.update(1), bar.set_postfix(loss=f"{v:.3f}")))
+        val_loss, val_acc = exit_metrics(predict_exits(model, x_val, EVAL_BATCH), y_val, vp.exit_weights)
+        row: dict[str, float | int | str] = {"epoch": epoch, "phase": phase, "train_loss": round(loss, 6),
+                                             "val_loss": round(val_loss, 6)}
+        row.update({f"val_acc_exit{k + 1}": round(a, 6) for k, a in enumerate(val_acc)})
+        history.append(row)
+        elapsed = time.perf_counter() - t0
+        eta = elapsed * (len(schedule) - epoch)
+        accs = " ".join(f"exit{k + 1} {a:.3f}" for k, a in enumerate(val_acc))
+        print(f"{variant} epoch {epoch}/{len(schedule)} {phase}: loss {loss:.4f} val_loss {val_loss:.4f} "
+              f"val_acc {accs} ({elapsed:.1f} s, eta {eta / 60:.1f} min)", flush=True)
+        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(ckpt_path) as tmp:
+            torch.save({"fingerprint": fp, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                        "history": history}, tmp)
+
+    with atomic_path(Path("data/models") / f"{variant}.pt") as tmp:
+        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "branches": vp.branches}, tmp)
+    atomic_write_text(Path("reports/training") / f"{variant}.csv", pd.DataFrame(history).to_csv(index=False))
+    ckpt_path.unlink(missing_ok=True)
+    print(f"trained {variant} ({len(schedule)} epochs) in {(time.perf_counter() - start_time) / 60:.1f} min "
+          f"on {device}", flush=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m pipeline.train <variant>")
+    run_stage("train", main, sys.argv[1])

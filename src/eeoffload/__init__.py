@@ -1,0 +1,1 @@
+"""Calibration-aided edge inference offloading with early-exit DNNs: the pure library."""

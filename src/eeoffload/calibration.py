@@ -1,0 +1,267 @@
+"""Temperature scaling and calibration metrics (paper section IV-A, eq. 2; Guo et al. [10]).
+
+Pure functions over numpy arrays (torch tensors are accepted and converted). Conventions:
+``logits`` is (N, C), ``probs`` is (N, C) rows summing to 1, ``labels`` is (N,) int class indices.
+A sample's *confidence* is ``max probs`` and its prediction ``argmax probs`` (paper eq. 1).
+
+Also here: :func:`exit_logits_from_frame`, which validates a logits table (the ``logits`` stage's
+Parquet, docs/interfaces.md) and turns one split of it into an (n_exits, N, C) array.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# Search interval for log T in fit_temperature: T in [0.05, 20].
+LOG_T_MIN = math.log(0.05)
+LOG_T_MAX = math.log(20.0)
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0  # 0.618...
+
+
+def as_array(x: Any, dtype: Any = None) -> np.ndarray:
+    """A numpy array from an array-like or a torch tensor (detached, on the CPU)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x, dtype=dtype)
+
+
+def log_softmax(logits: Any, temperature: float = 1.0) -> np.ndarray:
+    """log softmax(z / T) row-wise in float64 (paper eq. 2; T = 1 gives eq. 1)."""
+    z = as_array(logits, np.float64) / float(temperature)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def softmax(logits: Any, temperature: float = 1.0) -> np.ndarray:
+    """p = softmax(z / T) row-wise in float64 (paper eq. 2; T = 1 gives the uncalibrated eq. 1)."""
+    return np.exp(log_softmax(logits, temperature))
+
+
+def _labels(labels: Any, n: int) -> np.ndarray:
+    y = as_array(labels).astype(np.int64, copy=False)
+    if y.shape != (n,):
+        raise ValueError(f"labels: expected shape ({n},), got {y.shape}")
+    return y
+
+
+def temperature_nll(logits: Any, labels: Any, temperature: float) -> float:
+    """Mean NLL of softmax(z / T) at the true labels, computed from logits (the eq. 2 objective)."""
+    logp = log_softmax(logits, temperature)
+    y = _labels(labels, logp.shape[0])
+    return float(-logp[np.arange(len(y)), y].mean())
+
+
+def fit_temperature(logits: Any, labels: Any, tol: float = 1e-7) -> float:
+    """The T > 0 minimising the validation NLL of softmax(z / T) (paper IV-A, eq. 2).
+
+    Golden-section search on log T over [log 0.05, log 20]. NLL is convex in 1/T, so it is
+    unimodal in log T and the search converges to the minimum on that interval (or its edge).
+    Guarantee: NLL(T) <= NLL(1); otherwise (or for empty input) T = 1 is returned.
+    """
+    z = as_array(logits, np.float64)
+    if z.ndim != 2 or z.shape[0] == 0:
+        return 1.0
+    y = _labels(labels, z.shape[0])
+
+    def nll_at(log_t: float) -> float:
+        return temperature_nll(z, y, math.exp(log_t))
+
+    lo, hi = LOG_T_MIN, LOG_T_MAX
+    x1, x2 = hi - _GOLDEN * (hi - lo), lo + _GOLDEN * (hi - lo)
+    f1, f2 = nll_at(x1), nll_at(x2)
+    while hi - lo > tol:
+        if f1 <= f2:
+            hi, x2, f2 = x2, x1, f1
+            x1 = hi - _GOLDEN * (hi - lo)
+            f1 = nll_at(x1)
+        else:
+            lo, x1, f1 = x1, x2, f2
+            x2 = lo + _GOLDEN * (hi - lo)
+            f2 = nll_at(x2)
+    best = 0.5 * (lo + hi)
+    temperature = math.exp(best)
+    if not math.isfinite(temperature) or nll_at(best) > nll_at(0.0):
+        return 1.0
+    return temperature
+
+
+def fit_global_temperature(exit_logits: Sequence[Any], labels: Any) -> list[float]:
+    """Temperatures with one T shared by all side branches (the ``global`` method).
+
+    ``exit_logits`` holds one (N, C) array per exit, side branches first, the final exit last.
+    The shared T minimises the NLL of all side-branch logits pooled together (eq. 2 with a single
+    T); the final exit gets its own T. Returns one temperature per exit.
+    """
+    if len(exit_logits) == 0:
+        return []
+    final = fit_temperature(exit_logits[-1], labels)
+    sides = [as_array(z, np.float64) for z in exit_logits[:-1]]
+    if not sides:
+        return [final]
+    y = as_array(labels).astype(np.int64)
+    shared = fit_temperature(np.concatenate(sides), np.tile(y, len(sides)))
+    return [shared] * len(sides) + [final]
+
+
+def confidence_and_correct(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(max p, argmax p == label) per sample (paper eq. 1: the confidence and its correctness)."""
+    p = as_array(probs, np.float64)
+    y = _labels(labels, p.shape[0])
+    return p.max(axis=1), p.argmax(axis=1) == y
+
+
+def accuracy(probs: Any, labels: Any) -> float:
+    """Fraction of samples whose argmax p is the label."""
+    _, correct = confidence_and_correct(probs, labels)
+    return float(correct.mean()) if len(correct) else float("nan")
+
+
+def negative_log_likelihood(probs: Any, labels: Any) -> float:
+    """Mean -log p[label] (probabilities clipped at the smallest positive float64)."""
+    p = as_array(probs, np.float64)
+    y = _labels(labels, p.shape[0])
+    picked = np.clip(p[np.arange(len(y)), y], np.finfo(np.float64).tiny, None)
+    return float(-np.log(picked).mean())
+
+
+def brier_score(probs: Any, labels: Any) -> float:
+    """Multi-class Brier score: mean over samples of sum_c (p_c - onehot_c)^2."""
+    p = as_array(probs, np.float64)
+    y = _labels(labels, p.shape[0])
+    onehot = np.zeros_like(p)
+    onehot[np.arange(len(y)), y] = 1.0
+    return float(((p - onehot) ** 2).sum(axis=1).mean())
+
+
+def bin_edges(n_bins: int) -> np.ndarray:
+    """n_bins + 1 equal-width confidence bin edges over [0, 1]."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    return np.linspace(0.0, 1.0, n_bins + 1)
+
+
+def reliability_bins(probs: Any, labels: Any, n_bins: int = 15) -> pd.DataFrame:
+    """Reliability-diagram bins (Guo et al. [10]): bin b holds confidences in (lower_b, upper_b].
+
+    Bin 0 also holds confidence 0. Columns: ``bin``, ``bin_lower``, ``bin_upper``, ``count``,
+    ``confidence`` (mean confidence in the bin) and ``accuracy`` (fraction correct); the last two
+    are NaN for an empty bin.
+    """
+    edges = bin_edges(n_bins)
+    conf, correct = confidence_and_correct(probs, labels)
+    index = np.searchsorted(edges[1:-1], conf, side="left")
+    count = np.bincount(index, minlength=n_bins)
+    conf_sum = np.bincount(index, weights=conf, minlength=n_bins)
+    correct_sum = np.bincount(index, weights=correct.astype(np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.where(count > 0, conf_sum / count, np.nan)
+        mean_acc = np.where(count > 0, correct_sum / count, np.nan)
+    return pd.DataFrame(
+        {
+            "bin": np.arange(n_bins, dtype=np.int64),
+            "bin_lower": edges[:-1],
+            "bin_upper": edges[1:],
+            "count": count.astype(np.int64),
+            "confidence": mean_conf,
+            "accuracy": mean_acc,
+        }
+    )
+
+
+def expected_calibration_error(probs: Any, labels: Any, n_bins: int = 15) -> float:
+    """ECE = sum_b (n_b / N) |acc_b - conf_b| over equal-width confidence bins (Guo et al. [10])."""
+    bins = reliability_bins(probs, labels, n_bins)
+    total = int(bins["count"].sum())
+    if total == 0:
+        return float("nan")
+    filled = bins[bins["count"] > 0]
+    gap = (filled["accuracy"] - filled["confidence"]).abs()
+    return float((filled["count"] / total * gap).sum())
+
+
+def maximum_calibration_error(probs: Any, labels: Any, n_bins: int = 15) -> float:
+    """MCE = max over non-empty bins of |acc_b - conf_b| (Guo et al. [10])."""
+    bins = reliability_bins(probs, labels, n_bins)
+    filled = bins[bins["count"] > 0]
+    if filled.empty:
+        return float("nan")
+    return float((filled["accuracy"] - filled["confidence"]).abs().max())
+
+
+@dataclass(frozen=True)
+class ExitLogits:
+    """One split of a logits table: ``logits`` (n_exits, N, C) float32, exits 1..n in order."""
+
+    logits: np.ndarray
+    labels: np.ndarray  # (N,) int64
+    sample_id: np.ndarray  # (N,) int64, ascending
+
+    @property
+    def n_exits(self) -> int:
+        return int(self.logits.shape[0])
+
+
+def logit_columns(frame: pd.DataFrame) -> list[str]:
+    """The ``logit_0..logit_{C-1}`` column names of a logits table, checked to be contiguous."""
+    names = [c for c in frame.columns if str(c).startswith("logit_")]
+    expected = [f"logit_{i}" for i in range(len(names))]
+    if len(names) < 2 or set(names) != set(expected):
+        raise ValueError(f"expected columns logit_0..logit_<C-1> (C >= 2), got {names}")
+    return expected
+
+
+def validate_logits_frame(frame: pd.DataFrame) -> None:
+    """Check a logits table against docs/interfaces.md; ValueError saying what is wrong."""
+    int_columns = ("sample_id", "label", "exit")
+    for column in (*int_columns, "split"):
+        if column not in frame.columns:
+            raise ValueError(f"missing column {column!r}")
+    for column in int_columns:
+        if frame[column].dtype != np.int64:
+            raise ValueError(f"column {column!r} must be int64, got {frame[column].dtype}")
+    if not (pd.api.types.is_string_dtype(frame["split"]) or frame["split"].dtype == object):
+        raise ValueError(f"column 'split' must be str, got {frame['split'].dtype}")
+    for column in logit_columns(frame):
+        if frame[column].dtype != np.float32:
+            raise ValueError(f"column {column!r} must be float32, got {frame[column].dtype}")
+    exits = np.sort(frame["exit"].unique())
+    if len(exits) == 0 or not np.array_equal(exits, np.arange(1, len(exits) + 1)):
+        raise ValueError(f"exits must be numbered 1..n, got {exits.tolist()}")
+
+
+def exit_logits_from_frame(frame: pd.DataFrame, split: str) -> ExitLogits:
+    """The rows of ``split`` as (n_exits, N, C) logits, samples in ascending sample_id.
+
+    Validates the table first; every exit must hold the same samples with the same labels.
+    """
+    validate_logits_frame(frame)
+    columns = logit_columns(frame)
+    rows = frame[frame["split"] == split]
+    if rows.empty:
+        raise ValueError(f"no rows with split == {split!r}")
+    n_exits = int(frame["exit"].max())
+    per_exit = []
+    sample_id = labels = None
+    for k in range(1, n_exits + 1):
+        part = rows[rows["exit"] == k].sort_values("sample_id", kind="stable")
+        ids = part["sample_id"].to_numpy(np.int64)
+        if np.any(np.diff(ids) == 0):
+            raise ValueError(f"split {split!r}, exit {k}: duplicate sample_id")
+        if sample_id is None:
+            sample_id, labels = ids, part["label"].to_numpy(np.int64)
+        elif not np.array_equal(ids, sample_id):
+            raise ValueError(f"split {split!r}: exit {k} does not hold the same samples as exit 1")
+        elif not np.array_equal(part["label"].to_numpy(np.int64), labels):
+            raise ValueError(f"split {split!r}: exit {k} has labels differing from exit 1")
+        per_exit.append(part[columns].to_numpy(np.float32))
+    assert sample_id is not None and labels is not None
+    n_classes = len(columns)
+    if labels.min() < 0 or labels.max() >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}")
+    return ExitLogits(np.stack(per_exit), labels, sample_id)

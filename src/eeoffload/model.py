@@ -1,0 +1,181 @@
+"""B-AlexNet: BranchyNet's CIFAR-10 AlexNet (32x32 input) with side branches placed by layer name.
+
+Read top to bottom: the trunk is a list of named layers (paper Fig. 1; BranchyNet [5]); a side
+branch is a small classifier head attached after one trunk layer; the device runs every trunk
+layer up to the last branch point plus the branches, the cloud runs the remaining trunk layers.
+
+Trunk (shapes for one 3x32x32 image):
+
+    conv1  5x5, 32, pad 2    -> 32x32x32
+    relu1
+    pool1  max 3/2, ceil     -> 32x16x16
+    lrn1
+    conv2  5x5, 64, pad 2    -> 64x16x16
+    relu2
+    pool2  max 3/2, ceil     -> 64x8x8
+    lrn2
+    conv3  3x3, 96, pad 1    -> 96x8x8
+    relu3
+    conv4  3x3, 96, pad 1    -> 96x8x8
+    relu4
+    conv5  3x3, 64, pad 1    -> 64x8x8
+    relu5
+    pool5  max 3/2, ceil     -> 64x4x4
+    flatten                  -> 1024
+    fc1 256, relu6, drop6 0.5
+    fc2 128, relu7, drop7 0.5
+    fc3 10                   -> final exit
+
+Side branch after a layer with a CxHxW output (see :func:`branch_head`): pool 3/2 (only if H > 4),
+LRN, conv 3x3 32 pad 1, ReLU, pool 3/2 (only if the map is still larger than 4x4), flatten, FC 10.
+After a vector layer (relu6, relu7): FC 10.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+NUM_CLASSES = 10
+INPUT_SHAPE = (3, 32, 32)
+
+# Chainer's LRN (n=5, k=2, alpha=1e-4, beta=0.75) uses alpha * sum; torch uses alpha / n * sum.
+_LRN = {"size": 5, "alpha": 1e-4 * 5, "beta": 0.75, "k": 2.0}
+
+
+class BranchPlacementError(ValueError):
+    """A branch placement names a layer that does not exist or cannot carry a branch."""
+
+
+def _pool() -> nn.MaxPool2d:
+    """Max pooling 3/2 that rounds up like Chainer (ceil_mode, no padding): 32->16->8->4."""
+    return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
+
+
+def trunk_layers(num_classes: int = NUM_CLASSES) -> list[tuple[str, nn.Module]]:
+    """The named layers of the B-AlexNet trunk, in execution order."""
+    return [
+        ("conv1", nn.Conv2d(3, 32, 5, padding=2)),
+        ("relu1", nn.ReLU()),
+        ("pool1", _pool()),
+        ("lrn1", nn.LocalResponseNorm(**_LRN)),
+        ("conv2", nn.Conv2d(32, 64, 5, padding=2)),
+        ("relu2", nn.ReLU()),
+        ("pool2", _pool()),
+        ("lrn2", nn.LocalResponseNorm(**_LRN)),
+        ("conv3", nn.Conv2d(64, 96, 3, padding=1)),
+        ("relu3", nn.ReLU()),
+        ("conv4", nn.Conv2d(96, 96, 3, padding=1)),
+        ("relu4", nn.ReLU()),
+        ("conv5", nn.Conv2d(96, 64, 3, padding=1)),
+        ("relu5", nn.ReLU()),
+        ("pool5", _pool()),
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(64 * 4 * 4, 256)),
+        ("relu6", nn.ReLU()),
+        ("drop6", nn.Dropout(0.5)),
+        ("fc2", nn.Linear(256, 128)),
+        ("relu7", nn.ReLU()),
+        ("drop7", nn.Dropout(0.5)),
+        ("fc3", nn.Linear(128, num_classes)),
+    ]
+
+
+def branchable_layers() -> list[str]:
+    """Names of the layers a side branch may follow: every ReLU and pooling layer of the trunk."""
+    return [name for name, layer in trunk_layers() if isinstance(layer, (nn.ReLU, nn.MaxPool2d))]
+
+
+def trunk_output_shapes() -> dict[str, tuple[int, ...]]:
+    """Output shape (without the batch dimension) of every trunk layer for a 3x32x32 input."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    x = torch.zeros(1, *INPUT_SHAPE)
+    with torch.no_grad():
+        for name, layer in trunk_layers():
+            x = layer.eval()(x)
+            shapes[name] = tuple(x.shape[1:])
+    return shapes
+
+
+def _pooled(size: int) -> int:
+    return math.ceil((size - 3) / 2) + 1
+
+
+def branch_head(in_shape: tuple[int, ...], num_classes: int = NUM_CLASSES) -> nn.Sequential:
+    """A side-branch classifier sized to the shape of the trunk tensor it reads."""
+    if len(in_shape) == 1:  # a vector layer (relu6, relu7): a linear classifier
+        return nn.Sequential(OrderedDict(fc=nn.Linear(in_shape[0], num_classes)))
+    channels, size, _ = in_shape
+    layers: list[tuple[str, nn.Module]] = []
+    if size > 4:
+        layers.append(("pool_a", _pool()))
+        size = _pooled(size)
+    layers += [
+        ("lrn", nn.LocalResponseNorm(**_LRN)),
+        ("conv", nn.Conv2d(channels, 32, 3, padding=1)),
+        ("relu", nn.ReLU()),
+    ]
+    if size > 4:
+        layers.append(("pool_b", _pool()))
+        size = _pooled(size)
+    layers += [("flatten", nn.Flatten()), ("fc", nn.Linear(32 * size * size, num_classes))]
+    return nn.Sequential(OrderedDict(layers))
+
+
+def validate_branches(branches: Sequence[str]) -> list[str]:
+    """Check branch placements and return them in trunk order.
+
+    Raises:
+        BranchPlacementError: unknown or non-branchable layer name, a duplicate, or no branch.
+    """
+    allowed = branchable_layers()
+    if len(branches) == 0:
+        raise BranchPlacementError(f"no side branch given; allowed placements: {', '.join(allowed)}")
+    for name in branches:
+        if name not in allowed:
+            raise BranchPlacementError(
+                f"unknown branch placement {name!r}; allowed placements: {', '.join(allowed)}"
+            )
+    if len(set(branches)) != len(branches):
+        raise BranchPlacementError(f"duplicate branch placement in {list(branches)}")
+    return sorted(branches, key=allowed.index)
+
+
+class BAlexNet(nn.Module):
+    """B-AlexNet with side branches after the named trunk layers.
+
+    ``forward`` returns one logits tensor per exit, shape (B, 10) each: the side branches in trunk
+    order (exit 1, 2, ...), then the final exit (exit n).
+    """
+
+    def __init__(self, branches: Sequence[str], num_classes: int = NUM_CLASSES) -> None:
+        super().__init__()
+        self.branch_points = validate_branches(branches)
+        self.trunk = nn.Sequential(OrderedDict(trunk_layers(num_classes)))
+        shapes = trunk_output_shapes()
+        self.branches = nn.ModuleDict(
+            {name: branch_head(shapes[name], num_classes) for name in self.branch_points}
+        )
+
+    @property
+    def num_exits(self) -> int:
+        return len(self.branch_points) + 1
+
+    @property
+    def partition_layer(self) -> str:
+        """The last trunk layer the device runs: the tensor after it is uploaded to the cloud."""
+        return self.branch_points[-1]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        # x: (B, 3, 32, 32) normalised images
+        exits: list[torch.Tensor] = []
+        for name, layer in self.trunk.named_children():
+            x = layer(x)
+            if name in self.branches:
+                exits.append(self.branches[name](x))  # (B, 10)
+        exits.append(x)  # final exit, (B, 10)
+        return exits

@@ -1,0 +1,291 @@
+"""The paper's offloading model and metrics (sections III and IV-B..IV-E), vectorised over p_tar.
+
+Conventions. Exits are indexed 0..n_exits-1 here: 0..n_exits-2 are the side branches in trunk
+order (exits 1..n-1 of the logits file) and n_exits-1 is the final exit in the cloud, i.e. the
+sample was *offloaded*. Per-exit inputs are arrays of shape (n_exits, N):
+``confidence[k, s] = max softmax(z_k(s) / T_k)`` and ``correct[k, s] = argmax z_k(s) == label(s)``.
+``p_tar`` is a 1-D grid (any order); results come back in the grid's order.
+
+Decision rule (section III): a sample leaves at the FIRST side branch k whose confidence is
+>= p_tar, otherwise it is offloaded and the final exit classifies it. With m_k the running maximum
+of the side-branch confidences (m_k = max_{j<=k} conf_j), the exit is the first k with
+m_k >= p_tar, so exit k is taken exactly for p_tar in (m_{k-1}, m_k]: an interval of the sorted
+grid. Batch metrics count, per batch, how many samples take each exit at every grid point with
+difference arrays over those intervals (one bincount + cumsum), which makes the R re-batchings of
+the outage interval cheap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from eeoffload.calibration import as_array, softmax
+
+BATCH_ORDERS = ("sample_id", "shuffled")
+
+
+def exit_confidence(
+    exit_logits: Any, labels: Any, temperatures: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(confidence, correct), each (n_exits, N): max softmax(z_k / T_k) (eq. 2) and correctness."""
+    logits = as_array(exit_logits)
+    y = as_array(labels).astype(np.int64)
+    if len(temperatures) != logits.shape[0]:
+        raise ValueError(f"{len(temperatures)} temperatures for {logits.shape[0]} exits")
+    confidence = np.empty(logits.shape[:2], dtype=np.float64)
+    correct = np.empty(logits.shape[:2], dtype=bool)
+    for k, temperature in enumerate(temperatures):
+        probs = softmax(logits[k], temperature)
+        confidence[k] = probs.max(axis=1)
+        correct[k] = probs.argmax(axis=1) == y
+    return confidence, correct
+
+
+def _check(confidence: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
+    conf = np.asarray(confidence, dtype=np.float64)
+    corr = np.asarray(correct, dtype=bool)
+    if conf.ndim != 2 or conf.shape != corr.shape or conf.shape[0] < 1:
+        raise ValueError(f"confidence and correct must be (n_exits, N), got {conf.shape}, {corr.shape}")
+    return conf, corr
+
+
+def first_confident_exit(side_confidence: Any, p_tar: Any) -> np.ndarray:
+    """(N, P) exit index per sample and p_tar: the first side branch k with conf_k >= p_tar,
+    n_side (the final exit, i.e. offloaded) when none is confident enough (section III)."""
+    side = np.asarray(side_confidence, dtype=np.float64)
+    grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
+    if side.shape[0] == 0:
+        return np.zeros((side.shape[1], len(grid)), dtype=np.int64)
+    running_max = np.maximum.accumulate(side, axis=0)
+    return (running_max[:, :, None] < grid[None, None, :]).sum(axis=0, dtype=np.int64)
+
+
+def device_metrics(confidence: Any, correct: Any, p_tar: Any) -> dict[str, np.ndarray]:
+    """Per p_tar (section IV-B, IV-C): ``p_device`` (fraction classified on the device),
+    ``conf_device`` and ``acc_device`` (mean confidence and accuracy of those samples, NaN if
+    there are none) and ``acc_total`` (accuracy over all samples, offloaded ones by the final exit).
+    """
+    conf, corr = _check(confidence, correct)
+    n_exits, n = conf.shape
+    exit_index = first_confident_exit(conf[:-1], p_tar)  # (N, P)
+    on_device = exit_index < n_exits - 1
+    chosen_conf = np.take_along_axis(conf.T, exit_index, axis=1)
+    chosen_correct = np.take_along_axis(corr.T, exit_index, axis=1)
+    n_device = on_device.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        conf_device = np.where(on_device, chosen_conf, 0.0).sum(axis=0) / n_device
+        acc_device = (chosen_correct & on_device).sum(axis=0) / n_device
+    nan = np.full(len(n_device), np.nan)
+    return {
+        "p_device": n_device / n if n else nan,
+        "conf_device": np.where(n_device > 0, conf_device, np.nan),
+        "acc_device": np.where(n_device > 0, acc_device, np.nan),
+        "acc_total": chosen_correct.sum(axis=0) / n if n else nan,
+    }
+
+
+def batch_of_sample(order: Any, batch_size: int) -> tuple[np.ndarray, int]:
+    """Cut samples, taken in ``order`` (a permutation of 0..N-1), into consecutive batches.
+
+    Returns (batch index per sample, n_batches); the last partial batch is dropped (index -1).
+    """
+    order = np.asarray(order, dtype=np.int64)
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be > 0, got {batch_size}")
+    n_batches = len(order) // batch_size
+    position_batch = np.arange(len(order)) // batch_size
+    batch = np.full(len(order), -1, dtype=np.int64)
+    batch[order] = np.where(position_batch < n_batches, position_batch, -1)
+    return batch, n_batches
+
+
+def sample_order(n: int, batch_order: str, seed: int) -> np.ndarray:
+    """Order of the test samples (already in ascending sample_id) before batching: ``sample_id``
+    keeps it, ``shuffled`` is a permutation seeded by ``seed``."""
+    if batch_order == "sample_id":
+        return np.arange(n, dtype=np.int64)
+    if batch_order == "shuffled":
+        return np.random.default_rng(seed).permutation(n)
+    raise ValueError(f"batch_order must be one of {BATCH_ORDERS}, got {batch_order!r}")
+
+
+def resample_orders(n: int, resamples: int, seed: int) -> np.ndarray:
+    """(R, N) random re-batchings for the resampled outage (independent of :func:`sample_order`)."""
+    rng = np.random.default_rng([seed, 1])
+    return np.stack([rng.permutation(n) for _ in range(resamples)]) if resamples else np.empty((0, n), np.int64)
+
+
+@dataclass(frozen=True)
+class BatchExitCounts:
+    """Per batch (G), exit (n_exits) and p_tar (P, grid order as given): samples that take the
+    exit, and those of them classified correctly."""
+
+    taken: np.ndarray  # (G, n_exits, P) int64
+    correct: np.ndarray  # (G, n_exits, P) int64
+
+    @property
+    def device(self) -> np.ndarray:
+        return self.taken[:, :-1].sum(axis=1)
+
+    @property
+    def device_correct(self) -> np.ndarray:
+        return self.correct[:, :-1].sum(axis=1)
+
+    @property
+    def total_correct(self) -> np.ndarray:
+        return self.correct.sum(axis=1)
+
+
+def batch_exit_counts(
+    confidence: Any, correct: Any, p_tar: Any, batch: np.ndarray, n_batches: int
+) -> BatchExitCounts:
+    """Count exits per batch for every p_tar. ``batch`` is (N,) or (R, N) batch indices (-1: in no
+    batch); with (R, N) the batches of row r are numbered r*n_batches + b."""
+    conf, corr = _check(confidence, correct)
+    grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
+    ascending = np.argsort(grid, kind="stable")
+    rank = np.empty_like(ascending)
+    rank[ascending] = np.arange(len(grid))
+    sorted_grid = grid[ascending]
+    n_exits, n = conf.shape
+    n_grid = len(sorted_grid)
+
+    # Exit k is taken on grid points [bounds[k], bounds[k+1]).
+    running_max = np.maximum.accumulate(conf[:-1], axis=0) if n_exits > 1 else np.empty((0, n))
+    bounds = np.concatenate(
+        [
+            np.zeros((1, n), np.int64),
+            np.searchsorted(sorted_grid, running_max, side="right").reshape(n_exits - 1, n),
+            np.full((1, n), n_grid, np.int64),
+        ]
+    )
+
+    batch = np.atleast_2d(np.asarray(batch, dtype=np.int64))
+    n_rows = batch.shape[0]
+    n_groups = n_rows * n_batches
+    width = n_grid + 1
+    keep = batch >= 0
+    group = (batch + np.arange(n_rows)[:, None] * n_batches)[keep]  # (kept,)
+    sample = np.broadcast_to(np.arange(n), batch.shape)[keep]
+
+    def interval_counts(k: int, mask: np.ndarray) -> np.ndarray:
+        g, s = group[mask[sample]], sample[mask[sample]]
+        size = n_groups * width
+        diff = np.bincount(g * width + bounds[k, s], minlength=size) - np.bincount(
+            g * width + bounds[k + 1, s], minlength=size
+        )
+        return diff.reshape(n_groups, width).cumsum(axis=1)[:, :-1]
+
+    everyone = np.ones(n, dtype=bool)
+    taken = np.stack([interval_counts(k, everyone) for k in range(n_exits)], axis=1)
+    right = np.stack([interval_counts(k, corr[k]) for k in range(n_exits)], axis=1)
+    return BatchExitCounts(taken[:, :, rank], right[:, :, rank])
+
+
+def _outage_from_counts(counts: BatchExitCounts, p_tar: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(R, P) outage fraction and (R, P) counted batches from per-batch counts."""
+    device = counts.device.reshape(n_rows, -1, len(p_tar))
+    device_correct = counts.device_correct.reshape(n_rows, -1, len(p_tar))
+    counted = device > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        below = device_correct / device < p_tar
+    n_counted = counted.sum(axis=1)
+    n_outage = (below & counted).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        outage = np.where(n_counted > 0, n_outage / n_counted, np.nan)
+    return outage, n_counted
+
+
+def outage_probability(
+    confidence: Any, correct: Any, p_tar: Any, order: Any, batch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Inference outage probability (section IV-D) per p_tar, and the number of batches counted.
+
+    Samples in ``order`` are cut into consecutive batches of ``batch_size`` (last partial batch
+    dropped). A batch is an outage if the accuracy of its device-classified samples is < p_tar;
+    batches with no device-classified sample are left out. Outage is NaN if no batch counts.
+    """
+    grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
+    batch, n_batches = batch_of_sample(order, batch_size)
+    counts = batch_exit_counts(confidence, correct, grid, batch, n_batches)
+    outage, n_counted = _outage_from_counts(counts, grid, 1)
+    return outage[0], n_counted[0]
+
+
+def resampled_outage(
+    confidence: Any, correct: Any, p_tar: Any, orders: np.ndarray, batch_size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Outage over R re-batchings (rows of ``orders``): the mean and the 2.5% / 97.5% percentiles
+    per p_tar, over the re-batchings where at least one batch counts (NaN if none)."""
+    grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
+    orders = np.atleast_2d(np.asarray(orders, dtype=np.int64))
+    nan = np.full(len(grid), np.nan)
+    if orders.shape[0] == 0:
+        return nan, nan.copy(), nan.copy()
+    batches = [batch_of_sample(order, batch_size) for order in orders]
+    n_batches = batches[0][1]
+    if n_batches == 0:
+        return nan, nan.copy(), nan.copy()
+    batch = np.stack([b for b, _ in batches])
+    counts = batch_exit_counts(confidence, correct, grid, batch, n_batches)
+    outage, _ = _outage_from_counts(counts, grid, len(orders))
+    defined = ~np.isnan(outage).all(axis=0)
+    mean, low, high = nan.copy(), nan.copy(), nan.copy()
+    if defined.any():
+        o = outage[:, defined]
+        mean[defined] = np.nanmean(o, axis=0)
+        low[defined], high[defined] = np.nanpercentile(o, [2.5, 97.5], axis=0)
+    return mean, low, high
+
+
+def offloaded_sample_ms(
+    offload_edge_ms: float, upload_bytes: float, uplink_mbps: float, rtt_ms: float, cloud_ms: float
+) -> float:
+    """Time of an offloaded sample (section IV-E): edge compute up to the partition point, upload
+    of the partition tensor (bytes * 8 / (Mbps * 1e6) s), round trip, then cloud compute."""
+    upload_ms = upload_bytes * 8.0 / (uplink_mbps * 1e6) * 1e3
+    return offload_edge_ms + upload_ms + rtt_ms + cloud_ms
+
+
+def exit_latency_ms(device_ms_to_exit: Sequence[float], offloaded_ms: float) -> np.ndarray:
+    """(n_exits,) per-sample time by exit: device time to side branch k, then the offloaded time."""
+    return np.array([*device_ms_to_exit, offloaded_ms], dtype=np.float64)
+
+
+def sample_latency_ms(exit_index: Any, exit_ms: Any) -> np.ndarray:
+    """Per-sample time for exit indices from :func:`first_confident_exit` (same shape)."""
+    return np.asarray(exit_ms, dtype=np.float64)[np.asarray(exit_index)]
+
+
+def missed_deadline_probability(
+    confidence: Any,
+    correct: Any,
+    p_tar: Any,
+    t_tar_ms: Any,
+    exit_ms: Any,
+    order: Any,
+    batch_size: int,
+) -> np.ndarray:
+    """(P, T) missed-deadline probability (section IV-E) per p_tar and deadline t_tar.
+
+    A batch (consecutive in ``order``, last partial one dropped) misses if the MEAN per-sample
+    time exceeds t_tar or its total accuracy (device and cloud samples) is < p_tar; the probability
+    is the fraction of batches that miss (NaN without a full batch).
+    """
+    grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
+    deadlines = np.atleast_1d(np.asarray(t_tar_ms, dtype=np.float64))
+    ms = np.asarray(exit_ms, dtype=np.float64)
+    batch, n_batches = batch_of_sample(order, batch_size)
+    if n_batches == 0:
+        return np.full((len(grid), len(deadlines)), np.nan)
+    counts = batch_exit_counts(confidence, correct, grid, batch, n_batches)
+    if len(ms) != counts.taken.shape[1]:
+        raise ValueError(f"exit_ms has {len(ms)} entries for {counts.taken.shape[1]} exits")
+    mean_ms = np.einsum("gkp,k->gp", counts.taken.astype(np.float64), ms) / batch_size
+    total_accuracy = counts.total_correct / batch_size
+    missed = (mean_ms[:, :, None] > deadlines[None, None, :]) | (total_accuracy < grid)[:, :, None]
+    return missed.mean(axis=0)

@@ -1,0 +1,104 @@
+"""Joint training of all exits of an early-exit network (BranchyNet [5], paper Section IV-A).
+
+Loss = sum_k w_k * CE(z_k, y) over the exits k (side branches, then the final exit). No label
+smoothing or mixup: those change calibration by themselves, and calibration is what we study.
+Augmentation (random crop with 4-pixel padding, horizontal flip) runs on whole tensor batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# CIFAR-10 training-set channel statistics.
+MEAN = (0.4914, 0.4822, 0.4465)
+STD = (0.2470, 0.2435, 0.2616)
+CROP_PAD = 4
+
+
+def images_to_tensor(images: np.ndarray, device: str | torch.device = "cpu") -> torch.Tensor:
+    """uint8 (N, 32, 32, 3) -> normalised float32 (N, 3, 32, 32) in channels-last memory."""
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float().div_(255.0)  # (N, 3, 32, 32)
+    mean = torch.tensor(MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(STD, device=x.device).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Random crop (zero padding 4) and horizontal flip of a batch, one draw per image."""
+    b, _, h, w = x.shape
+    padded = F.pad(x, (CROP_PAD,) * 4)  # (B, C, H+8, W+8)
+    dev = x.device
+    dy = torch.randint(0, 2 * CROP_PAD + 1, (b,), generator=generator, device="cpu").to(dev)
+    dx = torch.randint(0, 2 * CROP_PAD + 1, (b,), generator=generator, device="cpu").to(dev)
+    flip = torch.rand(b, generator=generator, device="cpu").to(dev) < 0.5
+    rows = dy[:, None] + torch.arange(h, device=dev)  # (B, H)
+    cols = dx[:, None] + torch.arange(w, device=dev)  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)
+    idx = torch.arange(b, device=dev)[:, None, None]
+    out = padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+
+
+def weighted_exit_loss(
+    exits: Sequence[torch.Tensor], labels: torch.Tensor, weights: Sequence[float]
+) -> torch.Tensor:
+    """BranchyNet's joint loss: sum over exits of weight * cross-entropy; zero weights skipped."""
+    terms = [w * F.cross_entropy(z, labels) for z, w in zip(exits, weights, strict=True) if w != 0]
+    return torch.stack(terms).sum()
+
+
+def train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    weights: Sequence[float],
+    batch_size: int,
+    generator: torch.Generator,
+    augment: bool,
+    on_batch: Callable[[float], None] | None = None,
+) -> float:
+    """One pass over (x, y) in a seeded random order; returns the mean training loss."""
+    model.train()
+    order = torch.randperm(len(x), generator=generator).to(x.device)
+    total, seen = 0.0, 0
+    for start in range(0, len(x), batch_size):
+        idx = order[start : start + batch_size]
+        xb, yb = x[idx], y[idx]
+        if augment:
+            xb = augment_batch(xb, generator)
+        loss = weighted_exit_loss(model(xb), yb, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        value = float(loss.detach())
+        total += value * len(idx)
+        seen += len(idx)
+        if on_batch is not None:
+            on_batch(value)
+    return total / seen
+
+
+@torch.no_grad()
+def predict_exits(model: nn.Module, x: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
+    """Logits of every exit for every sample, in eval mode: a list of (N, 10) float32 CPU tensors."""
+    model.eval()
+    chunks: list[list[torch.Tensor]] = []
+    for start in range(0, len(x), batch_size):
+        chunks.append([z.float().cpu() for z in model(x[start : start + batch_size])])
+    return [torch.cat([c[k] for c in chunks]) for k in range(len(chunks[0]))]
+
+
+def exit_metrics(
+    logits: Sequence[torch.Tensor], labels: torch.Tensor, weights: Sequence[float]
+) -> tuple[float, list[float]]:
+    """(weighted loss, accuracy per exit) of precomputed logits."""
+    labels = labels.cpu()
+    loss = float(weighted_exit_loss(logits, labels, weights))
+    accs = [float((z.argmax(1) == labels).float().mean()) for z in logits]
+    return loss, accs
