@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,22 +23,7 @@ from pipeline.io import (
     read_params,
     run_stage,
 )
-
-METHODS = ("per_exit", "global")
-
-
-def calibration_params(params: dict[str, Any]) -> tuple[str, int]:
-    """(method, n_bins) from params section ``calibration``; StageError naming a bad key."""
-    section = params.get("calibration")
-    if not isinstance(section, dict):
-        raise StageError("params.yaml: section 'calibration' is missing or not a mapping")
-    method = section.get("method")
-    if method not in METHODS:
-        raise StageError(f"params.yaml: calibration.method = {method!r}; allowed: {' | '.join(METHODS)}")
-    n_bins = section.get("n_bins")
-    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 1:
-        raise StageError(f"params.yaml: calibration.n_bins = {n_bins!r}; allowed: an integer >= 1")
-    return method, n_bins
+from pipeline.params import calibration_params
 
 
 def read_logits(path: Path) -> pd.DataFrame:
@@ -52,8 +36,19 @@ def read_logits(path: Path) -> pd.DataFrame:
         raise StageError(f"{path}: not a readable Parquet file: {e}") from e
     try:
         cal.validate_logits_frame(frame)
+        columns = cal.logit_columns(frame)
     except ValueError as e:
         raise StageError(f"{path}: {e}") from e
+    if frame.empty:
+        raise StageError(f"{path}: no rows")
+    if not np.isfinite(frame[columns].to_numpy()).all():
+        raise StageError(f"{path}: logits must be finite (found NaN or inf)")
+    labels = frame["label"].to_numpy()
+    if labels.min() < 0 or labels.max() >= len(columns):
+        raise StageError(f"{path}: column 'label' must be in 0..{len(columns) - 1}")
+    bad_splits = sorted(set(frame["split"].unique()) - {"val", "test"})
+    if bad_splits:
+        raise StageError(f"{path}: column 'split' must be 'val' or 'test', got {bad_splits}")
     return frame
 
 
@@ -100,7 +95,8 @@ def exit_reports(test: cal.ExitLogits, temperatures: list[float], n_bins: int) -
 
 
 def main(variant: str) -> None:
-    method, n_bins = calibration_params(read_params())
+    p = calibration_params(read_params())
+    method, n_bins = p.method, p.n_bins
     path = Path("data/logits") / f"{variant}.parquet"
     frame = read_logits(path)
     val = split_logits(frame, "val", path)

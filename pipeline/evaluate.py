@@ -22,8 +22,10 @@ import pandas as pd
 
 from eeoffload import offload
 from eeoffload.calibration import ExitLogits
+from pipeline import params as P
 from pipeline.calibrate import read_logits, split_logits
-from pipeline.io import StageError, atomic_write_json, atomic_write_parquet, read_params, run_stage
+from pipeline.io import StageError, atomic_dir, atomic_write_json, read_params, run_stage
+from pipeline.params import VariantParams, value_grid  # noqa: F401 - value_grid re-exported
 
 HEADLINE_P_TAR = (0.75, 0.825, 0.85, 0.875)
 CALIBRATIONS = ("conventional", "calibrated")
@@ -31,6 +33,8 @@ CALIBRATIONS = ("conventional", "calibrated")
 
 @dataclass(frozen=True)
 class EvaluateParams:
+    """What this stage reads of params: sections network and evaluate, and every variant."""
+
     uplink_mbps: float
     rtt_ms: float
     p_tar: np.ndarray
@@ -40,89 +44,28 @@ class EvaluateParams:
     batch_order: str
     resamples: int
     seed: int
-    variants: dict[str, Any]
+    variants: dict[str, VariantParams]
 
 
 def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _number(section: dict[str, Any], name: str, key: str, minimum: float, strict: bool) -> float:
-    value = section.get(key)
-    ok = _is_number(value) and (value > minimum if strict else value >= minimum)
-    if not ok:
-        rule = ">" if strict else ">="
-        raise StageError(f"params.yaml: {name}.{key} = {value!r}; allowed: a number {rule} {minimum:g}")
-    return float(value)
-
-
-def _section(params: dict[str, Any], name: str) -> dict[str, Any]:
-    section = params.get(name)
-    if not isinstance(section, dict):
-        raise StageError(f"params.yaml: section {name!r} is missing or not a mapping")
-    return section
-
-
-def value_grid(spec: Any, name: str) -> np.ndarray:
-    """start, start + step, ... up to stop included, rounded to 10 decimals (no float noise)."""
-    if not isinstance(spec, dict) or not all(_is_number(spec.get(k)) for k in ("start", "stop", "step")):
-        raise StageError(f"params.yaml: {name} = {spec!r}; allowed: a mapping of numbers start, stop, step")
-    start, stop, step = float(spec["start"]), float(spec["stop"]), float(spec["step"])
-    if step <= 0 or stop < start:
-        raise StageError(f"params.yaml: {name} = {spec!r}; allowed: step > 0 and stop >= start")
-    n = int(math.floor((stop - start) / step + 1e-9)) + 1
-    return np.round(start + step * np.arange(n), 10)
-
-
-def _check_p_tar(values: np.ndarray, name: str) -> np.ndarray:
-    if len(values) == 0 or not np.all((values > 0) & (values < 1)):
-        raise StageError(f"params.yaml: {name} = {values.tolist()}; allowed: values in (0, 1)")
-    return values
-
-
 def evaluate_params(params: dict[str, Any]) -> EvaluateParams:
-    """Params sections ``network``, ``evaluate`` and ``variants``, validated."""
-    network = _section(params, "network")
-    section = _section(params, "evaluate")
-    variants = params.get("variants")
-    if not isinstance(variants, dict) or not variants:
-        raise StageError("params.yaml: section 'variants' is missing, empty or not a mapping")
-    p_tar = _check_p_tar(value_grid(section.get("p_tar"), "evaluate.p_tar"), "evaluate.p_tar")
-    deadline = section.get("deadline_p_tar")
-    if not isinstance(deadline, list) or not all(_is_number(p) for p in deadline):
-        raise StageError(f"params.yaml: evaluate.deadline_p_tar = {deadline!r}; allowed: a list of numbers in (0, 1)")
-    deadline_p_tar = _check_p_tar(np.round(np.array(deadline, dtype=np.float64), 10), "evaluate.deadline_p_tar")
-    t_tar = value_grid(section.get("t_tar_ms"), "evaluate.t_tar_ms")
-    if t_tar[0] < 0:
-        raise StageError(f"params.yaml: evaluate.t_tar_ms.start = {t_tar[0]:g}; allowed: a number >= 0")
-    batch_size = section.get("batch_size")
-    if not _is_int(batch_size) or batch_size <= 0:
-        raise StageError(f"params.yaml: evaluate.batch_size = {batch_size!r}; allowed: an integer >= 1")
-    batch_order = section.get("batch_order")
-    if batch_order not in offload.BATCH_ORDERS:
-        allowed = " | ".join(offload.BATCH_ORDERS)
-        raise StageError(f"params.yaml: evaluate.batch_order = {batch_order!r}; allowed: {allowed}")
-    resamples = section.get("resamples")
-    if not _is_int(resamples) or resamples < 1:
-        raise StageError(f"params.yaml: evaluate.resamples = {resamples!r}; allowed: an integer >= 1")
-    seed = section.get("seed")
-    if not _is_int(seed) or seed < 0:
-        raise StageError(f"params.yaml: evaluate.seed = {seed!r}; allowed: an integer >= 0")
+    """Params sections ``network``, ``evaluate`` and ``variants``, validated by pipeline.params."""
+    network = P.network_params(params)
+    section = P.evaluate_params(params)
     return EvaluateParams(
-        uplink_mbps=_number(network, "network", "uplink_mbps", 0.0, strict=True),
-        rtt_ms=_number(network, "network", "rtt_ms", 0.0, strict=False),
-        p_tar=p_tar,
-        deadline_p_tar=deadline_p_tar,
-        t_tar_ms=t_tar,
-        batch_size=batch_size,
-        batch_order=batch_order,
-        resamples=resamples,
-        seed=seed,
-        variants=variants,
+        uplink_mbps=network.uplink_mbps,
+        rtt_ms=network.rtt_ms,
+        p_tar=section.p_tar,
+        deadline_p_tar=section.deadline_p_tar,
+        t_tar_ms=section.t_tar_ms,
+        batch_size=section.batch_size,
+        batch_order=section.batch_order,
+        resamples=section.resamples,
+        seed=section.seed,
+        variants=P.variants_params(params),
     )
 
 
@@ -132,7 +75,7 @@ def _read_json(path: Path, writer: str) -> dict[str, Any]:
             obj = json.load(f)
     except FileNotFoundError as e:
         raise StageError(f"{path}: not found (run the {writer} stage first)") from e
-    except json.JSONDecodeError as e:
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StageError(f"{path}: not valid JSON: {e}") from e
     if not isinstance(obj, dict):
         raise StageError(f"{path}: expected a JSON object")
@@ -191,11 +134,11 @@ class VariantInputs:
     profile: Profile
 
 
-def read_variant(variant: str, spec: Any) -> VariantInputs:
+def read_variant(variant: str, spec: VariantParams) -> VariantInputs:
     path = Path("data/logits") / f"{variant}.parquet"
     test = split_logits(read_logits(path), "test", path)
-    branches = spec.get("branches") if isinstance(spec, dict) else None
-    if isinstance(branches, list) and len(branches) + 1 != test.n_exits:
+    branches = spec.branches
+    if len(branches) + 1 != test.n_exits:
         raise StageError(
             f"{path}: {test.n_exits} exits, but params variants.{variant}.branches lists {len(branches)} branches"
         )
@@ -271,10 +214,13 @@ def main() -> None:
     p = evaluate_params(read_params())
     inputs = {variant: read_variant(variant, spec) for variant, spec in p.variants.items()}
     results = {variant: evaluate_variant(data, p) for variant, data in inputs.items()}
-    for variant, result in results.items():
-        folder = Path("reports/metrics") / variant
-        atomic_write_parquet(folder / "offload.parquet", result.offload)
-        atomic_write_parquet(folder / "deadline.parquet", result.deadline)
+    # reports/metrics/ is one DVC output folder: built beside it and swapped in whole, so a kill
+    # never leaves a temporary or a half-written file inside it.
+    with atomic_dir(Path("reports/metrics")) as tmp:
+        for variant, result in results.items():
+            (tmp / variant).mkdir()
+            result.offload.to_parquet(tmp / variant / "offload.parquet", index=False)
+            result.deadline.to_parquet(tmp / variant / "deadline.parquet", index=False)
     atomic_write_json(Path("reports/metrics.json"), {v: r.headline for v, r in results.items()})
     for variant, result in results.items():
         for name, numbers in result.headline.items():

@@ -18,8 +18,8 @@ import torch
 
 from eeoffload.model import NUM_CLASSES, BAlexNet
 from eeoffload.training import images_to_tensor, predict_exits
-from pipeline.io import StageError, atomic_write_parquet, read_params, run_stage
-from pipeline.params import DEVICES, torch_device, variant_params
+from pipeline.io import StageError, atomic_write_parquet, load_weights, read_params, run_stage
+from pipeline.params import runtime_params, torch_device, variant_branches
 from pipeline.train import load_split
 
 LOGIT_COLUMNS = [f"logit_{c}" for c in range(NUM_CLASSES)]
@@ -39,26 +39,32 @@ def logits_frame(split: str, sample_id: np.ndarray, labels: np.ndarray, exits: l
     return pd.concat(frames, ignore_index=True)
 
 
-def main(variant: str) -> None:
-    params = read_params()
-    vp = variant_params(params, variant)
-    train = params.get("train") or {}
-    device_name = train.get("device", "auto")
-    if device_name not in DEVICES:
-        raise StageError(f"params.yaml: train.device = {device_name!r}; allowed: {' | '.join(DEVICES)}")
-    device = torch_device(device_name)
-    torch.set_num_threads(int(train.get("num_threads") or os.cpu_count() or 1))
-    model_path = Path("data/models") / f"{variant}.pt"
-    if not model_path.is_file():
-        raise StageError(f"{model_path}: not found; run the train stage first")
-    saved = torch.load(model_path, map_location="cpu", weights_only=True)
-    if saved.get("branches") != vp.branches:
-        raise StageError(f"{model_path}: trained with branches {saved.get('branches')}, params say {vp.branches}")
-    model = BAlexNet(vp.branches)
+def load_model(path: Path, branches: list[str]) -> BAlexNet:
+    """The trained weights at ``path`` (weights_only=True: no arbitrary unpickling), checked to be a
+    B-AlexNet state dict for ``branches``; StageError naming the file otherwise."""
+    saved = load_weights(path, "train")
+    if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict) \
+            or not all(isinstance(v, torch.Tensor) for v in saved["state_dict"].values()):
+        raise StageError(f"{path}: expected {{'state_dict': {{name: tensor}}, 'branches': [...]}} "
+                         f"as written by the train stage")
+    if saved.get("branches") != branches:
+        raise StageError(f"{path}: trained with branches {saved.get('branches')}, params say {branches}")
+    model = BAlexNet(branches)
     try:
         model.load_state_dict(saved["state_dict"])
     except (KeyError, RuntimeError) as e:
-        raise StageError(f"{model_path}: not a B-AlexNet state dict for {vp.branches}: {e}") from None
+        first = str(e).strip().splitlines()[0]
+        raise StageError(f"{path}: not a B-AlexNet state dict for {branches}: {first}") from None
+    return model
+
+
+def main(variant: str) -> None:
+    params = read_params()
+    branches = variant_branches(params, variant)
+    runtime = runtime_params(params)
+    device = torch_device(runtime.device)
+    torch.set_num_threads(runtime.num_threads or os.cpu_count() or 1)
+    model = load_model(Path("data/models") / f"{variant}.pt", branches)
     model = model.to(device).to(memory_format=torch.channels_last)
     frames = []
     for split in ("val", "test"):

@@ -1,15 +1,63 @@
-"""Typed, validated views of params.yaml sections: one clear error naming the key and allowed values.
+"""The typed schema of params.yaml: one validated, frozen dataclass per section.
 
-Plain dataclasses (no pydantic) so that stage scripts run where only torch/numpy/pandas exist.
+Every stage calls the functions for the sections it reads (the ones dvc.yaml lists for it) before
+touching any file, so a typo fails in a second with one line naming the key and what is allowed::
+
+    params.yaml: <key> = <value>; allowed: <allowed values>
+
+``python -m pipeline.params [params.yaml]`` validates every section at once, plus the rules that
+span sections (for flows and CI); exit status 0 when valid, 2 with that one line otherwise.
+
+Plain dataclasses, not pydantic: the stage scripts must run on a GPU box that has only torch,
+numpy, pandas, pyarrow, pyyaml, tqdm, seaborn and jinja2, and the rules are few and flat. This
+module imports neither torch nor pandas at import time (branch names are checked with a lazy
+import of :mod:`eeoffload.model`).
 """
 
 from __future__ import annotations
 
+import math
+import re
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from eeoffload.model import BranchPlacementError, validate_branches
-from pipeline.io import StageError
+import numpy as np
+
+from pipeline.io import PARAMS_FILE, StageError, read_params
+
+#: CIFAR-10's sizes: the upper bound of every split (prepare checks the actual archive too).
+CIFAR10_TRAIN_IMAGES = 50_000
+CIFAR10_TEST_IMAGES = 10_000
+#: Longest value grid accepted (p_tar, t_tar_ms): a typo in ``step`` fails instead of hanging.
+MAX_GRID_POINTS = 100_000
+#: Variant names become file names (data/models/<v>.pt): letters, digits, _ and - only.
+VARIANT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+
+DEVICES = ("auto", "cpu", "cuda")
+CALIBRATION_METHODS = ("per_exit", "global")
+BATCH_ORDERS = ("sample_id", "shuffled")  # eeoffload.offload.BATCH_ORDERS (checked in tests)
+BYTES_PER_ELEMENT = (1, 2, 4, 8)  # int8, float16, float32, float64
+
+DATA_KEYS = ("archive", "seed", "n_train", "n_val", "n_test")
+VARIANT_KEYS = ("branches", "exit_weights")
+TRAIN_KEYS = ("device", "seed", "trunk_epochs", "joint_epochs", "batch_size", "lr", "weight_decay", "augment",
+              "num_threads")
+LATENCY_KEYS = ("warmup", "repeats", "edge_threads", "edge_slowdown", "edge_profile", "cloud_device",
+                "cloud_speedup", "bytes_per_element")
+CALIBRATION_KEYS = ("method", "n_bins")
+NETWORK_KEYS = ("uplink_mbps", "rtt_ms")
+EVALUATE_KEYS = ("p_tar", "deadline_p_tar", "t_tar_ms", "batch_size", "batch_order", "resamples", "seed")
+SECTIONS = ("data", "variants", "train", "latency", "calibration", "network", "evaluate")
+
+
+# --------------------------------------------------------------------------- primitives
+
+
+def bad(key: str, value: Any, allowed: str) -> StageError:
+    """The one-line error for a bad value."""
+    return StageError(f"params.yaml: {key} = {value!r}; allowed: {allowed}")
 
 
 def _section(params: dict[str, Any], name: str) -> dict[str, Any]:
@@ -19,32 +67,89 @@ def _section(params: dict[str, Any], name: str) -> dict[str, Any]:
     return section
 
 
-def _get(section: dict[str, Any], prefix: str, key: str, kind: type | tuple[type, ...], allowed: str) -> Any:
+def _known(section: dict[str, Any], prefix: str, keys: tuple[str, ...]) -> None:
+    """Refuse keys the schema does not know (a typo would otherwise be silently ignored)."""
+    unknown = [str(k) for k in section if k not in keys]
+    if unknown:
+        raise StageError(f"params.yaml: {prefix}.{unknown[0]} is not a known key; allowed: {', '.join(keys)}")
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _require(section: dict[str, Any], prefix: str, key: str, allowed: str) -> Any:
     if key not in section:
         raise StageError(f"params.yaml: {prefix}.{key} is missing; allowed: {allowed}")
-    value = section[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise StageError(f"params.yaml: {prefix}.{key} = {value!r}; allowed: {allowed}")
-    if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kinds):
-        raise StageError(f"params.yaml: {prefix}.{key} = {value!r}; allowed: {allowed}")
+    return section[key]
+
+
+def _int(section: dict[str, Any], prefix: str, key: str, minimum: int = 1) -> int:
+    allowed = f"an integer >= {minimum}"
+    value = _require(section, prefix, key, allowed)
+    if not _is_int(value) or value < minimum:
+        raise bad(f"{prefix}.{key}", value, allowed)
     return value
 
 
-def _positive_int(section: dict[str, Any], prefix: str, key: str, minimum: int = 1) -> int:
-    value = _get(section, prefix, key, int, f"an integer >= {minimum}")
-    if value < minimum:
-        raise StageError(f"params.yaml: {prefix}.{key} = {value!r}; allowed: an integer >= {minimum}")
-    return value
+def _number(section: dict[str, Any], prefix: str, key: str, minimum: float, strict: bool) -> float:
+    allowed = f"a number {'>' if strict else '>='} {minimum:g}"
+    value = _require(section, prefix, key, allowed)
+    if not _is_number(value) or not (value > minimum if strict else value >= minimum):
+        raise bad(f"{prefix}.{key}", value, allowed)
+    return float(value)
 
 
 def _choice(section: dict[str, Any], prefix: str, key: str, choices: tuple[str, ...]) -> str:
-    value = _get(section, prefix, key, str, " | ".join(choices))
-    if value not in choices:
-        raise StageError(f"params.yaml: {prefix}.{key} = {value!r}; allowed: {' | '.join(choices)}")
+    allowed = " | ".join(choices)
+    value = _require(section, prefix, key, allowed)
+    if not isinstance(value, str) or value not in choices:
+        raise bad(f"{prefix}.{key}", value, allowed)
     return value
+
+
+def _bool(section: dict[str, Any], prefix: str, key: str) -> bool:
+    value = _require(section, prefix, key, "true | false")
+    if not isinstance(value, bool):
+        raise bad(f"{prefix}.{key}", value, "true | false")
+    return value
+
+
+def _path(section: dict[str, Any], prefix: str, key: str, allowed: str) -> str:
+    """An optional path: missing, null or "" mean none."""
+    value = section.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise bad(f"{prefix}.{key}", value, allowed)
+    return value.strip()
+
+
+def value_grid(spec: Any, name: str) -> np.ndarray:
+    """start, start + step, ... up to stop included, rounded to 10 decimals (no float noise)."""
+    if not isinstance(spec, dict) or set(spec) != {"start", "stop", "step"} \
+            or not all(_is_number(spec[k]) for k in ("start", "stop", "step")):
+        raise bad(name, spec, "a mapping of numbers start, stop, step")
+    start, stop, step = float(spec["start"]), float(spec["stop"]), float(spec["step"])
+    if step <= 0 or stop < start:
+        raise bad(name, spec, "step > 0 and stop >= start")
+    n = int(math.floor((stop - start) / step + 1e-9)) + 1
+    if n > MAX_GRID_POINTS:
+        raise bad(name, spec, f"at most {MAX_GRID_POINTS} points (a larger step)")
+    return np.round(start + step * np.arange(n), 10)
+
+
+def _probabilities(values: np.ndarray, name: str, shown: Any) -> np.ndarray:
+    if len(values) == 0 or not np.all((values > 0) & (values < 1)):
+        raise bad(name, shown, "values in (0, 1)")
+    return values
+
+
+# --------------------------------------------------------------------------- data
 
 
 @dataclass(frozen=True)
@@ -57,17 +162,27 @@ class DataParams:
 
 
 def data_params(params: dict[str, Any]) -> DataParams:
+    """Section ``data`` (stage prepare). Sizes are bounded by CIFAR-10's 50k/10k images here and by
+    the actual archive in prepare."""
     s = _section(params, "data")
-    archive = s.get("archive") or ""
-    if not isinstance(archive, str):
-        raise StageError(f"params.yaml: data.archive = {archive!r}; allowed: a path string or empty")
+    _known(s, "data", DATA_KEYS)
+    n_train = _int(s, "data", "n_train")
+    if n_train > CIFAR10_TRAIN_IMAGES:
+        raise bad("data.n_train", n_train, f"an integer in 1..{CIFAR10_TRAIN_IMAGES} (the CIFAR-10 training set)")
+    n_val, n_test = _int(s, "data", "n_val"), _int(s, "data", "n_test")
+    if n_val + n_test > CIFAR10_TEST_IMAGES:
+        raise bad("data.n_val + data.n_test", n_val + n_test,
+                  f"a sum of at most {CIFAR10_TEST_IMAGES} (both come from the CIFAR-10 test set)")
     return DataParams(
-        archive=archive,
-        seed=_positive_int(s, "data", "seed", 0),
-        n_train=_positive_int(s, "data", "n_train"),
-        n_val=_positive_int(s, "data", "n_val"),
-        n_test=_positive_int(s, "data", "n_test"),
+        archive=_path(s, "data", "archive", "a path string, or empty"),
+        seed=_int(s, "data", "seed", 0),
+        n_train=n_train,
+        n_val=n_val,
+        n_test=n_test,
     )
+
+
+# --------------------------------------------------------------------------- variants
 
 
 @dataclass(frozen=True)
@@ -77,40 +192,68 @@ class VariantParams:
     exit_weights: list[float]
 
 
-def variant_names(params: dict[str, Any]) -> list[str]:
+def _variants(params: dict[str, Any]) -> dict[str, Any]:
     variants = _section(params, "variants")
     if not variants:
         raise StageError("params.yaml: variants is empty; define at least one variant")
-    return list(variants)
+    for name in variants:
+        if not isinstance(name, str) or not VARIANT_NAME.match(name):
+            raise bad("variants", name, "variant names of letters, digits, _ and - (they become file names)")
+    return variants
 
 
-def variant_params(params: dict[str, Any], name: str) -> VariantParams:
-    variants = _section(params, "variants")
+def variant_names(params: dict[str, Any]) -> list[str]:
+    return list(_variants(params))
+
+
+def _variant_section(params: dict[str, Any], name: str) -> dict[str, Any]:
+    variants = _variants(params)
     if name not in variants:
         raise StageError(f"unknown variant {name!r}; allowed: {', '.join(map(str, variants))}")
     s = variants[name]
-    prefix = f"variants.{name}"
     if not isinstance(s, dict):
-        raise StageError(f"params.yaml: {prefix} must be a mapping with branches and exit_weights")
-    branches = _get(s, prefix, "branches", list, "a list of layer names such as [relu1, relu2]")
+        raise StageError(f"params.yaml: variants.{name} must be a mapping with branches and exit_weights")
+    _known(s, f"variants.{name}", VARIANT_KEYS)
+    return s
+
+
+def variant_branches(params: dict[str, Any], name: str) -> list[str]:
+    """``variants.<name>.branches`` only (stages logits and profile read nothing else of it)."""
+    s = _variant_section(params, name)
+    key = f"variants.{name}.branches"
+    allowed = "a list of layer names such as [relu1, relu2]"
+    branches = _require(s, f"variants.{name}", "branches", allowed)
+    if not isinstance(branches, list) or not all(isinstance(b, str) for b in branches):
+        raise bad(key, branches, allowed)
+    from eeoffload.model import BranchPlacementError, validate_branches  # torch: only once needed
+
     try:
-        ordered = validate_branches([str(b) for b in branches])
+        ordered = validate_branches(branches)
     except BranchPlacementError as e:
-        raise StageError(f"params.yaml: {prefix}.branches: {e}") from None
-    if ordered != [str(b) for b in branches]:
-        raise StageError(f"params.yaml: {prefix}.branches = {branches}; list them in trunk order: {ordered}")
-    weights = _get(s, prefix, "exit_weights", list, f"a list of {len(ordered) + 1} numbers > 0")
-    if len(weights) != len(ordered) + 1 or not all(
-        isinstance(w, (int, float)) and not isinstance(w, bool) and w > 0 for w in weights
-    ):
-        raise StageError(
-            f"params.yaml: {prefix}.exit_weights = {weights}; allowed: {len(ordered) + 1} numbers > 0 "
-            f"(one per side branch, then the final exit)"
-        )
-    return VariantParams(name=name, branches=ordered, exit_weights=[float(w) for w in weights])
+        raise StageError(f"params.yaml: {key}: {e}") from None
+    if ordered != branches:
+        raise StageError(f"params.yaml: {key} = {branches}; list them in trunk order: {ordered}")
+    return ordered
 
 
-DEVICES = ("auto", "cpu", "cuda")
+def variant_params(params: dict[str, Any], name: str) -> VariantParams:
+    """``variants.<name>``: branches and one loss weight > 0 per exit."""
+    branches = variant_branches(params, name)
+    s = _variant_section(params, name)
+    n = len(branches) + 1
+    allowed = f"{n} numbers > 0 (one per side branch, then the final exit)"
+    weights = _require(s, f"variants.{name}", "exit_weights", allowed)
+    if not isinstance(weights, list) or len(weights) != n or not all(_is_number(w) and w > 0 for w in weights):
+        raise bad(f"variants.{name}.exit_weights", weights, allowed)
+    return VariantParams(name=name, branches=branches, exit_weights=[float(w) for w in weights])
+
+
+def variants_params(params: dict[str, Any]) -> dict[str, VariantParams]:
+    """Every variant, validated (stages evaluate, plots, report)."""
+    return {name: variant_params(params, name) for name in variant_names(params)}
+
+
+# --------------------------------------------------------------------------- train
 
 
 @dataclass(frozen=True)
@@ -128,27 +271,34 @@ class TrainParams:
 
 def train_params(params: dict[str, Any]) -> TrainParams:
     s = _section(params, "train")
-    lr = _get(s, "train", "lr", float, "a number > 0")
-    if lr <= 0:
-        raise StageError(f"params.yaml: train.lr = {lr!r}; allowed: a number > 0")
-    wd = _get(s, "train", "weight_decay", float, "a number >= 0")
-    if wd < 0:
-        raise StageError(f"params.yaml: train.weight_decay = {wd!r}; allowed: a number >= 0")
-    trunk = _positive_int(s, "train", "trunk_epochs", 0)
-    joint = _positive_int(s, "train", "joint_epochs", 0)
+    _known(s, "train", TRAIN_KEYS)
+    trunk = _int(s, "train", "trunk_epochs", 0)
+    joint = _int(s, "train", "joint_epochs", 0)
     if trunk + joint == 0:
-        raise StageError("params.yaml: train.trunk_epochs + train.joint_epochs = 0; allowed: at least one epoch")
+        raise bad("train.trunk_epochs + train.joint_epochs", 0, "at least one epoch")
     return TrainParams(
         device=_choice(s, "train", "device", DEVICES),
-        seed=_positive_int(s, "train", "seed", 0),
+        seed=_int(s, "train", "seed", 0),
         trunk_epochs=trunk,
         joint_epochs=joint,
-        batch_size=_positive_int(s, "train", "batch_size"),
-        lr=lr,
-        weight_decay=wd,
-        augment=_get(s, "train", "augment", bool, "true | false"),
-        num_threads=_positive_int(s, "train", "num_threads", 0),
+        batch_size=_int(s, "train", "batch_size"),
+        lr=_number(s, "train", "lr", 0.0, strict=True),
+        weight_decay=_number(s, "train", "weight_decay", 0.0, strict=False),
+        augment=_bool(s, "train", "augment"),
+        num_threads=_int(s, "train", "num_threads", 0),
     )
+
+
+@dataclass(frozen=True)
+class RuntimeParams:
+    device: str
+    num_threads: int
+
+
+def runtime_params(params: dict[str, Any]) -> RuntimeParams:
+    """``train.device`` and ``train.num_threads`` only (stage logits reads nothing else of train)."""
+    s = _section(params, "train")
+    return RuntimeParams(device=_choice(s, "train", "device", DEVICES), num_threads=_int(s, "train", "num_threads", 0))
 
 
 def torch_device(name: str) -> str:
@@ -160,3 +310,151 @@ def torch_device(name: str) -> str:
     if name == "cuda" and not torch.cuda.is_available():
         raise StageError("params.yaml: train.device = 'cuda' but no CUDA device is available; allowed here: auto | cpu")
     return name
+
+
+# --------------------------------------------------------------------------- latency
+
+
+@dataclass(frozen=True)
+class LatencyParams:
+    warmup: int
+    repeats: int
+    edge_threads: int
+    edge_slowdown: float
+    edge_profile: str
+    cloud_device: str
+    cloud_speedup: float
+    bytes_per_element: int
+
+
+def latency_params(params: dict[str, Any]) -> LatencyParams:
+    s = _section(params, "latency")
+    _known(s, "latency", LATENCY_KEYS)
+    for key in LATENCY_KEYS:
+        if key not in s and key != "edge_profile":
+            raise StageError(f"params.yaml: latency.{key} is missing")
+    bpe = s["bytes_per_element"]
+    if not _is_int(bpe) or bpe not in BYTES_PER_ELEMENT:
+        raise bad("latency.bytes_per_element", bpe, " | ".join(map(str, BYTES_PER_ELEMENT)))
+    return LatencyParams(
+        warmup=_int(s, "latency", "warmup", 0),
+        repeats=_int(s, "latency", "repeats", 1),
+        edge_threads=_int(s, "latency", "edge_threads", 1),
+        edge_slowdown=_number(s, "latency", "edge_slowdown", 0.0, strict=True),
+        edge_profile=_path(s, "latency", "edge_profile", 'a path to a layer,ms CSV, or ""'),
+        cloud_device=_choice(s, "latency", "cloud_device", DEVICES),
+        cloud_speedup=_number(s, "latency", "cloud_speedup", 0.0, strict=True),
+        bytes_per_element=bpe,
+    )
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+@dataclass(frozen=True)
+class CalibrationParams:
+    method: str
+    n_bins: int
+
+
+def calibration_params(params: dict[str, Any]) -> CalibrationParams:
+    s = _section(params, "calibration")
+    _known(s, "calibration", CALIBRATION_KEYS)
+    return CalibrationParams(method=_choice(s, "calibration", "method", CALIBRATION_METHODS),
+                             n_bins=_int(s, "calibration", "n_bins"))
+
+
+# --------------------------------------------------------------------------- network, evaluate
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    uplink_mbps: float
+    rtt_ms: float
+
+
+def network_params(params: dict[str, Any]) -> NetworkParams:
+    s = _section(params, "network")
+    _known(s, "network", NETWORK_KEYS)
+    return NetworkParams(uplink_mbps=_number(s, "network", "uplink_mbps", 0.0, strict=True),
+                         rtt_ms=_number(s, "network", "rtt_ms", 0.0, strict=False))
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    p_tar: np.ndarray
+    deadline_p_tar: np.ndarray
+    t_tar_ms: np.ndarray
+    batch_size: int
+    batch_order: str
+    resamples: int
+    seed: int
+
+
+def evaluate_params(params: dict[str, Any]) -> EvaluateParams:
+    s = _section(params, "evaluate")
+    _known(s, "evaluate", EVALUATE_KEYS)
+    spec = _require(s, "evaluate", "p_tar", "a mapping of numbers start, stop, step")
+    p_tar = _probabilities(value_grid(spec, "evaluate.p_tar"), "evaluate.p_tar", spec)
+    deadline = _require(s, "evaluate", "deadline_p_tar", "a list of numbers in (0, 1)")
+    if not isinstance(deadline, list) or not all(_is_number(p) for p in deadline):
+        raise bad("evaluate.deadline_p_tar", deadline, "a list of numbers in (0, 1)")
+    deadline_p_tar = _probabilities(np.round(np.array(deadline, dtype=np.float64), 10),
+                                    "evaluate.deadline_p_tar", deadline)
+    t_tar = value_grid(_require(s, "evaluate", "t_tar_ms", "a mapping of numbers start, stop, step"),
+                       "evaluate.t_tar_ms")
+    if t_tar[0] < 0:
+        raise bad("evaluate.t_tar_ms.start", float(t_tar[0]), "a number >= 0")
+    return EvaluateParams(
+        p_tar=p_tar,
+        deadline_p_tar=deadline_p_tar,
+        t_tar_ms=t_tar,
+        batch_size=_int(s, "evaluate", "batch_size"),
+        batch_order=_choice(s, "evaluate", "batch_order", BATCH_ORDERS),
+        resamples=_int(s, "evaluate", "resamples"),
+        seed=_int(s, "evaluate", "seed", 0),
+    )
+
+
+# --------------------------------------------------------------------------- everything
+
+
+@dataclass(frozen=True)
+class Params:
+    data: DataParams
+    variants: dict[str, VariantParams]
+    train: TrainParams
+    latency: LatencyParams
+    calibration: CalibrationParams
+    network: NetworkParams
+    evaluate: EvaluateParams
+
+
+def validate_params(params: dict[str, Any]) -> Params:
+    """Every section, then the rules that span sections; StageError on the first problem."""
+    p = Params(
+        data=data_params(params),
+        variants=variants_params(params),
+        train=train_params(params),
+        latency=latency_params(params),
+        calibration=calibration_params(params),
+        network=network_params(params),
+        evaluate=evaluate_params(params),
+    )
+    if p.evaluate.batch_size > p.data.n_test:
+        raise bad("evaluate.batch_size", p.evaluate.batch_size,
+                  f"an integer in 1..data.n_test = {p.data.n_test} (a batch needs that many test samples)")
+    return p
+
+
+def main(path: str = str(PARAMS_FILE)) -> None:
+    p = validate_params(read_params(Path(path)))
+    print(f"{path}: valid; variants {', '.join(p.variants)}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2:
+        raise SystemExit("usage: python -m pipeline.params [params.yaml]")
+    from pipeline.io import run_stage
+
+    run_stage("params", main, *sys.argv[1:], record_timing=False)

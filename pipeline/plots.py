@@ -16,9 +16,6 @@ into place at the end, so a failed run leaves the previous folder (or none), nev
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,20 +25,25 @@ import pandas as pd
 
 from eeoffload import figures as F
 from eeoffload.claims import paper_variants
-from pipeline.io import StageError, read_params, run_stage
+from pipeline import params as P
+from pipeline.io import StageError, atomic_dir, check_columns, read_params, run_stage
 
 OUT_DIR = Path("reports/figures")
 MANIFEST = "figures.json"
 #: The p_tar values of the paper's Fig. 6 (it omits 0.75 as too low for calibration to matter).
 FIG6_P_TAR = (0.825, 0.85)
 
-OFFLOAD_COLUMNS = ["calibration", "p_tar", "p_device", "conf_device", "acc_device", "acc_total", "outage",
-                   "n_batches", "outage_resampled", "outage_low", "outage_high"]
-DEADLINE_COLUMNS = ["calibration", "p_tar", "t_tar_ms", "missed_deadline"]
-EXITS_COLUMNS = ["exit", "calibration", "temperature", "accuracy", "ece"]
-RELIABILITY_COLUMNS = ["exit", "calibration", "bin", "bin_lower", "bin_upper", "count", "confidence", "accuracy"]
-TRAINING_COLUMNS = ["epoch", "phase", "train_loss", "val_loss"]
-LAYERS_COLUMNS = ["layer", "part", "location", "ms", "output_elements"]
+# Columns read from each input and their kinds (pipeline.io.COLUMN_KINDS; docs/interfaces.md).
+_F = "number"
+OFFLOAD_COLUMNS = {"calibration": "str", "p_tar": _F, "p_device": _F, "conf_device": _F, "acc_device": _F,
+                   "acc_total": _F, "outage": _F, "n_batches": "int64", "outage_resampled": _F,
+                   "outage_low": _F, "outage_high": _F}
+DEADLINE_COLUMNS = {"calibration": "str", "p_tar": _F, "t_tar_ms": _F, "missed_deadline": _F}
+EXITS_COLUMNS = {"exit": "int64", "calibration": "str", "temperature": _F, "accuracy": _F, "ece": _F}
+RELIABILITY_COLUMNS = {"exit": "int64", "calibration": "str", "bin": "int64", "bin_lower": _F, "bin_upper": _F,
+                       "count": "int64", "confidence": _F, "accuracy": _F}
+TRAINING_COLUMNS = {"epoch": "number", "phase": "str", "train_loss": _F, "val_loss": _F}
+LAYERS_COLUMNS = {"layer": "str", "part": "str", "location": "str", "ms": _F, "output_elements": "int64"}
 PROFILE_KEYS = ["device_ms_to_exit", "offload_edge_ms", "upload_bytes", "cloud_ms"]
 
 
@@ -77,16 +79,14 @@ class Manifest:
 # --------------------------------------------------------------------------- inputs
 
 
-def _check_columns(df: pd.DataFrame, columns: list[str], path: Path) -> pd.DataFrame:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise StageError(f"{path}: missing column(s) {', '.join(missing)}")
+def _check_columns(df: pd.DataFrame, columns: dict[str, str], path: Path) -> pd.DataFrame:
+    check_columns(df, columns, path)
     if df.empty:
         raise StageError(f"{path}: no rows")
     return df
 
 
-def read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:
+def read_parquet(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     if not path.is_file():
         raise StageError(f"{path}: not found (run the stage that writes it first)")
     try:
@@ -96,7 +96,7 @@ def read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:
     return _check_columns(df, columns, path)
 
 
-def read_csv(path: Path, columns: list[str]) -> pd.DataFrame:
+def read_csv(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     if not path.is_file():
         raise StageError(f"{path}: not found (run the stage that writes it first)")
     try:
@@ -139,35 +139,13 @@ def read_variant(variant: str, branches: list[str], root: Path = Path(".")) -> V
 
 def parse_params(params: dict[str, Any]) -> tuple[F.NetworkInfo, list[float], dict[str, list[str]]]:
     """(network info, deadline p_tar values, {variant: branches}) from the network, evaluate and
-    variants sections; StageError on a bad value."""
-    try:
-        network, evaluate, variants = params["network"], params["evaluate"], params["variants"]
-    except KeyError as e:
-        raise StageError(f"params.yaml: missing section {e}") from e
-    try:
-        uplink = float(network["uplink_mbps"])
-        rtt = float(network.get("rtt_ms", 0.0) or 0.0)
-    except (KeyError, TypeError, ValueError) as e:
-        raise StageError(f"params.yaml: network.uplink_mbps/rtt_ms must be numbers ({e})") from e
-    if not uplink > 0:
-        raise StageError("params.yaml: network.uplink_mbps must be > 0")
-    try:
-        deadline_p = [float(x) for x in evaluate.get("deadline_p_tar", [])]
-    except (TypeError, ValueError) as e:
-        raise StageError(f"params.yaml: evaluate.deadline_p_tar must be a list of numbers ({e})") from e
-    batch = evaluate.get("batch_size")
-    resamples = evaluate.get("resamples")
-    if not isinstance(variants, dict) or not variants:
-        raise StageError("params.yaml: variants must be a non-empty mapping")
-    out: dict[str, list[str]] = {}
-    for v, spec in variants.items():
-        br = (spec or {}).get("branches") if isinstance(spec, dict) else None
-        if not isinstance(br, list) or not br:
-            raise StageError(f"params.yaml: variants.{v}.branches must be a non-empty list")
-        out[str(v)] = [str(b) for b in br]
-    net = F.NetworkInfo(uplink_mbps=uplink, rtt_ms=rtt,
-                        batch_size=int(batch) if batch else None, resamples=int(resamples) if resamples else None)
-    return net, deadline_p, out
+    variants sections, validated by pipeline.params; StageError on a bad value."""
+    network = P.network_params(params)
+    evaluate = P.evaluate_params(params)
+    variants = P.variants_params(params)
+    net = F.NetworkInfo(uplink_mbps=network.uplink_mbps, rtt_ms=network.rtt_ms,
+                        batch_size=evaluate.batch_size, resamples=evaluate.resamples)
+    return net, [float(p) for p in evaluate.deadline_p_tar], {v: list(s.branches) for v, s in variants.items()}
 
 
 # --------------------------------------------------------------------------- figures
@@ -269,23 +247,10 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
 
 
 def write_folder(target: Path, fill) -> None:
-    """Fill a fresh temporary folder beside ``target`` with ``fill(tmp)``, then swap it in."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    """Fill a fresh temporary folder beside ``target`` with ``fill(tmp)``, then swap it in whole
+    (pipeline.io.atomic_dir: flushed to disk, the old folder renamed aside, never half of one)."""
+    with atomic_dir(target) as tmp:
         fill(tmp)
-        os.chmod(tmp, 0o755)
-        old = None
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
-            os.rmdir(old)
-            os.replace(target, old)
-        os.replace(tmp, target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:

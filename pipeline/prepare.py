@@ -3,7 +3,8 @@
 Reads params section ``data``. The archive is ``$CIFAR10_ARCHIVE`` if set, else ``data.archive``,
 else the official archive downloaded with torchvision into data/raw/ (needs internet).
 Writes data/prepared/{train,val,test}.npz (images uint8 NHWC, labels int64, sample_id int64) and
-data/prepared/meta.json, all at once (a folder renamed into place).
+data/prepared/meta.json, all at once (a folder renamed into place), byte-identical for the same
+archive and params (fixed zip timestamps in the .npz files).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from eeoffload import data as cifar
-from pipeline.io import StageError, atomic_dir, read_params, run_stage
+from pipeline.io import StageError, atomic_dir, atomic_path, read_params, run_stage, write_npz
 from pipeline.params import data_params
 
 OUT_DIR = Path("data/prepared")
@@ -40,7 +41,10 @@ def resolve_archive(configured: str) -> Path:
 
         print(f"downloading the official CIFAR-10 archive into {RAW_DIR}/", flush=True)
         try:
-            download_url(cifar.OFFICIAL_ARCHIVE_URL, str(RAW_DIR), target.name, cifar.OFFICIAL_ARCHIVE_MD5)
+            # Downloaded under a temporary name and renamed when complete and MD5-checked: an
+            # interrupted download never leaves a partial archive under the final name.
+            with atomic_path(target) as tmp:
+                download_url(cifar.OFFICIAL_ARCHIVE_URL, str(tmp.parent), tmp.name, cifar.OFFICIAL_ARCHIVE_MD5)
         except Exception as e:  # noqa: BLE001 - any network failure is one clear message
             raise StageError(
                 f"no archive configured and the download failed ({type(e).__name__}: {e}); "
@@ -89,7 +93,8 @@ def main() -> None:
             for split, (set_name, ids) in splits.items():
                 images = sets[set_name].decode(ids)
                 labels = sets[set_name].labels[ids]
-                np.savez(tmp / f"{split}.npz", images=images, labels=labels, sample_id=ids)
+                write_npz(tmp / f"{split}.npz", {"images": images, "labels": labels.astype(np.int64),
+                                                 "sample_id": ids.astype(np.int64)})
                 counts[split] = {"n": int(len(ids)), "per_class": np.bincount(labels, minlength=10).tolist()}
                 print(f"{split}: {len(ids)} images from the CIFAR-10 {set_name} set", flush=True)
             with open(path, "rb") as f:

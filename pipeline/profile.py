@@ -15,96 +15,14 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 from pipeline.io import StageError, atomic_write_json, atomic_write_parquet, read_params, run_stage
+from pipeline.params import latency_params, variant_branches
 
 OUT_DIR = Path("data/profile")
 SEED = 0
-BYTES_PER_ELEMENT = (1, 2, 4, 8)  # int8, float16, float32, float64
-CLOUD_DEVICES = ("auto", "cpu", "cuda")
-LATENCY_KEYS = (
-    "warmup",
-    "repeats",
-    "edge_threads",
-    "edge_slowdown",
-    "edge_profile",
-    "cloud_device",
-    "cloud_speedup",
-    "bytes_per_element",
-)
-
-
-def _bad(key: str, value: Any, allowed: str) -> StageError:
-    """The one-line error for a bad param, worded like pipeline.params."""
-    return StageError(f"params.yaml: {key} = {value!r}; allowed: {allowed}")
-
-
-def _int(section: dict[str, Any], key: str, minimum: int) -> int:
-    value = section[key]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise _bad(f"latency.{key}", value, f"an integer >= {minimum}")
-    return value
-
-
-def _positive(section: dict[str, Any], key: str) -> float:
-    value = section[key]
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not 0 < value < float("inf")
-    ):
-        raise _bad(f"latency.{key}", value, "a finite number > 0")
-    return float(value)
-
-
-def validate_latency(section: Any) -> dict[str, Any]:
-    """Check params section ``latency``; raise StageError naming the key and its allowed values."""
-    if not isinstance(section, dict):
-        raise StageError("params.yaml: section 'latency' is missing or not a mapping")
-    unknown = sorted(set(section) - set(LATENCY_KEYS))
-    if unknown:
-        raise StageError(
-            f"params.yaml: latency.{unknown[0]} is not a known key; allowed: {', '.join(LATENCY_KEYS)}"
-        )
-    missing = [k for k in LATENCY_KEYS if k not in section]
-    if missing:
-        raise StageError(f"params.yaml: latency.{missing[0]} is missing")
-    edge_profile = section["edge_profile"]
-    if edge_profile is None:
-        edge_profile = ""
-    if not isinstance(edge_profile, str):
-        raise _bad("latency.edge_profile", edge_profile, 'a path to a layer,ms CSV, or ""')
-    bpe = section["bytes_per_element"]
-    if isinstance(bpe, bool) or bpe not in BYTES_PER_ELEMENT:
-        raise _bad("latency.bytes_per_element", bpe, " | ".join(map(str, BYTES_PER_ELEMENT)))
-    if section["cloud_device"] not in CLOUD_DEVICES:
-        raise _bad("latency.cloud_device", section["cloud_device"], " | ".join(CLOUD_DEVICES))
-    return {
-        "warmup": _int(section, "warmup", 0),
-        "repeats": _int(section, "repeats", 1),
-        "edge_threads": _int(section, "edge_threads", 1),
-        "edge_slowdown": _positive(section, "edge_slowdown"),
-        "edge_profile": edge_profile.strip(),
-        "cloud_device": section["cloud_device"],
-        "cloud_speedup": _positive(section, "cloud_speedup"),
-        "bytes_per_element": int(bpe),
-    }
-
-
-def variant_branches(params: dict[str, Any], variant: str) -> list[str]:
-    """``variants.<variant>.branches`` (the only part of ``variants`` this stage reads)."""
-    variants = params.get("variants")
-    if not isinstance(variants, dict) or not variants:
-        raise StageError("params.yaml: section 'variants' is missing or empty")
-    if variant not in variants:
-        raise StageError(f"unknown variant {variant!r}; allowed: {', '.join(map(str, variants))}")
-    entry = variants[variant]
-    branches = entry.get("branches") if isinstance(entry, dict) else None
-    if not isinstance(branches, list) or not all(isinstance(b, str) for b in branches):
-        raise _bad(f"variants.{variant}.branches", branches, "a list of layer names such as [relu1, relu2]")
-    return branches
 
 
 def _cpu_name() -> str:
@@ -129,7 +47,7 @@ def _host_threads() -> int:
 
 def main(variant: str) -> None:
     params = read_params()
-    cfg = validate_latency(params.get("latency"))
+    cfg = asdict(latency_params(params))
     branches = variant_branches(params, variant)
     if cfg["edge_profile"] and not Path(cfg["edge_profile"]).is_file():
         raise StageError(f"latency.edge_profile: {cfg['edge_profile']}: file not found")

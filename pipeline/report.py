@@ -29,7 +29,8 @@ import jinja2
 import pandas as pd
 
 from eeoffload import claims as C
-from pipeline.io import StageError, atomic_path, read_params, run_stage
+from pipeline.io import StageError, atomic_path, check_columns, read_params, run_stage
+from pipeline.params import validate_params
 
 OUT = Path("reports/index.html")
 FIGURES = Path("reports/figures")
@@ -37,6 +38,12 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"
 PARAM_SECTIONS = ("data", "train", "variants", "calibration", "latency", "network", "evaluate")
 STAGE_ORDER = ("prepare", "train", "logits", "calibrate", "profile", "evaluate", "plots")
+# Columns read from each input and their kinds (pipeline.io.COLUMN_KINDS; docs/interfaces.md).
+OFFLOAD_COLUMNS = {"calibration": "str", "p_tar": "number", "p_device": "number", "acc_device": "number",
+                   "acc_total": "number", "outage": "number"}
+DEADLINE_COLUMNS = {"calibration": "str", "p_tar": "number", "t_tar_ms": "number", "missed_deadline": "number"}
+EXITS_COLUMNS = {"exit": "int64", "calibration": "str", "temperature": "number", "accuracy": "number",
+                 "ece": "number"}
 
 
 def _need(path: Path) -> Path:
@@ -45,24 +52,24 @@ def _need(path: Path) -> Path:
     return path
 
 
-def _read_parquet(path: Path, columns: list[str]) -> pd.DataFrame:
+def _read_parquet(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     try:
         df = pd.read_parquet(_need(path))
     except StageError:
         raise
     except Exception as e:  # noqa: BLE001 - any unreadable file is a bad input
         raise StageError(f"{path}: not a readable Parquet file: {e}") from e
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise StageError(f"{path}: missing column(s) {', '.join(missing)}")
-    return df
+    return check_columns(df, columns, path)
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        return json.loads(_need(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+        obj = json.loads(_need(path).read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise StageError(f"{path}: not valid JSON: {e}") from e
+    if not isinstance(obj, dict):
+        raise StageError(f"{path}: expected a JSON object, got {type(obj).__name__}")
+    return obj
 
 
 # --------------------------------------------------------------------------- pieces
@@ -199,11 +206,9 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
     offload, deadline, profiles, per_exit = {}, {}, {}, {}
     for v in variants:
         m = root / "reports" / "metrics" / v
-        offload[v] = _read_parquet(m / "offload.parquet", ["calibration", "p_tar", "p_device", "acc_device",
-                                                           "acc_total", "outage"])
-        deadline[v] = _read_parquet(m / "deadline.parquet", ["calibration", "p_tar", "t_tar_ms", "missed_deadline"])
-        exits = _read_parquet(root / "reports" / "calibration" / f"{v}_exits.parquet",
-                              ["exit", "calibration", "temperature", "accuracy", "ece"])
+        offload[v] = _read_parquet(m / "offload.parquet", OFFLOAD_COLUMNS)
+        deadline[v] = _read_parquet(m / "deadline.parquet", DEADLINE_COLUMNS)
+        exits = _read_parquet(root / "reports" / "calibration" / f"{v}_exits.parquet", EXITS_COLUMNS)
         tpath = _need(root / "reports" / "training" / f"{v}.csv")
         try:
             training = pd.read_csv(tpath)
@@ -264,6 +269,7 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
 
 def main() -> None:
     params = read_params()
+    validate_params(params)  # the report reads (and shows) every section
     html = render(build_context(params))
     with atomic_path(OUT) as tmp:
         tmp.write_text(html, encoding="utf-8")

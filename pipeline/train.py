@@ -21,25 +21,38 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from eeoffload.model import BAlexNet
+from eeoffload.model import NUM_CLASSES, BAlexNet
 from eeoffload.training import exit_metrics, images_to_tensor, predict_exits, train_epoch
 from pipeline.io import StageError, atomic_path, atomic_write_text, read_params, run_stage
 from pipeline.params import TrainParams, VariantParams, torch_device, train_params, variant_params
 
 PREPARED = Path("data/prepared")
+CHECKPOINTS = Path("data/checkpoints")
 EVAL_BATCH = 1000
 
 
 def load_split(name: str) -> dict[str, np.ndarray]:
-    """A prepared split (images, labels, sample_id), checked for shape and dtype."""
+    """A prepared split (images, labels, sample_id), checked for keys, shapes, dtypes and label range."""
     path = PREPARED / f"{name}.npz"
     if not path.is_file():
         raise StageError(f"{path}: not found; run the prepare stage first")
-    with np.load(path, allow_pickle=False) as f:
-        arrays = {k: f[k] for k in ("images", "labels", "sample_id") if k in f}
-    if set(arrays) != {"images", "labels", "sample_id"} or arrays["images"].dtype != np.uint8 \
-            or arrays["images"].shape[1:] != (32, 32, 3) or len(arrays["labels"]) != len(arrays["images"]):
-        raise StageError(f"{path}: expected images uint8 (N,32,32,3), labels and sample_id of length N")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in ("images", "labels", "sample_id") if k in f}
+    except Exception as e:  # noqa: BLE001 - truncated zip, object arrays (no unpickling), ...
+        raise StageError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    missing = [k for k in ("images", "labels", "sample_id") if k not in arrays]
+    if missing:
+        raise StageError(f"{path}: missing array(s) {', '.join(missing)}")
+    images, labels, ids = arrays["images"], arrays["labels"], arrays["sample_id"]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3) \
+            or labels.dtype != np.int64 or ids.dtype != np.int64 \
+            or labels.shape != (len(images),) or ids.shape != (len(images),):
+        raise StageError(f"{path}: expected images uint8 (N,32,32,3), labels and sample_id int64 (N,); got "
+                         f"images {images.dtype} {images.shape}, labels {labels.dtype} {labels.shape}, "
+                         f"sample_id {ids.dtype} {ids.shape}")
+    if len(labels) == 0 or labels.min() < 0 or labels.max() >= NUM_CLASSES:
+        raise StageError(f"{path}: labels must be 0..{NUM_CLASSES - 1} and the split non-empty")
     return arrays
 
 
@@ -48,6 +61,26 @@ def fingerprint(tp: TrainParams, vp: VariantParams) -> str:
     meta = (PREPARED / "meta.json").read_text() if (PREPARED / "meta.json").is_file() else ""
     blob = json.dumps([tp.__dict__, vp.__dict__, meta], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def read_checkpoint(path: Path, fp: str) -> dict | None:
+    """The checkpoint at ``path`` if it is readable, complete and made with fingerprint ``fp``; else
+    None (with a line saying why), and training starts from scratch. Loaded with weights_only=True."""
+    if not path.is_file():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - a damaged checkpoint costs the epochs, not the run
+        print(f"ignoring {path}: unreadable ({type(e).__name__})", flush=True)
+        return None
+    keys = {"fingerprint", "model", "optimizer", "generator", "torch_rng", "history"}
+    if not isinstance(ckpt, dict) or not keys <= set(ckpt):
+        print(f"ignoring {path}: not a checkpoint of this stage", flush=True)
+        return None
+    if ckpt["fingerprint"] != fp:
+        print(f"ignoring {path}: made with other params or data", flush=True)
+        return None
+    return ckpt
 
 
 def main(variant: str) -> None:
@@ -68,19 +101,18 @@ def main(variant: str) -> None:
     schedule = ["trunk"] * tp.trunk_epochs + ["joint"] * tp.joint_epochs
     history: list[dict[str, float | int | str]] = []
 
-    ckpt_path = Path("data/checkpoints") / f"{variant}.pt"
+    ckpt_path = CHECKPOINTS / f"{variant}.pt"
     fp = fingerprint(tp, vp)
-    if ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=True)
-        if ckpt.get("fingerprint") == fp:
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            generator.set_state(ckpt["generator"])
-            torch.set_rng_state(ckpt["torch_rng"])
-            history = list(ckpt["history"])
-            print(f"resuming {variant} from {ckpt_path} after epoch {len(history)}", flush=True)
-        else:
-            print(f"ignoring {ckpt_path}: made with other params or data", flush=True)
+    ckpt = read_checkpoint(ckpt_path, fp)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        generator.set_state(ckpt["generator"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if device == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state_all(list(ckpt["cuda_rng"]))
+        history = list(ckpt["history"])
+        print(f"resuming {variant} from {ckpt_path} after epoch {len(history)}", flush=True)
 
     n_exits = model.num_exits
     trunk_weights = [0.0] * (n_exits - 1) + [1.0]
@@ -102,14 +134,15 @@ def main(variant: str) -> None:
         history.append(row)
         elapsed = time.perf_counter() - t0
         eta = elapsed * (len(schedule) - epoch)
-        accs = " ".join(f"exit{k + 1} {a:.3f}" for k, a in enumerate(val_acc))
-        print(f"{variant} epoch {epoch}/{len(schedule)} {phase}: loss {loss:.4f} val_loss {val_loss:.4f} "
-              f"val_acc {accs} ({elapsed:.1f} s, eta {eta / 60:.1f} min)", flush=True)
-        ckpt_path.parent.mkdir(parents=True, exist_ok=True)
+        # The checkpoint first, then the line: once "epoch k/" is printed, epoch k survives a kill.
         with atomic_path(ckpt_path) as tmp:
             torch.save({"fingerprint": fp, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                        "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
                         "history": history}, tmp)
+        accs = " ".join(f"exit{k + 1} {a:.3f}" for k, a in enumerate(val_acc))
+        print(f"{variant} epoch {epoch}/{len(schedule)} {phase}: loss {loss:.4f} val_loss {val_loss:.4f} "
+              f"val_acc {accs} ({elapsed:.1f} s, eta {eta / 60:.1f} min)", flush=True)
 
     with atomic_path(Path("data/models") / f"{variant}.pt") as tmp:
         torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},

@@ -1,0 +1,71 @@
+"""Print a markdown summary of a finished run (for the README and issue notes): per-exit accuracy,
+temperature and calibration before/after, headline offloading numbers, and the claims verdicts.
+
+``python -m pipeline.summary [PROJECT_DIR]`` (default: the current directory). Reads only outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from eeoffload.claims import claims_table, paper_variants
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if pd.isna(x) else f"{x:.3f}"
+
+
+def exit_rows(root: Path, variant: str) -> list[str]:
+    exits = pd.read_parquet(root / "reports/calibration" / f"{variant}_exits.parquet")
+    temps = json.loads((root / "data/calibration" / f"{variant}.json").read_text())["temperatures"]
+    rows = []
+    for k, group in exits.groupby("exit"):
+        conv = group[group["calibration"] == "conventional"].iloc[0]
+        cal = group[group["calibration"] == "calibrated"].iloc[0]
+        rows.append(f"| {variant} | {k} | {_fmt(conv['accuracy'])} | {float(temps[str(k)]):.3f} | "
+                    f"{_fmt(conv['ece'])} | {_fmt(cal['ece'])} | {_fmt(conv['nll'])} | {_fmt(cal['nll'])} |")
+    return rows
+
+
+def offload_rows(root: Path, variant: str, p_values: tuple[float, ...]) -> list[str]:
+    df = pd.read_parquet(root / "reports/metrics" / variant / "offload.parquet")
+    rows = []
+    for p in p_values:
+        at = df[(df["p_tar"] - p).abs() < 1e-9]
+        for _, r in at.iterrows():
+            rows.append(f"| {variant} | {p:g} | {r['calibration']} | {_fmt(r['p_device'])} | {_fmt(r['acc_device'])} | "
+                        f"{_fmt(r['acc_total'])} | {_fmt(r['outage'])} ({int(r['n_batches'])}) | "
+                        f"{_fmt(r['outage_resampled'])} [{_fmt(r['outage_low'])}, {_fmt(r['outage_high'])}] |")
+    return rows
+
+
+def main(root: Path) -> None:
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    variants = list(params["variants"])
+    print("| variant | exit | test accuracy | T | ECE before | ECE after | NLL before | NLL after |")
+    print("|---|---|---|---|---|---|---|---|")
+    for v in variants:
+        print("\n".join(exit_rows(root, v)))
+    print()
+    print("| variant | p_tar | calibration | p_device | acc_device | acc_total | outage (batches) | outage resampled [95%] |")
+    print("|---|---|---|---|---|---|---|---|")
+    for v in variants:
+        print("\n".join(offload_rows(root, v, (0.75, 0.825, 0.85, 0.875))))
+    print()
+    offload = {v: pd.read_parquet(root / "reports/metrics" / v / "offload.parquet") for v in variants}
+    deadline = {v: pd.read_parquet(root / "reports/metrics" / v / "deadline.parquet") for v in variants}
+    one, two = paper_variants(params["variants"])
+    table = claims_table(offload, deadline, one, two)
+    print("| claim | variant | this run | verdict |")
+    print("|---|---|---|---|")
+    for _, c in table.iterrows():
+        print(f"| {c['claim']} | {c['variant']} | {c['numbers']} | **{c['verdict']}** |")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("."))
