@@ -14,7 +14,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv run quick smoke test test-fast bench clean
+.PHONY: venv run quick smoke test test-fast bench bench-full clean
 
 venv: $(STAMP)
 
@@ -50,5 +50,42 @@ test-fast: venv
 bench: venv
 	$(BIN)/python -m benchmarks
 
+## Also the time to result of the quick recipe on the real archive (about half an hour on 2 cores).
+bench-full: venv
+	$(BIN)/python -m benchmarks training_cpu metrics_engine incremental startup gpu time_to_result
+
 clean:
 	rm -rf build .pytest_cache
+
+# Orchestration and tracking (docs/orchestration.md): Prefect server + MLflow UI on 127.0.0.1.
+.PHONY: ui ui-stop ui-status flow serve sweep
+PREFECT_PORT ?= 4200
+MLFLOW_PORT ?= 5000
+export PREFECT_PORT MLFLOW_PORT
+PREFECT_SERVER_API_STARTUP_TIMEOUT ?= 120
+export PREFECT_SERVER_API_STARTUP_TIMEOUT
+UPLINK ?= 5 10 18.8 40
+BRANCHES ?=
+
+## Start the Prefect server and the MLflow UI (PID files and logs in .prefect/ui/).
+ui: venv
+	$(BIN)/python -m pipeline.services start
+
+## Stop exactly the processes `make ui` started.
+ui-stop:
+	$(BIN)/python -m pipeline.services stop
+
+ui-status:
+	$(BIN)/python -m pipeline.services status
+
+## The benchmark flow (dvc repro stage by stage, then MLflow), against `make ui`'s server.
+flow: venv .dvc/config
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m pipeline.flows run
+
+## Serve the deployments so runs (with parameters) can be started from the Prefect UI.
+serve: venv .dvc/config
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m pipeline.flows serve
+
+## Sweep uplink rates (and branch placements) as DVC experiments: reports/sweeps/sweep/.
+sweep: venv .dvc/config
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m pipeline.sweep --uplink $(UPLINK) $(if $(BRANCHES),--branches $(BRANCHES))

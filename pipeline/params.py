@@ -225,7 +225,7 @@ def variant_branches(params: dict[str, Any], name: str) -> list[str]:
     branches = _require(s, f"variants.{name}", "branches", allowed)
     if not isinstance(branches, list) or not all(isinstance(b, str) for b in branches):
         raise bad(key, branches, allowed)
-    from eeoffload.model import BranchPlacementError, validate_branches  # torch: only once needed
+    from eeoffload.layout import BranchPlacementError, validate_branches
 
     try:
         ordered = validate_branches(branches)

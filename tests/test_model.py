@@ -25,6 +25,17 @@ def test_every_relu_and_pool_accepts_a_branch(layer: str) -> None:
     assert [tuple(z.shape) for z in exits] == [(2, 10), (2, 10)]
 
 
+def test_layout_names_match_the_model() -> None:
+    from torch import nn
+
+    from eeoffload.layout import BRANCHABLE_LAYERS, TRUNK_LAYERS
+    from eeoffload.model import trunk_layers
+
+    layers = trunk_layers()
+    assert tuple(name for name, _ in layers) == TRUNK_LAYERS
+    assert BRANCHABLE_LAYERS == tuple(n for n, m in layers if isinstance(m, (nn.ReLU, nn.MaxPool2d)))
+
+
 def test_branchable_layers_are_relus_and_pools() -> None:
     assert branchable_layers() == ["relu1", "pool1", "relu2", "pool2", "relu3", "relu4", "relu5", "pool5",
                                    "relu6", "relu7"]

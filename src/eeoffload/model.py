@@ -40,6 +40,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from eeoffload.layout import BRANCHABLE_LAYERS, BranchPlacementError, validate_branches  # noqa: F401
+
 NUM_CLASSES = 10
 INPUT_SHAPE = (3, 32, 32)
 
@@ -47,8 +49,53 @@ INPUT_SHAPE = (3, 32, 32)
 _LRN = {"size": 5, "alpha": 1e-4 * 5, "beta": 0.75, "k": 2.0}
 
 
-class BranchPlacementError(ValueError):
-    """A branch placement names a layer that does not exist or cannot carry a branch."""
+class _ChannelLRN(torch.autograd.Function):
+    """LRN across channels with a hand-written backward (values as ``torch.nn.LocalResponseNorm``).
+
+    y = x / d**beta with d = k + alpha / size * (sum of x**2 over the ``size`` neighbouring
+    channels, window c - size//2 .. c + (size-1)//2, as torch pads it). The channel window sum is
+    one small matmul with a banded 0/1 (C, C) matrix over the channels-last view (N, H, W, C), and
+    the gradient is dx = g / d**beta - 2 alpha beta / size * x * band^T(g * y / d): a few
+    elementwise passes instead of torch's pad + avg_pool3d + pow graph (about 3x faster on CPU).
+    """
+
+    @staticmethod
+    def forward(ctx, x, size, alpha, beta, k):  # type: ignore[override]
+        channels = x.shape[1]
+        i = torch.arange(channels, device=x.device)
+        offset = i[None, :] - i[:, None]  # band[i, j] = 1 if channel i is in output channel j's window
+        band = ((offset >= -((size - 1) // 2)) & (offset <= size // 2)).to(x.dtype)
+        v = x.permute(0, 2, 3, 1)  # (N, H, W, C): a view for channels-last input
+        d = torch.matmul(v * v, band).mul_(alpha / size).add_(k)
+        inv = d.pow(-beta)
+        y = v * inv
+        ctx.save_for_backward(v, d, inv, band)
+        ctx.scale = 2.0 * alpha * beta / size
+        return y.permute(0, 3, 1, 2)  # (N, C, H, W), channels-last memory
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        v, d, inv, band = ctx.saved_tensors
+        g = grad.permute(0, 2, 3, 1) * inv  # g / d**beta
+        dx = g - ctx.scale * v * torch.matmul(g * v / d, band.t())
+        return dx.permute(0, 3, 1, 2), None, None, None, None
+
+
+class LocalResponseNorm(nn.Module):
+    """Drop-in for ``torch.nn.LocalResponseNorm`` (same arguments, same values within float
+    tolerance, no parameters) with a faster forward and backward for 4-D inputs (:class:`_ChannelLRN`)."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            return nn.functional.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        return _ChannelLRN.apply(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
 def _pool() -> nn.MaxPool2d:
@@ -62,11 +109,11 @@ def trunk_layers(num_classes: int = NUM_CLASSES) -> list[tuple[str, nn.Module]]:
         ("conv1", nn.Conv2d(3, 32, 5, padding=2)),
         ("relu1", nn.ReLU()),
         ("pool1", _pool()),
-        ("lrn1", nn.LocalResponseNorm(**_LRN)),
+        ("lrn1", LocalResponseNorm(**_LRN)),
         ("conv2", nn.Conv2d(32, 64, 5, padding=2)),
         ("relu2", nn.ReLU()),
         ("pool2", _pool()),
-        ("lrn2", nn.LocalResponseNorm(**_LRN)),
+        ("lrn2", LocalResponseNorm(**_LRN)),
         ("conv3", nn.Conv2d(64, 96, 3, padding=1)),
         ("relu3", nn.ReLU()),
         ("conv4", nn.Conv2d(96, 96, 3, padding=1)),
@@ -87,7 +134,7 @@ def trunk_layers(num_classes: int = NUM_CLASSES) -> list[tuple[str, nn.Module]]:
 
 def branchable_layers() -> list[str]:
     """Names of the layers a side branch may follow: every ReLU and pooling layer of the trunk."""
-    return [name for name, layer in trunk_layers() if isinstance(layer, (nn.ReLU, nn.MaxPool2d))]
+    return list(BRANCHABLE_LAYERS)
 
 
 def trunk_output_shapes() -> dict[str, tuple[int, ...]]:
@@ -115,7 +162,7 @@ def branch_head(in_shape: tuple[int, ...], num_classes: int = NUM_CLASSES) -> nn
         layers.append(("pool_a", _pool()))
         size = _pooled(size)
     layers += [
-        ("lrn", nn.LocalResponseNorm(**_LRN)),
+        ("lrn", LocalResponseNorm(**_LRN)),
         ("conv", nn.Conv2d(channels, 32, 3, padding=1)),
         ("relu", nn.ReLU()),
     ]
@@ -124,25 +171,6 @@ def branch_head(in_shape: tuple[int, ...], num_classes: int = NUM_CLASSES) -> nn
         size = _pooled(size)
     layers += [("flatten", nn.Flatten()), ("fc", nn.Linear(32 * size * size, num_classes))]
     return nn.Sequential(OrderedDict(layers))
-
-
-def validate_branches(branches: Sequence[str]) -> list[str]:
-    """Check branch placements and return them in trunk order.
-
-    Raises:
-        BranchPlacementError: unknown or non-branchable layer name, a duplicate, or no branch.
-    """
-    allowed = branchable_layers()
-    if len(branches) == 0:
-        raise BranchPlacementError(f"no side branch given; allowed placements: {', '.join(allowed)}")
-    for name in branches:
-        if name not in allowed:
-            raise BranchPlacementError(
-                f"unknown branch placement {name!r}; allowed placements: {', '.join(allowed)}"
-            )
-    if len(set(branches)) != len(branches):
-        raise BranchPlacementError(f"duplicate branch placement in {list(branches)}")
-    return sorted(branches, key=allowed.index)
 
 
 class BAlexNet(nn.Module):

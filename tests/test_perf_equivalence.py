@@ -1,0 +1,82 @@
+"""The faster LRN in eeoffload.model computes what torch.nn.LocalResponseNorm computes (values and
+gradients, within float tolerance), alone and inside the whole B-AlexNet training step."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from eeoffload.model import _LRN, BAlexNet, LocalResponseNorm
+from eeoffload.training import weighted_exit_loss
+
+
+def _values_and_grad(module: nn.Module, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    x = x.detach().clone().requires_grad_()
+    y = module(x)
+    (gx,) = torch.autograd.grad(y, x, g)
+    return y.detach(), gx
+
+
+@pytest.mark.parametrize("shape", [(4, 32, 16, 16), (3, 64, 8, 8), (2, 3, 5, 7), (2, 1, 4, 4)])
+@pytest.mark.parametrize("channels_last", [True, False])
+@pytest.mark.parametrize("params", [_LRN, {"size": 4, "alpha": 0.3, "beta": 0.6, "k": 1.0}])
+def test_lrn_matches_torch(shape: tuple[int, ...], channels_last: bool, params: dict) -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(shape, generator=gen) * 10
+    g = torch.randn(shape, generator=gen)
+    if channels_last:
+        x, g = (t.contiguous(memory_format=torch.channels_last) for t in (x, g))
+    y_ref, gx_ref = _values_and_grad(nn.LocalResponseNorm(**params), x, g)
+    y, gx = _values_and_grad(LocalResponseNorm(**params), x, g)
+    torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_lrn_gradcheck_double() -> None:
+    x = torch.randn(2, 7, 3, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(LocalResponseNorm(**_LRN), (x,))
+    x = x.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    assert torch.autograd.gradcheck(LocalResponseNorm(size=3, alpha=0.5, beta=0.75, k=1.0), (x,))
+
+
+def test_lrn_non_4d_falls_back_to_torch() -> None:
+    x = torch.randn(2, 8, 5)
+    torch.testing.assert_close(LocalResponseNorm(**_LRN)(x), nn.LocalResponseNorm(**_LRN)(x))
+
+
+def _with_torch_lrn(model: nn.Module) -> nn.Module:
+    model = copy.deepcopy(model)
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, LocalResponseNorm):
+                setattr(parent, name, nn.LocalResponseNorm(child.size, child.alpha, child.beta, child.k))
+    return model
+
+
+@pytest.mark.parametrize("branches", [["relu1"], ["relu1", "relu2"]])
+def test_model_training_step_unchanged(branches: list[str]) -> None:
+    """Same weights, same batch: exits, loss and every parameter gradient agree with torch's LRN."""
+    torch.manual_seed(0)
+    fast = BAlexNet(branches).to(memory_format=torch.channels_last).eval()  # eval: no dropout draws
+    ref = _with_torch_lrn(fast)
+    assert sum(isinstance(m, nn.LocalResponseNorm) for m in ref.modules()) == len(branches) + 2
+    assert fast.state_dict().keys() == ref.state_dict().keys()
+    x = torch.randn(16, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (16,))
+    weights = [1.0] * len(branches) + [0.3]
+    results = []
+    for model in (fast, ref):
+        model.zero_grad(set_to_none=True)
+        exits = model(x)
+        loss = weighted_exit_loss(exits, y, weights)
+        loss.backward()
+        results.append((exits, loss, {n: p.grad for n, p in model.named_parameters()}))
+    (e1, l1, g1), (e2, l2, g2) = results
+    for a, b in zip(e1, e2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
+    for name in g2:
+        torch.testing.assert_close(g1[name], g2[name], rtol=1e-4, atol=1e-5, msg=name)
