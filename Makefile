@@ -78,9 +78,10 @@ ui-stop:
 ui-status:
 	$(BIN)/python -m pipeline.services status
 
-## The benchmark flow (dvc repro stage by stage, then MLflow), against `make ui`'s server.
+## The benchmark flow (dvc repro stage by stage, then MLflow): on `make ui`'s server if it runs,
+## else on a temporary Prefect server.
 flow: venv .dvc/config
-	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m pipeline.flows run
+	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.flows run
 
 ## Serve the deployments so runs (with parameters) can be started from the Prefect UI.
 serve: venv .dvc/config
@@ -88,4 +89,4 @@ serve: venv .dvc/config
 
 ## Sweep uplink rates (and branch placements) as DVC experiments: reports/sweeps/sweep/.
 sweep: venv .dvc/config
-	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m pipeline.sweep --uplink $(UPLINK) $(if $(BRANCHES),--branches $(BRANCHES))
+	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.sweep --uplink $(UPLINK) $(if $(BRANCHES),--branches $(BRANCHES))
