@@ -11,7 +11,6 @@ reports/metrics/<variant>/deadline.parquet and reports/metrics.json. Params: ``n
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from eeoffload import offload
 from eeoffload.calibration import ExitLogits
 from pipeline import params as P
 from pipeline.calibrate import read_logits, split_logits
-from pipeline.io import StageError, atomic_dir, atomic_write_json, read_params, run_stage
+from pipeline.io import StageError, atomic_dir, atomic_write_json, read_json_checked, read_params, run_stage
 from pipeline.params import VariantParams, value_grid  # noqa: F401 - value_grid re-exported
 
 HEADLINE_P_TAR = (0.75, 0.825, 0.85, 0.875)
@@ -69,22 +68,9 @@ def evaluate_params(params: dict[str, Any]) -> EvaluateParams:
     )
 
 
-def _read_json(path: Path, writer: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            obj = json.load(f)
-    except FileNotFoundError as e:
-        raise StageError(f"{path}: not found (run the {writer} stage first)") from e
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise StageError(f"{path}: not valid JSON: {e}") from e
-    if not isinstance(obj, dict):
-        raise StageError(f"{path}: expected a JSON object")
-    return obj
-
-
 def read_temperatures(path: Path, n_exits: int) -> list[float]:
     """Temperatures of exits 1..n_exits from a calibration JSON, validated."""
-    obj = _read_json(path, "calibrate")
+    obj = read_json_checked(path, [], "calibrate")
     temps = obj.get("temperatures")
     expected = [str(k) for k in range(1, n_exits + 1)]
     if not isinstance(temps, dict) or sorted(temps, key=str) != sorted(expected):
@@ -106,7 +92,7 @@ class Profile:
 
 def read_profile(path: Path, n_exits: int) -> Profile:
     """The latency-model inputs of a profile JSON, validated (side branches 1..n_exits-1)."""
-    obj = _read_json(path, "profile")
+    obj = read_json_checked(path, [], "profile")
     to_exit = obj.get("device_ms_to_exit")
     needed = [str(k) for k in range(1, n_exits)]
     if not isinstance(to_exit, dict) or any(k not in to_exit for k in needed):

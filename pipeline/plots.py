@@ -26,7 +26,7 @@ import pandas as pd
 from eeoffload import figures as F
 from eeoffload.claims import paper_variants
 from pipeline import params as P
-from pipeline.io import StageError, atomic_dir, check_columns, read_params, run_stage
+from pipeline.io import StageError, atomic_dir, check_columns, read_json_checked, read_params, run_stage
 
 OUT_DIR = Path("reports/figures")
 MANIFEST = "figures.json"
@@ -106,21 +106,6 @@ def read_csv(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     return _check_columns(df, columns, path)
 
 
-def read_json(path: Path, keys: list[str]) -> dict[str, Any]:
-    if not path.is_file():
-        raise StageError(f"{path}: not found (run the stage that writes it first)")
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise StageError(f"{path}: not readable JSON: {e}") from e
-    if not isinstance(obj, dict):
-        raise StageError(f"{path}: expected a JSON object")
-    missing = [k for k in keys if k not in obj]
-    if missing:
-        raise StageError(f"{path}: missing key(s) {', '.join(missing)}")
-    return obj
-
-
 def read_variant(variant: str, branches: list[str], root: Path = Path(".")) -> VariantInputs:
     m = root / "reports" / "metrics" / variant
     c = root / "reports" / "calibration"
@@ -132,7 +117,7 @@ def read_variant(variant: str, branches: list[str], root: Path = Path(".")) -> V
         exits=read_parquet(c / f"{variant}_exits.parquet", EXITS_COLUMNS),
         reliability=read_parquet(c / f"{variant}_reliability.parquet", RELIABILITY_COLUMNS),
         training=read_csv(root / "reports" / "training" / f"{variant}.csv", TRAINING_COLUMNS),
-        profile=read_json(p / f"{variant}.json", PROFILE_KEYS),
+        profile=read_json_checked(p / f"{variant}.json", PROFILE_KEYS, "profile"),
         layers=read_parquet(p / f"{variant}_layers.parquet", LAYERS_COLUMNS),
     )
 

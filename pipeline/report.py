@@ -29,7 +29,7 @@ import jinja2
 import pandas as pd
 
 from eeoffload import claims as C
-from pipeline.io import StageError, atomic_path, check_columns, read_params, run_stage
+from pipeline.io import StageError, atomic_path, check_columns, read_json_checked, read_params, run_stage
 from pipeline.params import validate_params
 
 OUT = Path("reports/index.html")
@@ -60,16 +60,6 @@ def _read_parquet(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     except Exception as e:  # noqa: BLE001 - any unreadable file is a bad input
         raise StageError(f"{path}: not a readable Parquet file: {e}") from e
     return check_columns(df, columns, path)
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        obj = json.loads(_need(path).read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise StageError(f"{path}: not valid JSON: {e}") from e
-    if not isinstance(obj, dict):
-        raise StageError(f"{path}: expected a JSON object, got {type(obj).__name__}")
-    return obj
 
 
 # --------------------------------------------------------------------------- pieces
@@ -214,12 +204,12 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
             training = pd.read_csv(tpath)
         except Exception as e:  # noqa: BLE001
             raise StageError(f"{tpath}: not a readable CSV file: {e}") from e
-        profiles[v] = _read_json(root / "data" / "profile" / f"{v}.json")
+        profiles[v] = read_json_checked(root / "data" / "profile" / f"{v}.json", [], "profile")
         per_exit[v] = exit_table(exits, training, branches[v])
-    headline = _read_json(root / "reports" / "metrics.json")
+    headline = read_json_checked(root / "reports" / "metrics.json", [], "evaluate")
 
     manifest_path = root / FIGURES / "figures.json"
-    manifest = _read_json(manifest_path)
+    manifest = read_json_checked(manifest_path, [], "plots")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("figures"), list):
         raise StageError(f"{manifest_path}: expected {{'figures': [...], 'skipped': [...]}}")
     figures = []

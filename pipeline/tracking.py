@@ -46,6 +46,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from pipeline.overlay import flatten
+
 EXPERIMENT = "eeoffload-benchmark"
 CALIBRATIONS = ("conventional", "calibrated")
 EXTRA_P_TAR = (0.8, 0.9)
@@ -84,17 +86,6 @@ def check_reachable(uri: str, root: Path, timeout: float = 5.0) -> None:
             f"MLflow tracking server {uri} (MLFLOW_TRACKING_URI) is unreachable: {reason}. "
             f"Start it (`make ui`) or unset MLFLOW_TRACKING_URI to use sqlite:///{root / 'mlflow.db'}. "
             + _after_failure(root)) from None
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
 
 
 def _p(p: float) -> str:
