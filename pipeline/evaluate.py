@@ -31,18 +31,11 @@ CALIBRATIONS = ("conventional", "calibrated")
 
 
 @dataclass(frozen=True)
-class EvaluateParams:
+class EvaluateStageParams:
     """What this stage reads of params: sections network and evaluate, and every variant."""
 
-    uplink_mbps: float
-    rtt_ms: float
-    p_tar: np.ndarray
-    deadline_p_tar: np.ndarray
-    t_tar_ms: np.ndarray
-    batch_size: int
-    batch_order: str
-    resamples: int
-    seed: int
+    network: P.NetworkParams
+    evaluate: P.EvaluateParams
     variants: dict[str, VariantParams]
 
 
@@ -50,22 +43,10 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def evaluate_params(params: dict[str, Any]) -> EvaluateParams:
+def evaluate_params(params: dict[str, Any]) -> EvaluateStageParams:
     """Params sections ``network``, ``evaluate`` and ``variants``, validated by pipeline.params."""
-    network = P.network_params(params)
-    section = P.evaluate_params(params)
-    return EvaluateParams(
-        uplink_mbps=network.uplink_mbps,
-        rtt_ms=network.rtt_ms,
-        p_tar=section.p_tar,
-        deadline_p_tar=section.deadline_p_tar,
-        t_tar_ms=section.t_tar_ms,
-        batch_size=section.batch_size,
-        batch_order=section.batch_order,
-        resamples=section.resamples,
-        seed=section.seed,
-        variants=P.variants_params(params),
-    )
+    return EvaluateStageParams(network=P.network_params(params), evaluate=P.evaluate_params(params),
+                               variants=P.variants_params(params))
 
 
 def read_temperatures(path: Path, n_exits: int) -> list[float]:
@@ -144,14 +125,15 @@ def _json_number(x: float) -> float | None:
     return None if not math.isfinite(x) else round(float(x), 6)
 
 
-def evaluate_variant(inputs: VariantInputs, p: EvaluateParams) -> VariantMetrics:
+def evaluate_variant(inputs: VariantInputs, params: EvaluateStageParams) -> VariantMetrics:
     """Both calibrations of one variant: the p_tar grid, the deadline curves and headline numbers."""
+    p, net = params.evaluate, params.network
     test = inputs.test
     n = len(test.labels)
     order = offload.sample_order(n, p.batch_order, p.seed)
     orders = offload.resample_orders(n, p.resamples, p.seed)
     offloaded_ms = offload.offloaded_sample_ms(
-        inputs.profile.offload_edge_ms, inputs.profile.upload_bytes, p.uplink_mbps, p.rtt_ms, inputs.profile.cloud_ms
+        inputs.profile.offload_edge_ms, inputs.profile.upload_bytes, net.uplink_mbps, net.rtt_ms, inputs.profile.cloud_ms
     )
     exit_ms = offload.exit_latency_ms(inputs.profile.device_ms_to_exit, offloaded_ms)
     headline_p = np.array(HEADLINE_P_TAR)
