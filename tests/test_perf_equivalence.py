@@ -3,12 +3,12 @@ gradients, within float tolerance), alone and inside the whole B-AlexNet trainin
 
 from __future__ import annotations
 
-import copy
 
 import pytest
 import torch
 from torch import nn
 
+from benchmarks.training_cpu import with_torch_lrn
 from eeoffload.model import _LRN, BAlexNet, LocalResponseNorm
 from eeoffload.training import weighted_exit_loss
 
@@ -47,21 +47,12 @@ def test_lrn_non_4d_falls_back_to_torch() -> None:
     torch.testing.assert_close(LocalResponseNorm(**_LRN)(x), nn.LocalResponseNorm(**_LRN)(x))
 
 
-def _with_torch_lrn(model: nn.Module) -> nn.Module:
-    model = copy.deepcopy(model)
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, LocalResponseNorm):
-                setattr(parent, name, nn.LocalResponseNorm(child.size, child.alpha, child.beta, child.k))
-    return model
-
-
 @pytest.mark.parametrize("branches", [["relu1"], ["relu1", "relu2"]])
 def test_model_training_step_unchanged(branches: list[str]) -> None:
     """Same weights, same batch: exits, loss and every parameter gradient agree with torch's LRN."""
     torch.manual_seed(0)
     fast = BAlexNet(branches).to(memory_format=torch.channels_last).eval()  # eval: no dropout draws
-    ref = _with_torch_lrn(fast)
+    ref = with_torch_lrn(fast)
     assert sum(isinstance(m, nn.LocalResponseNorm) for m in ref.modules()) == len(branches) + 2
     assert fast.state_dict().keys() == ref.state_dict().keys()
     x = torch.randn(16, 3, 32, 32).contiguous(memory_format=torch.channels_last)
