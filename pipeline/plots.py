@@ -26,7 +26,15 @@ import pandas as pd
 from eeoffload import figures as F
 from eeoffload.claims import paper_variants
 from pipeline import params as P
-from pipeline.io import StageError, atomic_dir, check_columns, read_json_checked, read_params, run_stage
+from pipeline.io import (
+    StageError,
+    atomic_dir,
+    check_columns,
+    read_json_checked,
+    read_params,
+    read_parquet_checked,
+    run_stage,
+)
 
 OUT_DIR = Path("reports/figures")
 MANIFEST = "figures.json"
@@ -86,16 +94,6 @@ def _check_columns(df: pd.DataFrame, columns: dict[str, str], path: Path) -> pd.
     return df
 
 
-def read_parquet(path: Path, columns: dict[str, str]) -> pd.DataFrame:
-    if not path.is_file():
-        raise StageError(f"{path}: not found (run the stage that writes it first)")
-    try:
-        df = pd.read_parquet(path)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a bad input
-        raise StageError(f"{path}: not a readable Parquet file: {e}") from e
-    return _check_columns(df, columns, path)
-
-
 def read_csv(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     if not path.is_file():
         raise StageError(f"{path}: not found (run the stage that writes it first)")
@@ -112,13 +110,13 @@ def read_variant(variant: str, branches: list[str], root: Path = Path(".")) -> V
     p = root / "data" / "profile"
     return VariantInputs(
         branches=branches,
-        offload=read_parquet(m / "offload.parquet", OFFLOAD_COLUMNS),
-        deadline=read_parquet(m / "deadline.parquet", DEADLINE_COLUMNS),
-        exits=read_parquet(c / f"{variant}_exits.parquet", EXITS_COLUMNS),
-        reliability=read_parquet(c / f"{variant}_reliability.parquet", RELIABILITY_COLUMNS),
+        offload=read_parquet_checked(m / "offload.parquet", OFFLOAD_COLUMNS, "evaluate"),
+        deadline=read_parquet_checked(m / "deadline.parquet", DEADLINE_COLUMNS, "evaluate"),
+        exits=read_parquet_checked(c / f"{variant}_exits.parquet", EXITS_COLUMNS, "calibrate"),
+        reliability=read_parquet_checked(c / f"{variant}_reliability.parquet", RELIABILITY_COLUMNS, "calibrate"),
         training=read_csv(root / "reports" / "training" / f"{variant}.csv", TRAINING_COLUMNS),
         profile=read_json_checked(p / f"{variant}.json", PROFILE_KEYS, "profile"),
-        layers=read_parquet(p / f"{variant}_layers.parquet", LAYERS_COLUMNS),
+        layers=read_parquet_checked(p / f"{variant}_layers.parquet", LAYERS_COLUMNS, "profile"),
     )
 
 

@@ -29,7 +29,7 @@ import jinja2
 import pandas as pd
 
 from eeoffload import claims as C
-from pipeline.io import StageError, atomic_path, check_columns, read_json_checked, read_params, run_stage
+from pipeline.io import StageError, atomic_path, read_json_checked, read_params, read_parquet_checked, run_stage
 from pipeline.params import validate_params
 
 OUT = Path("reports/index.html")
@@ -50,19 +50,6 @@ def _need(path: Path) -> Path:
     if not path.is_file():
         raise StageError(f"{path}: not found (run the stage that writes it first)")
     return path
-
-
-def _read_parquet(path: Path, columns: dict[str, str]) -> pd.DataFrame:
-    try:
-        df = pd.read_parquet(_need(path))
-    except StageError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a bad input
-        raise StageError(f"{path}: not a readable Parquet file: {e}") from e
-    return check_columns(df, columns, path)
-
-
-# --------------------------------------------------------------------------- pieces
 
 
 def git_commit(cwd: Path = Path(".")) -> str:
@@ -196,9 +183,10 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
     offload, deadline, profiles, per_exit = {}, {}, {}, {}
     for v in variants:
         m = root / "reports" / "metrics" / v
-        offload[v] = _read_parquet(m / "offload.parquet", OFFLOAD_COLUMNS)
-        deadline[v] = _read_parquet(m / "deadline.parquet", DEADLINE_COLUMNS)
-        exits = _read_parquet(root / "reports" / "calibration" / f"{v}_exits.parquet", EXITS_COLUMNS)
+        offload[v] = read_parquet_checked(m / "offload.parquet", OFFLOAD_COLUMNS, "evaluate", allow_empty=True)
+        deadline[v] = read_parquet_checked(m / "deadline.parquet", DEADLINE_COLUMNS, "evaluate", allow_empty=True)
+        exits = read_parquet_checked(root / "reports" / "calibration" / f"{v}_exits.parquet", EXITS_COLUMNS, "calibrate",
+                                     allow_empty=True)
         tpath = _need(root / "reports" / "training" / f"{v}.csv")
         try:
             training = pd.read_csv(tpath)
