@@ -20,6 +20,7 @@ from eeoffload.model import NUM_CLASSES, BAlexNet
 from eeoffload.training import images_to_tensor, predict_exits
 from pipeline.io import StageError, atomic_write_parquet, load_weights, read_params, run_stage
 from pipeline.params import runtime_params, torch_device, variant_branches
+from pipeline.runtime import keep_freed_memory
 from pipeline.train import load_split
 
 LOGIT_COLUMNS = [f"logit_{c}" for c in range(NUM_CLASSES)]
@@ -64,6 +65,7 @@ def main(variant: str) -> None:
     runtime = runtime_params(params)
     device = torch_device(runtime.device)
     torch.set_num_threads(runtime.num_threads or os.cpu_count() or 1)
+    keep_freed_memory()  # large activations stay in the heap between steps (pipeline.runtime)
     model = load_model(Path("data/models") / f"{variant}.pt", branches)
     model = model.to(device).to(memory_format=torch.channels_last)
     frames = []

@@ -25,6 +25,7 @@ from eeoffload.model import NUM_CLASSES, BAlexNet
 from eeoffload.training import exit_metrics, images_to_tensor, predict_exits, train_epoch
 from pipeline.io import StageError, atomic_path, atomic_write_text, read_params, run_stage
 from pipeline.params import TrainParams, VariantParams, torch_device, train_params, variant_params
+from pipeline.runtime import keep_freed_memory
 
 PREPARED = Path("data/prepared")
 CHECKPOINTS = Path("data/checkpoints")
@@ -88,6 +89,7 @@ def main(variant: str) -> None:
     tp, vp = train_params(params), variant_params(params, variant)
     device = torch_device(tp.device)
     torch.set_num_threads(tp.num_threads or os.cpu_count() or 1)
+    keep_freed_memory()  # large activations stay in the heap between steps (pipeline.runtime)
     torch.manual_seed(tp.seed)
     train, val = load_split("train"), load_split("val")
     x = images_to_tensor(train["images"], device)

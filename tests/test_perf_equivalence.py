@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from benchmarks.training_cpu import with_torch_lrn
+from eeoffload.layout import BRANCHABLE_LAYERS
 from eeoffload.model import _LRN, BAlexNet, LocalResponseNorm
 from eeoffload.training import weighted_exit_loss
 
@@ -71,3 +72,36 @@ def test_model_training_step_unchanged(branches: list[str]) -> None:
     torch.testing.assert_close(l1, l2, rtol=1e-5, atol=1e-6)
     for name in g2:
         torch.testing.assert_close(g1[name], g2[name], rtol=1e-4, atol=1e-5, msg=name)
+
+
+def _step(model: BAlexNet, forward, x: torch.Tensor, y: torch.Tensor) -> tuple[list, torch.Tensor, dict]:
+    model.zero_grad(set_to_none=True)
+    exits = forward(x)
+    loss = weighted_exit_loss(exits, y, [1.0] * len(exits))
+    loss.backward()
+    return [e.detach() for e in exits], loss.detach(), {n: p.grad for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("branches", [[name] for name in BRANCHABLE_LAYERS]
+                         + [["relu1", "relu2"], ["relu1", "pool1"], ["relu2", "relu5", "relu7"]])
+def test_planned_forward_equals_the_definition(branches: list[str]) -> None:
+    """forward (shared head layers, pool before ReLU, in-place ReLU) == reference_forward: same
+    exits, loss and parameter gradients, for every branch placement."""
+    torch.manual_seed(0)
+    model = BAlexNet(branches).to(memory_format=torch.channels_last).eval()  # eval: no dropout draws
+    x = torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (8,))
+    e1, l1, g1 = _step(model, model.forward, x, y)
+    e2, l2, g2 = _step(model, model.reference_forward, x, y)
+    for a, b in zip(e1, e2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(l1, l2, rtol=1e-6, atol=1e-6)
+    for name in g2:
+        torch.testing.assert_close(g1[name], g2[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_plan_shares_the_pool_and_lrn_of_a_relu1_branch() -> None:
+    plan = BAlexNet(["relu1"]).plan
+    assert plan[1].layers == ("pool1", "relu1")  # pool first, then the ReLU on a 4x smaller map
+    assert [s.taps for s in plan if s.taps] == [(("relu1", 2),)]  # the head's pool and LRN are lrn1's
+    assert [s.layers[0] for s in plan if s.taps] == ["lrn1"]
