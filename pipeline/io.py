@@ -163,10 +163,15 @@ def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
-def atomic_write_parquet(path: str | os.PathLike[str], df: Any) -> None:
-    """Write a pandas DataFrame to Parquet atomically (no index)."""
+def atomic_write_parquet(path: str | os.PathLike[str], table: Any) -> None:
+    """Write a pandas DataFrame (without its index) or a pyarrow Table to Parquet atomically."""
     with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
+        if hasattr(table, "to_parquet"):
+            table.to_parquet(tmp, index=False)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(table, tmp)
 
 
 def write_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> None:

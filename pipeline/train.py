@@ -9,7 +9,9 @@ after every epoch; a re-run with the same params resumes from it, and it is remo
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import sys
@@ -17,7 +19,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from tqdm import tqdm
 
@@ -82,6 +83,15 @@ def read_checkpoint(path: Path, fp: str) -> dict | None:
         print(f"ignoring {path}: made with other params or data", flush=True)
         return None
     return ckpt
+
+
+def history_csv(history: list[dict[str, float | int | str]]) -> str:
+    """The per-epoch history as CSV text, one row per epoch (the csv module: no pandas import)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(history[0]) if history else [], lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    return out.getvalue()
 
 
 def main(variant: str) -> None:
@@ -149,7 +159,7 @@ def main(variant: str) -> None:
     with atomic_path(Path("data/models") / f"{variant}.pt") as tmp:
         torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "branches": vp.branches}, tmp)
-    atomic_write_text(Path("reports/training") / f"{variant}.csv", pd.DataFrame(history).to_csv(index=False))
+    atomic_write_text(Path("reports/training") / f"{variant}.csv", history_csv(history))
     ckpt_path.unlink(missing_ok=True)
     print(f"trained {variant} ({len(schedule)} epochs) in {(time.perf_counter() - start_time) / 60:.1f} min "
           f"on {device}", flush=True)
