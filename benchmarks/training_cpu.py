@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import ROOT, figure, note, run_python
-from eeoffload.model import BAlexNet, LocalResponseNorm
+from eeoffload.model import BAlexNet, Flatten, LocalResponseNorm
 from eeoffload.training import train_epoch, weighted_exit_loss
 from pipeline.runtime import keep_freed_memory
 
@@ -51,6 +51,15 @@ def with_torch_lrn(model: nn.Module) -> nn.Module:
         for name, child in parent.named_children():
             if isinstance(child, LocalResponseNorm):
                 setattr(parent, name, nn.LocalResponseNorm(child.size, child.alpha, child.beta, child.k))
+    return model
+
+
+def with_torch_flatten(model: nn.Module) -> nn.Module:
+    """``model`` with ``nn.Flatten`` in place of eeoffload's layout-keeping Flatten (in place)."""
+    for parent in model.modules():
+        for name, child in parent.named_children():
+            if isinstance(child, Flatten):
+                setattr(parent, name, nn.Flatten())
     return model
 
 
@@ -109,9 +118,12 @@ class Config:
 
 
 def make_config(name: str, base: BAlexNet, threads: int, torch_lrn: bool = False, channels_last: bool = True,
-                compiled: bool = False, inplace_relu: bool = True, planned: bool = True) -> Config:
+                compiled: bool = False, inplace_relu: bool = True, planned: bool = True,
+                torch_flatten: bool = False) -> Config:
     """``base`` as the pipeline trains it, minus the levers switched off here."""
     model: nn.Module = with_torch_lrn(base) if torch_lrn else copy.deepcopy(base)
+    if torch_flatten:
+        with_torch_flatten(model)
     for module in model.modules():
         if isinstance(module, nn.ReLU):
             module.inplace = inplace_relu
@@ -224,13 +236,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.levers:
         keep_freed_memory()  # as the train stage does
-        original = dict(torch_lrn=True, inplace_relu=False, planned=False)
+        original = dict(torch_lrn=True, inplace_relu=False, planned=False, torch_flatten=True)
         configs = [
-            make_config("original (torch LRN, definition order, ReLU out of place)", base, cores, **original),
+            make_config("original (torch LRN and Flatten, definition order, ReLU out of place)", base, cores,
+                        **original),
             make_config("current (fast LRN, planned forward, in-place ReLU, channels-last)", base, cores),
             make_config("current but definition order (no shared head layers, ReLU before pool)", base, cores,
                         planned=False),
             make_config("current but ReLU out of place", base, cores, inplace_relu=False),
+            make_config("current but nn.Flatten (NCHW gradient)", base, cores, torch_flatten=True),
             make_config("current but NCHW (no channels-last)", base, cores, channels_last=False),
         ]
         if cores > 1:

@@ -61,6 +61,19 @@ def test_augment_keeps_shape_and_is_seeded() -> None:
     assert a.shape == x.shape and torch.equal(a, b)
 
 
+def test_augment_is_a_padded_crop_and_flip_per_image() -> None:
+    x = torch.randn(16, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    out = augment_batch(x, torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)  # the same draws, in augment_batch's order
+    dy, dx = torch.randint(0, 9, (16,), generator=gen), torch.randint(0, 9, (16,), generator=gen)
+    flip = torch.rand(16, generator=gen) < 0.5
+    padded = torch.nn.functional.pad(x, (4, 4, 4, 4))
+    for i in range(16):
+        crop = padded[i, :, dy[i] : dy[i] + 32, dx[i] : dx[i] + 32]
+        assert torch.equal(out[i], crop.flip(2) if flip[i] else crop)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_weighted_loss_skips_zero_weights() -> None:
     z = [torch.randn(5, 10, requires_grad=True), torch.randn(5, 10, requires_grad=True)]
     y = torch.randint(0, 10, (5,))

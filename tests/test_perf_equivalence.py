@@ -10,7 +10,7 @@ from torch import nn
 
 from benchmarks.training_cpu import with_torch_lrn
 from eeoffload.layout import BRANCHABLE_LAYERS
-from eeoffload.model import _LRN, BAlexNet, LocalResponseNorm
+from eeoffload.model import _LRN, BAlexNet, Flatten, LocalResponseNorm
 from eeoffload.training import weighted_exit_loss
 
 
@@ -105,3 +105,16 @@ def test_plan_shares_the_pool_and_lrn_of_a_relu1_branch() -> None:
     assert plan[1].layers == ("pool1", "relu1")  # pool first, then the ReLU on a 4x smaller map
     assert [s.taps for s in plan if s.taps] == [(("relu1", 2),)]  # the head's pool and LRN are lrn1's
     assert [s.layers[0] for s in plan if s.taps] == ["lrn1"]
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_flatten_equals_torch_and_keeps_the_gradient_layout(channels_last: bool) -> None:
+    x = torch.randn(4, 8, 3, 3)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    g = torch.randn(4, 72)
+    y_ref, gx_ref = _values_and_grad(nn.Flatten(), x, g)
+    y, gx = _values_and_grad(Flatten(), x, g)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
+    torch.testing.assert_close(gx, gx_ref, rtol=0, atol=0)
+    assert gx.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)

@@ -111,6 +111,31 @@ class LocalResponseNorm(nn.Module):
         return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
+class _FlattenChannelsLast(torch.autograd.Function):
+    """(N, C, H, W) channels-last -> (N, C*H*W) in torch's (C, H, W) order, whose gradient comes back
+    channels-last (a plain flatten's comes back NCHW, and the pool and conv backward before it
+    would each copy their tensors to match)."""
+
+    @staticmethod
+    def forward(ctx, x):  # type: ignore[override]
+        ctx.shape = x.shape
+        return x.reshape(x.shape[0], -1)  # (N, C*H*W): a copy, as x is not NCHW-contiguous
+
+    @staticmethod
+    def backward(ctx, grad):  # type: ignore[override]
+        return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)
+
+
+class Flatten(nn.Flatten):
+    """``nn.Flatten()`` (same values) that keeps a channels-last input's layout in the gradient."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4 and self.start_dim == 1 and self.end_dim == -1 and not x.is_contiguous() \
+                and x.is_contiguous(memory_format=torch.channels_last):
+            return _FlattenChannelsLast.apply(x)
+        return super().forward(x)
+
+
 def _pool() -> nn.MaxPool2d:
     """Max pooling 3/2 that rounds up like Chainer (ceil_mode, no padding): 32->16->8->4."""
     return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
@@ -134,7 +159,7 @@ def trunk_layers(num_classes: int = NUM_CLASSES) -> list[tuple[str, nn.Module]]:
         ("conv5", nn.Conv2d(96, 64, 3, padding=1)),
         ("relu5", nn.ReLU(inplace=True)),
         ("pool5", _pool()),
-        ("flatten", nn.Flatten()),
+        ("flatten", Flatten()),
         ("fc1", nn.Linear(64 * 4 * 4, 256)),
         ("relu6", nn.ReLU(inplace=True)),
         ("drop6", nn.Dropout(0.5)),
@@ -182,7 +207,7 @@ def branch_head(in_shape: tuple[int, ...], num_classes: int = NUM_CLASSES) -> nn
     if size > 4:
         layers.append(("pool_b", _pool()))
         size = _pooled(size)
-    layers += [("flatten", nn.Flatten()), ("fc", nn.Linear(32 * size * size, num_classes))]
+    layers += [("flatten", Flatten()), ("fc", nn.Linear(32 * size * size, num_classes))]
     return nn.Sequential(OrderedDict(layers))
 
 

@@ -36,12 +36,10 @@ def augment_batch(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     dy = torch.randint(0, 2 * CROP_PAD + 1, (b,), generator=generator, device="cpu").to(dev)
     dx = torch.randint(0, 2 * CROP_PAD + 1, (b,), generator=generator, device="cpu").to(dev)
     flip = torch.rand(b, generator=generator, device="cpu").to(dev) < 0.5
-    rows = dy[:, None] + torch.arange(h, device=dev)  # (B, H)
-    cols = dx[:, None] + torch.arange(w, device=dev)  # (B, W)
-    cols = torch.where(flip[:, None], cols.flip(1), cols)
-    idx = torch.arange(b, device=dev)[:, None, None]
-    out = padded.permute(0, 2, 3, 1)[idx, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 9, 9, H, W), a view of every crop
+    out = windows[torch.arange(b, device=dev), :, dy, dx]  # (B, C, H, W)
+    out = torch.where(flip[:, None, None, None], out.flip(3), out)
+    return out.contiguous(memory_format=torch.channels_last)
 
 
 def weighted_exit_loss(
