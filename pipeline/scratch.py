@@ -36,8 +36,9 @@ def scratch_env(dest: Path) -> dict[str, str]:
     return env
 
 
-def make_scratch_project(dest: Path, overrides: dict | None = None) -> Path:
-    """Copy the project into ``dest`` (replacing it), apply ``overrides`` to params.yaml, git+dvc init."""
+def make_scratch_project(dest: Path, overrides: dict | None = None, vcs: bool = True) -> Path:
+    """Copy the project into ``dest`` (replacing it), apply ``overrides`` to params.yaml, and (with
+    ``vcs``) make it a git + DVC repository; without, a plain copy for ``pipeline.plain_run``."""
     dest = dest.resolve()
     if dest.exists():
         shutil.rmtree(dest)
@@ -51,6 +52,8 @@ def make_scratch_project(dest: Path, overrides: dict | None = None) -> Path:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (dest / "params.yaml").write_text(yaml.safe_dump(merge(params, overrides or {}), sort_keys=False))
     (dest / ".gitignore").write_text((ROOT / ".gitignore").read_text())
+    if not vcs:
+        return dest
     env = scratch_env(dest)
     run = lambda *cmd: subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)  # noqa: E731
     run("git", "init", "-q")

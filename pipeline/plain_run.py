@@ -1,0 +1,140 @@
+"""Run the stages of dvc.yaml with plain Python, in dependency order, without DVC.
+
+    python -m pipeline.plain_run [--dry-run] [--until STAGE]
+
+For a machine that has the stages' packages but not DVC, Prefect or MLflow: the lent GPU
+machine (docs/performance.md, section 5). It expands each ``foreach: ${variants}`` over
+params.yaml as DVC does (``${key}``: the variant's name), orders the stages by their deps and outs,
+and runs each ``cmd`` in the project root, stopping at the first failure. It records nothing:
+back on a machine with DVC, ``dvc commit`` records the outputs, or ``dvc repro`` redoes what
+differs. Needs only PyYAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_TEMPLATE = re.compile(r"\$\{([^}]*)\}")
+
+
+class PlanError(ValueError):
+    """dvc.yaml uses something this runner does not support, or its stages form a cycle."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str  # as DVC names it: "train@one_branch", "evaluate"
+    cmd: str
+    deps: tuple[str, ...]
+    outs: tuple[str, ...]
+
+
+def _paths(entries: list[Any] | None) -> list[str]:
+    """Paths of a deps/outs/plots/metrics list (plain strings or one-key mappings with options)."""
+    out = []
+    for entry in entries or []:
+        out.append(entry if isinstance(entry, str) else next(iter(entry)))
+    return out
+
+
+def _substitute(text: str, key: str, where: str) -> str:
+    def one(match: re.Match[str]) -> str:
+        if match.group(1) != "key":
+            raise PlanError(f"{where}: ${{{match.group(1)}}} is not supported here (only ${{key}} in foreach)")
+        return key
+
+    return _TEMPLATE.sub(one, text)
+
+
+def expand_stages(dvc: dict[str, Any], params: dict[str, Any]) -> list[Stage]:
+    """Every stage of a parsed dvc.yaml, ``foreach: ${section}`` expanded over that params section."""
+    stages = []
+    for name, spec in (dvc.get("stages") or {}).items():
+        if "foreach" in spec:
+            match = _TEMPLATE.fullmatch(str(spec["foreach"]))
+            section = params.get(match.group(1)) if match else None
+            if not isinstance(section, dict):
+                raise PlanError(f"stage {name}: foreach must name a params.yaml mapping, got {spec['foreach']!r}")
+            body, keys = spec["do"], list(section)
+        else:
+            body, keys = spec, [None]
+        for key in keys:
+            label = f"{name}@{key}" if key is not None else name
+            sub = (lambda s, k=key, w=label: _substitute(s, k, w)) if key is not None else (lambda s: s)  # noqa: E731
+            outs = _paths(body.get("outs")) + _paths(body.get("plots")) + _paths(body.get("metrics"))
+            stages.append(Stage(label, sub(body["cmd"]), tuple(sub(p) for p in _paths(body.get("deps"))),
+                                tuple(sub(p) for p in outs)))
+    return stages
+
+
+def _overlaps(a: str, b: str) -> bool:
+    a, b = a.rstrip("/"), b.rstrip("/")
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def dependency_order(stages: list[Stage]) -> list[Stage]:
+    """The stages in an order where each runs after every stage whose outs it depends on
+    (a dep equal to, inside or containing an out); ties keep dvc.yaml's order."""
+    after = {s.name: {t.name for t in stages if t is not s and any(_overlaps(d, o) for d in s.deps for o in t.outs)}
+             for s in stages}
+    ordered: list[Stage] = []
+    done: set[str] = set()
+    while len(ordered) < len(stages):
+        ready = [s for s in stages if s.name not in done and after[s.name] <= done]
+        if not ready:
+            raise PlanError("the stages' deps and outs form a cycle: "
+                            + ", ".join(s.name for s in stages if s.name not in done))
+        ordered.append(ready[0])
+        done.add(ready[0].name)
+    return ordered
+
+
+def plan(root: Path) -> list[Stage]:
+    dvc = yaml.safe_load((root / "dvc.yaml").read_text())
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    return dependency_order(expand_stages(dvc, params))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--dry-run", action="store_true", help="print the commands in order, run nothing")
+    ap.add_argument("--until", default=None, help="stop after this stage (e.g. train@two_branch)")
+    args = ap.parse_args(argv)
+    root = Path.cwd()
+    try:
+        stages = plan(root)
+    except (OSError, PlanError, KeyError, yaml.YAMLError) as e:
+        print(f"plain_run: {e}", file=sys.stderr)
+        return 2
+    if args.until is not None and args.until not in {s.name for s in stages}:
+        print(f"plain_run: --until {args.until!r}: no such stage; stages: {', '.join(s.name for s in stages)}",
+              file=sys.stderr)
+        return 2
+    total = time.perf_counter()
+    for stage in stages:
+        print(f"== {stage.name}: {stage.cmd}", flush=True)
+        if args.dry_run:
+            continue
+        start = time.perf_counter()
+        rc = subprocess.run([sys.executable if w == "python" else w for w in shlex.split(stage.cmd)], cwd=root).returncode
+        print(f"== {stage.name}: exit {rc} after {time.perf_counter() - start:.1f} s", flush=True)
+        if rc != 0:
+            return rc
+        if stage.name == args.until:
+            break
+    print(f"== all stages: {(time.perf_counter() - total) / 60:.2f} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

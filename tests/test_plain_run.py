@@ -1,0 +1,76 @@
+"""pipeline.plain_run: the whole pipeline without DVC, Prefect or MLflow (as on the lent GPU
+machine), in dvc.yaml's dependency order, with the same outputs as `dvc repro`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.plain_run import PlanError, Stage, dependency_order, expand_stages, plan
+from pipeline.scratch import make_scratch_project, scratch_env
+from tests.conftest import ROOT, TINY_PARAMS, TinyRun
+
+BLOCKED = ("dvc", "prefect", "mlflow", "pydantic")
+
+
+def test_plan_expands_foreach_and_orders_by_deps() -> None:
+    names = [s.name for s in plan(ROOT)]
+    variants = list(yaml.safe_load((ROOT / "params.yaml").read_text())["variants"])
+    dvc_stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    expected = {f"{n}@{v}" for n, spec in dvc_stages.items() if "foreach" in spec for v in variants}
+    expected |= {n for n, spec in dvc_stages.items() if "foreach" not in spec}
+    assert set(names) == expected and len(names) == len(expected)
+    assert names[0] == "prepare" and names[-1] == "report"
+    for v in variants:
+        assert names.index(f"train@{v}") < names.index(f"logits@{v}") < names.index(f"calibrate@{v}")
+        assert names.index(f"calibrate@{v}") < names.index("evaluate") < names.index("plots")
+        assert names.index(f"profile@{v}") < names.index("evaluate")
+
+
+def test_a_dep_inside_or_containing_an_out_orders_the_stages() -> None:
+    a = Stage("a", "x", (), ("reports/timings/a.json",))
+    b = Stage("b", "x", ("reports/timings",), ("reports/figures",))
+    c = Stage("c", "x", ("reports/figures/fig2.png",), ())
+    assert [s.name for s in dependency_order([b, a, c])] == ["a", "b", "c"]
+
+
+def test_a_cycle_and_other_templates_are_clear_errors() -> None:
+    a, b = Stage("a", "x", ("o_b",), ("o_a",)), Stage("b", "x", ("o_a",), ("o_b",))
+    with pytest.raises(PlanError, match="cycle: a, b"):
+        dependency_order([a, b])
+    with pytest.raises(PlanError, match=r"\$\{item.x\} is not supported"):
+        expand_stages({"stages": {"s": {"foreach": "${variants}", "do": {"cmd": "run ${item.x}"}}}},
+                      {"variants": {"v": {}}})
+    with pytest.raises(PlanError, match="foreach must name a params.yaml mapping"):
+        expand_stages({"stages": {"s": {"foreach": "${nothing}", "do": {"cmd": "run"}}}}, {})
+
+
+@pytest.mark.integration
+def test_plain_run_without_dvc_matches_dvc_repro(tiny_run: TinyRun, tiny_zip: Path,
+                                                 tmp_path: Path) -> None:
+    assert tiny_run.proc.returncode == 0, tiny_run.proc.stdout[-3000:] + tiny_run.proc.stderr[-3000:]
+    overrides = {**TINY_PARAMS, "data": {**TINY_PARAMS["data"], "archive": str(tiny_zip)}}
+    root = make_scratch_project(tmp_path / "plain", overrides, vcs=False)
+    assert not (root / ".dvc").exists() and not (root / ".git").exists()
+    blocker = tmp_path / "blocked"  # these packages are missing on the GPU machine
+    for name in BLOCKED:
+        (blocker / name).mkdir(parents=True)
+        (blocker / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed here')\n")
+    env = scratch_env(root)
+    env["PYTHONPATH"] = f"{blocker}:{env['PYTHONPATH']}"
+    proc = subprocess.run([sys.executable, "-m", "pipeline.plain_run"], cwd=root, env=env, text=True,
+                          capture_output=True)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "== all stages:" in proc.stdout
+
+    def files(base: Path) -> set[str]:
+        return {str(p.relative_to(base)) for d in ("data", "reports") for p in (base / d).rglob("*") if p.is_file()}
+
+    assert files(root) == files(tiny_run.root)
+    for rel in ("data/prepared/train.npz", "data/prepared/test.npz", "data/logits/one_branch.parquet"):  # deterministic outputs: the same bytes
+        assert (root / rel).read_bytes() == (tiny_run.root / rel).read_bytes(), rel
+    assert (root / "reports" / "index.html").stat().st_size > 10_000
