@@ -26,7 +26,7 @@ import copy
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -44,23 +44,24 @@ BATCH = 512
 VARIANTS = {"one_branch": (["relu1"], [1.0, 0.3]), "two_branch": (["relu1", "relu2"], [1.0, 0.65, 0.3])}
 
 
+def _replace_modules(model: nn.Module, kind: type[nn.Module], make: Callable[[nn.Module], nn.Module]) -> nn.Module:
+    """A copy of ``model`` with every ``kind`` submodule ``m`` replaced by ``make(m)``."""
+    model = copy.deepcopy(model)
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, kind):
+                setattr(parent, name, make(child))
+    return model
+
+
 def with_torch_lrn(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with torch's LocalResponseNorm in place of eeoffload's (the original model)."""
-    model = copy.deepcopy(model)
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, LocalResponseNorm):
-                setattr(parent, name, nn.LocalResponseNorm(child.size, child.alpha, child.beta, child.k))
-    return model
+    return _replace_modules(model, LocalResponseNorm, lambda m: nn.LocalResponseNorm(m.size, m.alpha, m.beta, m.k))
 
 
 def with_torch_flatten(model: nn.Module) -> nn.Module:
-    """``model`` with ``nn.Flatten`` in place of eeoffload's layout-keeping Flatten (in place)."""
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if isinstance(child, Flatten):
-                setattr(parent, name, nn.Flatten())
-    return model
+    """A copy of ``model`` with ``nn.Flatten`` in place of eeoffload's layout-keeping Flatten."""
+    return _replace_modules(model, Flatten, lambda m: nn.Flatten())
 
 
 class Contiguous(nn.Module):
@@ -123,7 +124,7 @@ def make_config(name: str, base: BAlexNet, threads: int, torch_lrn: bool = False
     """``base`` as the pipeline trains it, minus the levers switched off here."""
     model: nn.Module = with_torch_lrn(base) if torch_lrn else copy.deepcopy(base)
     if torch_flatten:
-        with_torch_flatten(model)
+        model = with_torch_flatten(model)
     for module in model.modules():
         if isinstance(module, nn.ReLU):
             module.inplace = inplace_relu
