@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from eeoffload import calibration as cal
+from eeoffload import temperature as ts
 from pipeline.io import (
     StageError,
     atomic_write_json,
@@ -62,8 +63,8 @@ def split_logits(frame: pd.DataFrame, split: str, path: Path) -> cal.ExitLogits:
 def fit_temperatures(val: cal.ExitLogits, method: str) -> list[float]:
     """One temperature per exit, fitted on the validation logits (per exit, or one shared T)."""
     if method == "global":
-        return cal.fit_global_temperature(list(val.logits), val.labels)
-    return [cal.fit_temperature(z, val.labels) for z in val.logits]
+        return ts.fit_global_temperature(list(val.logits), val.labels)
+    return [ts.fit_temperature(z, val.labels) for z in val.logits]
 
 
 def exit_reports(test: cal.ExitLogits, temperatures: list[float], n_bins: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -72,7 +73,7 @@ def exit_reports(test: cal.ExitLogits, temperatures: list[float], n_bins: int) -
     for k, temperature in enumerate(temperatures, start=1):
         for name, t in (("conventional", 1.0), ("calibrated", temperature)):
             z = test.logits[k - 1]
-            probs = cal.softmax(z, t)
+            probs = ts.softmax(z, t)
             rows.append(
                 {
                     "exit": k,
@@ -81,7 +82,7 @@ def exit_reports(test: cal.ExitLogits, temperatures: list[float], n_bins: int) -
                     "accuracy": cal.accuracy(probs, test.labels),
                     "ece": cal.expected_calibration_error(probs, test.labels, n_bins),
                     "mce": cal.maximum_calibration_error(probs, test.labels, n_bins),
-                    "nll": cal.temperature_nll(z, test.labels, t),
+                    "nll": ts.temperature_nll(z, test.labels, t),
                     "brier": cal.brier_score(probs, test.labels),
                 }
             )

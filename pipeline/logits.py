@@ -12,34 +12,13 @@ import os
 import sys
 from pathlib import Path
 
-import numpy as np
-import pyarrow as pa
 import torch
 
-from eeoffload.model import NUM_CLASSES, BAlexNet
-from eeoffload.training import images_to_tensor, predict_exits
+from eeoffload.model import BAlexNet
 from pipeline.io import StageError, atomic_write_parquet, load_weights, read_params, run_stage
 from pipeline.params import runtime_params, torch_device, variant_branches
 from pipeline.runtime import keep_freed_memory
-from pipeline.train import load_split
-
-LOGIT_COLUMNS = [f"logit_{c}" for c in range(NUM_CLASSES)]
-BATCH = 1000
-
-
-def logits_table(split: str, sample_id: np.ndarray, labels: np.ndarray, exits: list[torch.Tensor]) -> pa.Table:
-    """Rows (sample, exit) of one split, ordered by exit then sample (schema: README, data/logits).
-    Built with pyarrow, not pandas: the stage starts 0.3 s faster."""
-    n, k = len(sample_id), len(exits)
-    logits = torch.cat(exits).numpy().astype(np.float32)  # (k * n, 10), exit-major
-    columns = {
-        "sample_id": pa.array(np.tile(sample_id.astype(np.int64), k)),
-        "split": pa.array([split] * (n * k), type=pa.large_string()),  # as pandas writes str
-        "label": pa.array(np.tile(labels.astype(np.int64), k)),
-        "exit": pa.array(np.repeat(np.arange(1, k + 1, dtype=np.int64), n)),
-    }
-    columns.update({name: pa.array(logits[:, c]) for c, name in enumerate(LOGIT_COLUMNS)})
-    return pa.table(columns)
+from pipeline.splits import load_split, model_logits
 
 
 def load_model(path: Path, branches: list[str]) -> BAlexNet:
@@ -70,16 +49,8 @@ def main(variant: str) -> None:
     keep_freed_memory()  # large activations stay in the heap between steps (pipeline.runtime)
     model = load_model(Path("data/models") / f"{variant}.pt", branches)
     model = model.to(device).to(memory_format=torch.channels_last)
-    tables = []
-    for split in ("val", "test"):
-        arrays = load_split(split)
-        exits = predict_exits(model, images_to_tensor(arrays["images"], device), BATCH)
-        tables.append(logits_table(split, arrays["sample_id"], arrays["labels"], exits))
-        accs = " ".join(f"exit{k + 1} {float((z.argmax(1).numpy() == arrays['labels']).mean()):.4f}"
-                        for k, z in enumerate(exits))
-        print(f"{variant} {split}: {len(arrays['labels'])} samples, accuracy {accs}", flush=True)
-    atomic_write_parquet(Path("data/logits") / f"{variant}.parquet", pa.concat_tables(tables))
-
+    table = model_logits(model, {split: load_split(split) for split in ("val", "test")}, device, report=variant)
+    atomic_write_parquet(Path("data/logits") / f"{variant}.parquet", table)
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:

@@ -43,7 +43,7 @@ BYTES_PER_ELEMENT = (1, 2, 4, 8)  # int8, float16, float32, float64
 DATA_KEYS = ("archive", "seed", "n_train", "n_val", "n_test")
 VARIANT_KEYS = ("branches", "exit_weights")
 TRAIN_KEYS = ("device", "seed", "trunk_epochs", "joint_epochs", "batch_size", "lr", "weight_decay", "augment",
-              "num_threads")
+              "num_threads", "snapshot_epochs")
 LATENCY_KEYS = ("warmup", "repeats", "edge_threads", "edge_slowdown", "edge_profile", "cloud_device",
                 "cloud_speedup", "bytes_per_element")
 CALIBRATION_KEYS = ("method", "n_bins")
@@ -267,6 +267,19 @@ class TrainParams:
     weight_decay: float
     augment: bool
     num_threads: int
+    snapshot_epochs: tuple[int, ...] = ()
+
+
+def _snapshot_epochs(section: dict[str, Any], total: int) -> tuple[int, ...]:
+    """``train.snapshot_epochs``: strictly increasing epochs >= 1 (optional, default none). Those past
+    the end of the schedule (``total`` epochs) are dropped, so a shorter run keeps the same list."""
+    value = section.get("snapshot_epochs", [])
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(_is_int(e) and e >= 1 for e in value) \
+            or any(a >= b for a, b in zip(value, value[1:])):
+        raise bad("train.snapshot_epochs", value, "a list of strictly increasing integers >= 1 (epochs)")
+    return tuple(e for e in value if e <= total)
 
 
 def train_params(params: dict[str, Any]) -> TrainParams:
@@ -286,6 +299,7 @@ def train_params(params: dict[str, Any]) -> TrainParams:
         weight_decay=_number(s, "train", "weight_decay", 0.0, strict=False),
         augment=_bool(s, "train", "augment"),
         num_threads=_int(s, "train", "num_threads", 0),
+        snapshot_epochs=_snapshot_epochs(s, trunk + joint),
     )
 
 

@@ -1,13 +1,16 @@
 """Run the stages of dvc.yaml with plain Python, in dependency order, without DVC.
 
-    python -m pipeline.plain_run [--dry-run] [--until STAGE]
+    python -m pipeline.plain_run [--dry-run] [--until STAGE] [--parallel STAGE ...]
 
 For a machine that has the stages' packages but not DVC, Prefect or MLflow: the lent GPU
 machine (docs/performance.md, section 5). It expands each ``foreach: ${variants}`` over
 params.yaml as DVC does (``${key}``: the variant's name), orders the stages by their deps and outs,
 and runs each ``cmd`` in the project root, stopping at the first failure. It records nothing:
 back on a machine with DVC, ``dvc commit`` records the outputs, or ``dvc repro`` redoes what
-differs. Needs only PyYAML.
+differs. ``--parallel train logits`` runs the instances of those ``foreach`` stages (one per
+variant) as concurrent processes, which a GPU left mostly idle by one small model absorbs.
+``--until`` takes a stage (``train@two_branch``) or a foreach stage's name (``logits``: all its
+instances). Needs only PyYAML.
 """
 
 from __future__ import annotations
@@ -105,10 +108,41 @@ def plan(root: Path) -> list[Stage]:
     return dependency_order(expand_stages(dvc, params))
 
 
+def stage_groups(stages: list[Stage], parallel: set[str]) -> list[list[Stage]]:
+    """The plan as groups run one after another: consecutive instances of a foreach stage named in
+    ``parallel`` form one group (run concurrently); every other stage is a group of its own."""
+    groups: list[list[Stage]] = []
+    for stage in stages:
+        base = stage.name.split("@")[0]
+        if groups and base in parallel and groups[-1][0].name.split("@")[0] == base:
+            groups[-1].append(stage)
+        else:
+            groups.append([stage])
+    return groups
+
+
+def _command(stage: Stage) -> list[str]:
+    return [sys.executable if w == "python" else w for w in shlex.split(stage.cmd)]
+
+
+def run_group(group: list[Stage], root: Path) -> int:
+    """Run a group's stages concurrently; the first non-zero exit status, else 0."""
+    start = time.perf_counter()
+    procs = [(stage, subprocess.Popen(_command(stage), cwd=root)) for stage in group]
+    worst = 0
+    for stage, proc in procs:
+        rc = proc.wait()
+        print(f"== {stage.name}: exit {rc} after {time.perf_counter() - start:.1f} s", flush=True)
+        worst = worst or rc
+    return worst
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="print the commands in order, run nothing")
-    ap.add_argument("--until", default=None, help="stop after this stage (e.g. train@two_branch)")
+    ap.add_argument("--until", default=None, help="stop after this stage (e.g. train@two_branch, or logits)")
+    ap.add_argument("--parallel", nargs="*", default=[], metavar="STAGE",
+                    help="foreach stages whose instances run concurrently (e.g. train logits)")
     args = ap.parse_args(argv)
     root = Path.cwd()
     try:
@@ -116,25 +150,32 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, PlanError, KeyError, yaml.YAMLError) as e:
         print(f"plain_run: {e}", file=sys.stderr)
         return 2
-    if args.until is not None and args.until not in {s.name for s in stages}:
+    names = {s.name for s in stages}
+    bases = {s.name.split("@")[0] for s in stages}
+    if args.until is not None and args.until not in names | bases:
         print(f"plain_run: --until {args.until!r}: no such stage; stages: {', '.join(s.name for s in stages)}",
               file=sys.stderr)
         return 2
+    unknown = sorted(set(args.parallel) - bases)
+    if unknown:
+        print(f"plain_run: --parallel {unknown[0]!r}: no such stage; allowed: {', '.join(sorted(bases))}",
+              file=sys.stderr)
+        return 2
     total = time.perf_counter()
-    for stage in stages:
-        print(f"== {stage.name}: {stage.cmd}", flush=True)
-        if args.dry_run:
-            continue
-        start = time.perf_counter()
-        rc = subprocess.run([sys.executable if w == "python" else w for w in shlex.split(stage.cmd)], cwd=root).returncode
-        print(f"== {stage.name}: exit {rc} after {time.perf_counter() - start:.1f} s", flush=True)
-        if rc != 0:
-            return rc
-        if stage.name == args.until:
+    for group in stage_groups(stages, set(args.parallel)):
+        for stage in group:
+            print(f"== {stage.name}: {stage.cmd}", flush=True)
+        if not args.dry_run:
+            rc = run_group(group, root)
+            if rc != 0:
+                return rc
+        group_names = {s.name for s in group} | {s.name.split("@")[0] for s in group}
+        if args.until in group_names and not (args.until in bases and any(
+                s.name.split("@")[0] == args.until for s in stages[stages.index(group[-1]) + 1:])):
             break
-    print(f"== all stages: {(time.perf_counter() - total) / 60:.2f} min", flush=True)
+    if not args.dry_run:
+        print(f"== all stages: {(time.perf_counter() - total) / 60:.2f} min", flush=True)
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -1,10 +1,15 @@
 """Stage train: joint training of one variant's exits on the prepared training split.
 
 ``python -m pipeline.train <variant>``. Reads params ``train`` and ``variants.<variant>``.
-Writes data/models/<variant>.pt (state_dict + branches; load with weights_only=True) and the
-per-epoch history reports/training/<variant>.csv (declared as DVC plots).
+Writes data/models/<variant>.pt (state_dict + branches; load with weights_only=True), the
+per-epoch history reports/training/<variant>.csv (declared as DVC plots; with each exit's
+validation accuracy and the temperature fitted on the validation logits at that epoch) and, for
+every epoch in ``train.snapshot_epochs``, the exits' logits on val and test at that epoch:
+data/snapshots/<variant>/epoch_NNN.parquet (the logits schema, one file per snapshot).
 A checkpoint (model, optimizer, RNG states, history) is written to data/checkpoints/<variant>.pt
-after every epoch; a re-run with the same params resumes from it, and it is removed at the end.
+after every epoch, and the snapshots so far beside it in data/checkpoints/<variant>_snapshots/;
+a re-run with the same params resumes from them, and they are removed (the snapshots moved to
+data/snapshots/<variant>/) at the end.
 """
 
 from __future__ import annotations
@@ -14,54 +19,32 @@ import hashlib
 import io
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
-from eeoffload.model import NUM_CLASSES, BAlexNet
+from eeoffload.model import BAlexNet
+from eeoffload.temperature import fit_temperature
 from eeoffload.training import exit_metrics, images_to_tensor, predict_exits, train_epoch
-from pipeline.io import StageError, atomic_path, atomic_write_text, read_params, run_stage
+from pipeline.io import StageError, atomic_dir, atomic_path, atomic_write_parquet, atomic_write_text, read_params, run_stage
 from pipeline.params import TrainParams, VariantParams, torch_device, train_params, variant_params
 from pipeline.runtime import keep_freed_memory
+from pipeline.splits import BATCH, PREPARED, load_split, model_logits
 
-PREPARED = Path("data/prepared")
 CHECKPOINTS = Path("data/checkpoints")
-EVAL_BATCH = 1000
-
-
-def load_split(name: str) -> dict[str, np.ndarray]:
-    """A prepared split (images, labels, sample_id), checked for keys, shapes, dtypes and label range."""
-    path = PREPARED / f"{name}.npz"
-    if not path.is_file():
-        raise StageError(f"{path}: not found; run the prepare stage first")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in ("images", "labels", "sample_id") if k in f}
-    except Exception as e:  # noqa: BLE001 - truncated zip, object arrays (no unpickling), ...
-        raise StageError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
-    missing = [k for k in ("images", "labels", "sample_id") if k not in arrays]
-    if missing:
-        raise StageError(f"{path}: missing array(s) {', '.join(missing)}")
-    images, labels, ids = arrays["images"], arrays["labels"], arrays["sample_id"]
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3) \
-            or labels.dtype != np.int64 or ids.dtype != np.int64 \
-            or labels.shape != (len(images),) or ids.shape != (len(images),):
-        raise StageError(f"{path}: expected images uint8 (N,32,32,3), labels and sample_id int64 (N,); got "
-                         f"images {images.dtype} {images.shape}, labels {labels.dtype} {labels.shape}, "
-                         f"sample_id {ids.dtype} {ids.shape}")
-    if len(labels) == 0 or labels.min() < 0 or labels.max() >= NUM_CLASSES:
-        raise StageError(f"{path}: labels must be 0..{NUM_CLASSES - 1} and the split non-empty")
-    return arrays
+SNAPSHOTS = Path("data/snapshots")
 
 
 def fingerprint(tp: TrainParams, vp: VariantParams) -> str:
     """What a checkpoint must match to be resumed: the params and the prepared data."""
     meta = (PREPARED / "meta.json").read_text() if (PREPARED / "meta.json").is_file() else ""
-    blob = json.dumps([tp.__dict__, vp.__dict__, meta], sort_keys=True, default=str)
+    # snapshot_epochs does not change the training; the snapshots already written are kept.
+    trained = {k: v for k, v in tp.__dict__.items() if k != "snapshot_epochs"}
+    blob = json.dumps([trained, vp.__dict__, meta], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -100,8 +83,10 @@ def main(variant: str) -> None:
     device = torch_device(tp.device)
     torch.set_num_threads(tp.num_threads or os.cpu_count() or 1)
     keep_freed_memory()  # large activations stay in the heap between steps (pipeline.runtime)
+    torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels (GPU only)
     torch.manual_seed(tp.seed)
     train, val = load_split("train"), load_split("val")
+    snapshot_splits = {"val": val, "test": load_split("test")} if tp.snapshot_epochs else {}
     x = images_to_tensor(train["images"], device)
     y = torch.from_numpy(train["labels"]).to(device)
     x_val = images_to_tensor(val["images"], device)
@@ -114,8 +99,11 @@ def main(variant: str) -> None:
     history: list[dict[str, float | int | str]] = []
 
     ckpt_path = CHECKPOINTS / f"{variant}.pt"
+    snapshot_dir = CHECKPOINTS / f"{variant}_snapshots"
     fp = fingerprint(tp, vp)
     ckpt = read_checkpoint(ckpt_path, fp)
+    if ckpt is None and snapshot_dir.exists():
+        shutil.rmtree(snapshot_dir)  # snapshots of another run
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -125,6 +113,12 @@ def main(variant: str) -> None:
             torch.cuda.set_rng_state_all(list(ckpt["cuda_rng"]))
         history = list(ckpt["history"])
         print(f"resuming {variant} from {ckpt_path} after epoch {len(history)}", flush=True)
+        missing = [e for e in tp.snapshot_epochs
+                   if e <= len(history) and not (snapshot_dir / f"epoch_{e:03d}.parquet").is_file()]
+        if missing:
+            raise StageError(f"params.yaml: train.snapshot_epochs = {list(tp.snapshot_epochs)}; epochs {missing} "
+                             f"are already past in the checkpoint {ckpt_path} (epoch {len(history)}); allowed: "
+                             f"epochs after {len(history)}, or delete {ckpt_path} to train from scratch")
 
     n_exits = model.num_exits
     trunk_weights = [0.0] * (n_exits - 1) + [1.0]
@@ -137,13 +131,22 @@ def main(variant: str) -> None:
         t0 = time.perf_counter()
         with tqdm(total=steps, desc=f"{variant} epoch {epoch}/{len(schedule)} ({phase})",
                   disable=not interactive, leave=False, unit="batch") as bar:
+            progress = (lambda v: (bar.update(1), bar.set_postfix(loss=f"{v:.3f}"))) if interactive else None
             loss = train_epoch(model, optimizer, x, y, weights, tp.batch_size, generator, tp.augment,
-                               on_batch=lambda v: (bar.update(1), bar.set_postfix(loss=f"{v:.3f}")))
-        val_loss, val_acc = exit_metrics(predict_exits(model, x_val, EVAL_BATCH), y_val, vp.exit_weights)
+                               on_batch=progress)
+        val_logits = predict_exits(model, x_val, BATCH)
+        val_loss, val_acc = exit_metrics(val_logits, y_val, vp.exit_weights)
         row: dict[str, float | int | str] = {"epoch": epoch, "phase": phase, "train_loss": round(loss, 6),
                                              "val_loss": round(val_loss, 6)}
         row.update({f"val_acc_exit{k + 1}": round(a, 6) for k, a in enumerate(val_acc)})
+        # The temperature that calibrates each exit on val at this epoch (paper eq. 2): > 1 means
+        # over-confident. Traces miscalibration along training at the cost of one 1-D fit per exit.
+        row.update({f"val_temperature_exit{k + 1}": round(fit_temperature(z, y_val), 4)
+                    for k, z in enumerate(val_logits)})
         history.append(row)
+        if epoch in tp.snapshot_epochs:
+            atomic_write_parquet(snapshot_dir / f"epoch_{epoch:03d}.parquet",
+                                 model_logits(model, snapshot_splits, device))
         elapsed = time.perf_counter() - t0
         eta = elapsed * (len(schedule) - epoch)
         # The checkpoint first, then the line: once "epoch k/" is printed, epoch k survives a kill.
@@ -153,14 +156,20 @@ def main(variant: str) -> None:
                         "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
                         "history": history}, tmp)
         accs = " ".join(f"exit{k + 1} {a:.3f}" for k, a in enumerate(val_acc))
+        temps = " ".join(f"{row[f'val_temperature_exit{k + 1}']:.2f}" for k in range(n_exits))
         print(f"{variant} epoch {epoch}/{len(schedule)} {phase}: loss {loss:.4f} val_loss {val_loss:.4f} "
-              f"val_acc {accs} ({elapsed:.1f} s, eta {eta / 60:.1f} min)", flush=True)
+              f"val_acc {accs} T {temps}{' (snapshot)' if epoch in tp.snapshot_epochs else ''} "
+              f"({elapsed:.1f} s, eta {eta / 60:.1f} min)", flush=True)
 
     with atomic_path(Path("data/models") / f"{variant}.pt") as tmp:
         torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "branches": vp.branches}, tmp)
     atomic_write_text(Path("reports/training") / f"{variant}.csv", history_csv(history))
+    with atomic_dir(SNAPSHOTS / variant) as tmp:
+        for epoch in tp.snapshot_epochs:
+            shutil.copy2(snapshot_dir / f"epoch_{epoch:03d}.parquet", tmp / f"epoch_{epoch:03d}.parquet")
     ckpt_path.unlink(missing_ok=True)
+    shutil.rmtree(snapshot_dir, ignore_errors=True)
     print(f"trained {variant} ({len(schedule)} epochs) in {(time.perf_counter() - start_time) / 60:.1f} min "
           f"on {device}", flush=True)
 

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from eeoffload.calibration import softmax
+from eeoffload.temperature import softmax
 from pipeline.evaluate import evaluate_params, value_grid
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from eeoffload import calibration as cal
+from eeoffload import temperature as ts
 
 # Four 2-class samples: confidence 0.95 (one right, one wrong), 0.65 (both right).
 PROBS = np.array([[0.95, 0.05], [0.95, 0.05], [0.35, 0.65], [0.35, 0.65]])
@@ -17,16 +18,16 @@ LABELS = np.array([0, 1, 1, 1])
 
 
 def test_softmax_with_temperature_by_hand() -> None:
-    np.testing.assert_allclose(cal.softmax([[0.0, math.log(3.0)]]), [[0.25, 0.75]])
-    np.testing.assert_allclose(cal.softmax([[0.0, 2 * math.log(3.0)]], temperature=2.0), [[0.25, 0.75]])
-    np.testing.assert_allclose(cal.softmax(torch.tensor([[1000.0, 1000.0]])), [[0.5, 0.5]])  # no overflow
+    np.testing.assert_allclose(ts.softmax([[0.0, math.log(3.0)]]), [[0.25, 0.75]])
+    np.testing.assert_allclose(ts.softmax([[0.0, 2 * math.log(3.0)]], temperature=2.0), [[0.25, 0.75]])
+    np.testing.assert_allclose(ts.softmax(torch.tensor([[1000.0, 1000.0]])), [[0.5, 0.5]])  # no overflow
 
 
 def _calibrated_logits(n: int, t_true: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Labels drawn from softmax(z) (a calibrated model), logits z * t_true: dividing by t_true recovers z."""
     rng = np.random.default_rng(seed)
     z = rng.normal(0.0, 2.0, size=(n, 10))
-    p = cal.softmax(z)
+    p = ts.softmax(z)
     labels = (p.cumsum(axis=1) < rng.uniform(size=(n, 1))).sum(axis=1)
     return (z * t_true).astype(np.float32), labels
 
@@ -34,17 +35,17 @@ def _calibrated_logits(n: int, t_true: float, seed: int) -> tuple[np.ndarray, np
 @pytest.mark.parametrize("t_true", [0.5, 2.5])
 def test_fit_temperature_recovers_known_temperature(t_true: float) -> None:
     logits, labels = _calibrated_logits(20000, t_true, seed=1)
-    t = cal.fit_temperature(logits, labels)
+    t = ts.fit_temperature(logits, labels)
     assert t == pytest.approx(t_true, rel=0.02)
-    assert cal.temperature_nll(logits, labels, t) <= cal.temperature_nll(logits, labels, 1.0)
+    assert ts.temperature_nll(logits, labels, t) <= ts.temperature_nll(logits, labels, 1.0)
 
 
 def test_fit_temperature_nll_never_increases_and_accepts_tensors() -> None:
     logits, labels = _calibrated_logits(500, 1.0, seed=2)
-    t = cal.fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))
+    t = ts.fit_temperature(torch.from_numpy(logits), torch.from_numpy(labels))
     assert t > 0
-    assert cal.temperature_nll(logits, labels, t) <= cal.temperature_nll(logits, labels, 1.0) + 1e-12
-    assert cal.fit_temperature(np.empty((0, 10)), np.empty(0, dtype=np.int64)) == 1.0
+    assert ts.temperature_nll(logits, labels, t) <= ts.temperature_nll(logits, labels, 1.0) + 1e-12
+    assert ts.fit_temperature(np.empty((0, 10)), np.empty(0, dtype=np.int64)) == 1.0
 
 
 def test_fit_global_temperature_shares_one_t_over_side_branches() -> None:
@@ -52,7 +53,7 @@ def test_fit_global_temperature_shares_one_t_over_side_branches() -> None:
     rng = np.random.default_rng(4)
     z2 = z1 + rng.normal(0, 0.01, size=z1.shape)  # a second branch, as calibrated as the first
     final = z1 * 0.5
-    temps = cal.fit_global_temperature([z1 * 2.0, z2 * 2.0, final], y)
+    temps = ts.fit_global_temperature([z1 * 2.0, z2 * 2.0, final], y)
     assert len(temps) == 3 and temps[0] == temps[1]
     assert temps[0] == pytest.approx(2.0, rel=0.03)
     assert temps[2] == pytest.approx(0.5, rel=0.03)
@@ -71,7 +72,7 @@ def test_metrics_on_hand_computed_case() -> None:
 
 def test_nll_from_logits_matches_nll_of_probabilities() -> None:
     logits = np.log(PROBS)
-    assert cal.temperature_nll(logits, LABELS, 1.0) == pytest.approx(cal.negative_log_likelihood(PROBS, LABELS))
+    assert ts.temperature_nll(logits, LABELS, 1.0) == pytest.approx(cal.negative_log_likelihood(PROBS, LABELS))
 
 
 def test_reliability_bins_schema_and_empty_bins() -> None:

@@ -51,8 +51,9 @@ from eeoffload.layout import BRANCHABLE_LAYERS, BranchPlacementError, validate_b
 NUM_CLASSES = 10
 INPUT_SHAPE = (3, 32, 32)
 
-# Chainer's LRN (n=5, k=2, alpha=1e-4, beta=0.75) uses alpha * sum; torch uses alpha / n * sum.
-_LRN = {"size": 5, "alpha": 1e-4 * 5, "beta": 0.75, "k": 2.0}
+# BranchyNet's B-AlexNet LRN (Chainer: n=3, k=2, alpha=5e-5, beta=0.75; networks/alex_cifar10.py in
+# kunglab/branchynet). Chainer uses alpha * sum over the window; torch uses alpha / n * sum.
+_LRN = {"size": 3, "alpha": 5e-5 * 3, "beta": 0.75, "k": 2.0}
 
 
 class _ChannelLRN(torch.autograd.Function):

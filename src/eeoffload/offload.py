@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from eeoffload.calibration import as_array, softmax
+from eeoffload.temperature import as_array, softmax
 
 BATCH_ORDERS = ("sample_id", "shuffled")
 

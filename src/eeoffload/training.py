@@ -61,10 +61,13 @@ def train_epoch(
     augment: bool,
     on_batch: Callable[[float], None] | None = None,
 ) -> float:
-    """One pass over (x, y) in a seeded random order; returns the mean training loss."""
+    """One pass over (x, y) in a seeded random order; returns the mean training loss.
+
+    The loss is summed on the device and read once per epoch, so a GPU never waits for the host,
+    unless ``on_batch`` asks for every batch's loss (a progress bar)."""
     model.train()
     order = torch.randperm(len(x), generator=generator).to(x.device)
-    total, seen = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
     for start in range(0, len(x), batch_size):
         idx = order[start : start + batch_size]
         xb, yb = x[idx], y[idx]
@@ -74,12 +77,10 @@ def train_epoch(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        value = float(loss.detach())
-        total += value * len(idx)
-        seen += len(idx)
+        total += loss.detach().double() * len(idx)
         if on_batch is not None:
-            on_batch(value)
-    return total / seen
+            on_batch(float(loss.detach()))
+    return float(total) / len(x)
 
 
 @torch.no_grad()
