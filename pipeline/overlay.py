@@ -52,6 +52,21 @@ def set_args(overlay: dict[str, Any]) -> list[str]:
     return args
 
 
+def set_args_overrides(items: list[str]) -> dict[str, Any]:
+    """``["network.uplink_mbps=5", ...]`` (the ``-S`` syntax) as a nested overlay; values parsed as YAML."""
+    overlay: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"-S {item!r}: expected KEY=VALUE, e.g. network.uplink_mbps=5")
+        node = overlay
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return overlay
+
+
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         raise SystemExit("usage: python -m pipeline.overlay <overlay.yaml>")

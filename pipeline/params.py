@@ -46,9 +46,11 @@ TRAIN_KEYS = ("device", "seed", "trunk_epochs", "joint_epochs", "batch_size", "l
               "num_threads", "snapshot_epochs")
 LATENCY_KEYS = ("warmup", "repeats", "edge_threads", "edge_slowdown", "edge_profile", "cloud_device",
                 "cloud_speedup", "bytes_per_element")
-CALIBRATION_KEYS = ("method", "n_bins")
+CALIBRATION_KEYS = ("method", "n_bins", "methods")  # methods: read by stage certify only
 NETWORK_KEYS = ("uplink_mbps", "rtt_ms")
 EVALUATE_KEYS = ("p_tar", "deadline_p_tar", "t_tar_ms", "batch_size", "batch_order", "resamples", "seed")
+CERTIFY_KEYS = ("targets", "delta", "splits", "calibration_fraction", "fit_fraction", "procedures", "p_value",
+                "family", "thresholds", "bootstrap", "seed")
 SECTIONS = ("data", "variants", "train", "latency", "calibration", "network", "evaluate")
 
 
@@ -464,6 +466,132 @@ def validate_params(params: dict[str, Any]) -> Params:
 def main(path: str = str(PARAMS_FILE)) -> None:
     p = validate_params(read_params(Path(path)))
     print(f"{path}: valid; variants {', '.join(p.variants)}")
+
+
+# --------------------------------------------------------------------------- certify
+
+#: eeoffload.calibrators.METHODS and eeoffload.certify.{PROCEDURES, P_VALUES, FAMILIES} (checked
+#: equal in tests/test_certify.py; repeated here so this module imports no science code).
+CALIBRATOR_METHODS = ("none", "temperature", "global_temperature", "vector_scaling", "histogram_binning",
+                      "isotonic", "scaling_binning")
+CERTIFY_PROCEDURES = ("fixed_sequence", "holm")
+CERTIFY_P_VALUES = ("hoeffding_bentkus", "binomial")
+CERTIFY_FAMILIES = ("shared",)
+
+
+@dataclass(frozen=True)
+class CertifyParams:
+    methods: tuple[str, ...]
+    n_bins: int
+    targets: np.ndarray
+    delta: float
+    splits: int
+    calibration_fraction: float
+    fit_fraction: float
+    procedures: tuple[str, ...]
+    p_value: str
+    family: str
+    thresholds: np.ndarray
+    bootstrap: int
+    seed: int
+
+
+def _choices(section: dict[str, Any], prefix: str, key: str, choices: tuple[str, ...]) -> tuple[str, ...]:
+    """A non-empty list of distinct values of ``choices``."""
+    allowed = f"a non-empty list of distinct values of {' | '.join(choices)}"
+    value = _require(section, prefix, key, allowed)
+    if not isinstance(value, list) or not value or len(set(map(str, value))) != len(value) \
+            or not all(isinstance(v, str) and v in choices for v in value):
+        raise bad(f"{prefix}.{key}", value, allowed)
+    return tuple(value)
+
+
+def _fraction(section: dict[str, Any], prefix: str, key: str) -> float:
+    value = _require(section, prefix, key, "a number in (0, 1)")
+    if not _is_number(value) or not 0 < value < 1:
+        raise bad(f"{prefix}.{key}", value, "a number in (0, 1)")
+    return float(value)
+
+
+def certify_params(params: dict[str, Any]) -> CertifyParams:
+    """Section ``certify`` plus ``calibration.methods`` and ``calibration.n_bins`` (stage certify)."""
+    cal = _section(params, "calibration")
+    _known(cal, "calibration", CALIBRATION_KEYS)
+    s = _section(params, "certify")
+    _known(s, "certify", CERTIFY_KEYS)
+    targets = _require(s, "certify", "targets", "a non-empty list of numbers in (0, 1)")
+    if not isinstance(targets, list) or not all(_is_number(t) for t in targets):
+        raise bad("certify.targets", targets, "a non-empty list of numbers in (0, 1)")
+    grid = value_grid(_require(s, "certify", "thresholds", "a mapping of numbers start, stop, step"),
+                      "certify.thresholds")
+    if grid[0] < 0 or grid[-1] > 1:
+        raise bad("certify.thresholds", s["thresholds"], "start >= 0 and stop <= 1 (confidences)")
+    return CertifyParams(
+        methods=_choices(cal, "calibration", "methods", CALIBRATOR_METHODS),
+        n_bins=_int(cal, "calibration", "n_bins"),
+        targets=_probabilities(np.round(np.array(targets, dtype=np.float64), 10), "certify.targets", targets),
+        delta=_fraction(s, "certify", "delta"),
+        splits=_int(s, "certify", "splits"),
+        calibration_fraction=_fraction(s, "certify", "calibration_fraction"),
+        fit_fraction=_fraction(s, "certify", "fit_fraction"),
+        procedures=_choices(s, "certify", "procedures", CERTIFY_PROCEDURES),
+        p_value=_choice(s, "certify", "p_value", CERTIFY_P_VALUES),
+        family=_choice(s, "certify", "family", CERTIFY_FAMILIES),
+        thresholds=grid,
+        bootstrap=_int(s, "certify", "bootstrap", 0),
+        seed=_int(s, "certify", "seed", 0),
+    )
+
+
+# --------------------------------------------------------------------------- link (stage measure_link)
+
+#: eeoffload.wire.ENCODINGS / COMPRESSORS (repeated so that this module imports no science code;
+#: checked equal in tests/test_link_stage.py).
+LINK_METHODS = ("auto", "netns", "loopback")
+LINK_ENCODINGS = ("fp32", "fp16", "int8")
+LINK_COMPRESSORS = ("none", "zlib")
+LINK_KEYS = ("method", "n_samples", "p_tar", "encoding", "compressor", "uplink_trace", "edge_threads",
+             "cloud_threads", "loss_pct", "max_seconds", "tolerance_pct")
+
+
+@dataclass(frozen=True)
+class LinkParams:
+    method: str
+    n_samples: int
+    p_tar: float
+    encoding: str
+    compressor: str
+    uplink_trace: str
+    edge_threads: int
+    cloud_threads: int
+    loss_pct: float
+    max_seconds: float
+    tolerance_pct: float
+
+
+def link_params(params: dict[str, Any]) -> LinkParams:
+    """Section ``link`` (stage measure_link, docs/link.md)."""
+    s = _section(params, "link")
+    _known(s, "link", LINK_KEYS)
+    p_tar = _number(s, "link", "p_tar", 0.0, strict=True)
+    if p_tar >= 1:
+        raise bad("link.p_tar", p_tar, "a number in (0, 1)")
+    loss = _number(s, "link", "loss_pct", 0.0, strict=False)
+    if loss >= 100:
+        raise bad("link.loss_pct", loss, "a number in [0, 100)")
+    return LinkParams(
+        method=_choice(s, "link", "method", LINK_METHODS),
+        n_samples=_int(s, "link", "n_samples"),
+        p_tar=p_tar,
+        encoding=_choice(s, "link", "encoding", LINK_ENCODINGS),
+        compressor=_choice(s, "link", "compressor", LINK_COMPRESSORS),
+        uplink_trace=_path(s, "link", "uplink_trace", 'a path to a time_s,mbps CSV, or ""'),
+        edge_threads=_int(s, "link", "edge_threads"),
+        cloud_threads=_int(s, "link", "cloud_threads"),
+        loss_pct=loss,
+        max_seconds=_number(s, "link", "max_seconds", 0.0, strict=True),
+        tolerance_pct=_number(s, "link", "tolerance_pct", 0.0, strict=True),
+    )
 
 
 if __name__ == "__main__":

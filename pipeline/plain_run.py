@@ -10,7 +10,8 @@ back on a machine with DVC, ``dvc commit`` records the outputs, or ``dvc repro``
 differs. ``--parallel train logits`` runs the instances of those ``foreach`` stages (one per
 variant) as concurrent processes, which a GPU left mostly idle by one small model absorbs.
 ``--until`` takes a stage (``train@two_branch``) or a foreach stage's name (``logits``: all its
-instances). Needs only PyYAML.
+instances); ``--only calibrate evaluate`` runs just those (on inputs already there, e.g. a shipped
+results bundle: ``pipeline.paper``). Needs only PyYAML.
 """
 
 from __future__ import annotations
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--until", default=None, help="stop after this stage (e.g. train@two_branch, or logits)")
     ap.add_argument("--parallel", nargs="*", default=[], metavar="STAGE",
                     help="foreach stages whose instances run concurrently (e.g. train logits)")
+    ap.add_argument("--only", nargs="*", default=None, metavar="STAGE",
+                    help="run only these stages (names or foreach names), in plan order; their inputs must exist")
     args = ap.parse_args(argv)
     root = Path.cwd()
     try:
@@ -156,11 +159,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plain_run: --until {args.until!r}: no such stage; stages: {', '.join(s.name for s in stages)}",
               file=sys.stderr)
         return 2
-    unknown = sorted(set(args.parallel) - bases)
-    if unknown:
-        print(f"plain_run: --parallel {unknown[0]!r}: no such stage; allowed: {', '.join(sorted(bases))}",
-              file=sys.stderr)
-        return 2
+    for option, given in (("--parallel", args.parallel), ("--only", args.only or [])):
+        unknown = sorted(set(given) - bases - names)
+        if unknown:
+            print(f"plain_run: {option} {unknown[0]!r}: no such stage; allowed: {', '.join(sorted(bases))}",
+                  file=sys.stderr)
+            return 2
+    if args.only is not None:
+        stages = [s for s in stages if s.name in args.only or s.name.split("@")[0] in args.only]
     total = time.perf_counter()
     for group in stage_groups(stages, set(args.parallel)):
         for stage in group:

@@ -50,6 +50,10 @@ DEADLINE_COLUMNS = {"calibration": "str", "p_tar": _F, "t_tar_ms": _F, "missed_d
 EXITS_COLUMNS = {"exit": "int64", "calibration": "str", "temperature": _F, "accuracy": _F, "ece": _F}
 RELIABILITY_COLUMNS = {"exit": "int64", "calibration": "str", "bin": "int64", "bin_lower": _F, "bin_upper": _F,
                        "count": "int64", "confidence": _F, "accuracy": _F}
+TRAJECTORY_EXITS_COLUMNS = {"variant": "str", "epoch": "int64", "exit": "int64", "temperature": _F,
+                            "ece_conventional": _F, "ece_calibrated": _F}
+TRAJECTORY_OFFLOAD_COLUMNS = {"variant": "str", "epoch": "int64", "calibration": "str", "p_device_mean": _F,
+                              "outage@0.875": _F}
 TRAINING_COLUMNS = {"epoch": "number", "phase": "str", "train_loss": _F, "val_loss": _F}
 LAYERS_COLUMNS = {"layer": "str", "part": "str", "location": "str", "ms": _F, "output_elements": "int64"}
 PROFILE_KEYS = ["device_ms_to_exit", "offload_edge_ms", "upload_bytes", "cloud_ms"]
@@ -140,7 +144,19 @@ def _present(deadline: pd.DataFrame, wanted: list[float] | tuple[float, ...]) ->
     return ok, [p for p in wanted if p not in ok]
 
 
-def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list[float], out: Path) -> Manifest:
+def read_trajectory(root: Path = Path(".")) -> tuple[pd.DataFrame, pd.DataFrame] | None:
+    """reports/trajectory/{exits,offload}.parquet (trajectory stage), or None where absent or empty."""
+    folder = root / "reports" / "trajectory"
+    if not (folder / "exits.parquet").is_file() or pd.read_parquet(folder / "exits.parquet").empty:
+        return None
+    exits = read_parquet_checked(folder / "exits.parquet", TRAJECTORY_EXITS_COLUMNS, "trajectory", allow_empty=True)
+    offload = read_parquet_checked(folder / "offload.parquet", TRAJECTORY_OFFLOAD_COLUMNS, "trajectory",
+                                   allow_empty=True)
+    return (exits, offload) if len(exits) else None
+
+
+def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list[float], out: Path,
+          trajectory: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Manifest:
     """Draw every figure into folder ``out`` and return the manifest (not yet written)."""
     man = Manifest()
     variants = {v: {"branches": i.branches} for v, i in inputs.items()}
@@ -226,6 +242,16 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
         save(F.training_curves(i.training, v, i.branches), f"training_{v}",
              f"Training curves of {v}: losses and validation accuracy per exit by epoch; shaded: the "
              f"trunk-only phase.", "extra", v)
+    if trajectory is None:
+        skip("trajectory", "no snapshots: set train.snapshot_epochs")
+    else:
+        first = next(iter(inputs.values()))
+        trunk = int((first.training["phase"] == "trunk").sum())
+        save(F.trajectory(*trajectory, trunk_epochs=trunk), "trajectory",
+             "Miscalibration along training, from the snapshots (train.snapshot_epochs): (a) temperature fitted on "
+             "val per exit, above 1 = over-confident; (b) test ECE before and after scaling; (c) mean share of "
+             "samples kept on the device over the p_tar grid, and the outage at p_tar 0.875, conventional vs "
+             "calibrated. During trunk-only epochs the side branches are untrained.", "extra", None)
     return man
 
 
@@ -240,9 +266,10 @@ def main() -> None:
     params = read_params()
     net, deadline_p, variants = parse_params(params)
     inputs = {v: read_variant(v, br) for v, br in variants.items()}
+    trajectory = read_trajectory()
 
     def fill(tmp: Path) -> None:
-        man = build(inputs, net, deadline_p, tmp)
+        man = build(inputs, net, deadline_p, tmp, trajectory)
         (tmp / MANIFEST).write_text(
             json.dumps({"figures": [asdict(f) for f in man.figures], "skipped": man.skipped}, indent=2) + "\n",
             encoding="utf-8",

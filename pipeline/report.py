@@ -4,7 +4,7 @@
 
 Reads reports/figures/ (its figures.json manifest and the PNGs it lists), the metrics of every
 variant of params ``variants`` (reports/metrics/<v>/{offload,deadline}.parquet,
-reports/metrics.json), reports/calibration/<v>_exits.parquet, reports/training/<v>.csv,
+reports/metrics.json), reports/calibration/<v>_exits.parquet, reports/training/<v>.csv, reports/trajectory/*.parquet,
 reports/timings/*.json and data/profile/<v>.json; params sections data, train, variants,
 calibration, latency, network, evaluate.
 
@@ -145,6 +145,35 @@ def exit_table(exits: pd.DataFrame, training: pd.DataFrame | None, branches: lis
     return rows
 
 
+def trajectory_tables(root: Path) -> tuple[dict[str, list[dict[str, Any]]], list[int], list[dict[str, Any]]]:
+    """The trajectory stage's tables as rows for the page: per variant and epoch, one row per exit
+    (the offload columns on the first); the epochs; and the claims' verdicts per epoch."""
+    folder = root / "reports" / "trajectory"
+    if not (folder / "exits.parquet").is_file():
+        return {}, [], []
+    exits = pd.read_parquet(folder / "exits.parquet")
+    if exits.empty:
+        return {}, [], []
+    offload = pd.read_parquet(folder / "offload.parquet").set_index(["variant", "epoch", "calibration"])
+    claims = pd.read_parquet(folder / "claims.parquet")
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for (variant, epoch), group in exits.groupby(["variant", "epoch"], sort=False):
+        n = len(group)
+        for i, row in enumerate(group.sort_values("exit").to_dict(orient="records")):
+            row |= {"first": i == 0, "n_exits": n}
+            if i == 0:
+                for cal, short in ((C.CONVENTIONAL, "conv"), (C.CALIBRATED, "cal")):
+                    o = offload.loc[(variant, epoch, cal)]
+                    row |= {f"p_device_{short}": o["p_device_mean"], f"outage_085_{short}": o["outage@0.85"],
+                            f"outage_0875_{short}": o["outage@0.875"], f"outage_09_{short}": o["outage@0.9"]}
+            tables.setdefault(str(variant), []).append(row)
+    epochs = sorted(int(e) for e in claims["epoch"].unique())
+    verdicts = claims.pivot(index="id", columns="epoch", values="verdict")
+    order = sorted(verdicts.index, key=lambda c: int(str(c).lstrip("C")) if str(c).lstrip("C").isdigit() else 99)
+    rows = [{"id": cid, "verdicts": [verdicts.loc[cid, e] for e in epochs]} for cid in order]
+    return tables, epochs, rows
+
+
 def inline_png(path: Path) -> str:
     data = _need(path).read_bytes()
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -217,7 +246,11 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
                             headline_rows.append({"variant": v, "calibration": cal, "metric": k, "value": val})
 
     stage_rows = timings(root / "reports" / "timings")
+    trajectory, trajectory_epochs, trajectory_claims = trajectory_tables(root)
     return {
+        "trajectory": trajectory,
+        "trajectory_epochs": trajectory_epochs,
+        "trajectory_claims": trajectory_claims,
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "commit": git_commit(root),
         "machine": machine(profiles),

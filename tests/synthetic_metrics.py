@@ -34,7 +34,8 @@ DEADLINE_P_TAR = (0.75, 0.825, 0.85)
 #: The figures stage plots draws for DEFAULT_VARIANTS, in order.
 PAPER_FIGURES = ["fig2_p_device", "fig3a_acc_vs_conf", "fig3b_acc_device", "fig3c_acc_total", "fig4_outage",
                  "fig5_missed_deadline_one_branch", "fig6_missed_deadline_two_branch", "fig7_outage_branches"]
-EXTRA_FIGURES = [f"{k}_{v}" for v in DEFAULT_VARIANTS for k in ("reliability", "latency", "training")]
+EXTRA_FIGURES = [f"{k}_{v}" for v in DEFAULT_VARIANTS for k in ("reliability", "latency", "training")] \
+    + ["trajectory"]
 
 # Trunk layers, output elements per sample (B-AlexNet on 32x32 CIFAR-10).
 TRUNK = [
@@ -190,6 +191,33 @@ def profile_files(branches: Sequence[str]) -> tuple[dict, pd.DataFrame]:
     return profile, layers
 
 
+def trajectory_frames(variants: Mapping[str, Sequence[str]], folder: Path, epochs: Sequence[int] = (2, 5, 7),
+                      trunk_epochs: int = 3) -> None:
+    """The trajectory stage's three tables: temperatures growing with the epoch (over-confidence)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    exits, offload, claims = [], [], []
+    for v, branches in variants.items():
+        n_exits = len(branches) + 1
+        for e in epochs:
+            phase = "trunk" if e <= trunk_epochs else "joint"
+            for k in range(1, n_exits + 1):
+                exits.append({"variant": v, "epoch": e, "phase": phase, "exit": k,
+                              "trained": phase == "joint" or k == n_exits, "temperature": 1.0 + 0.1 * e,
+                              "accuracy": 0.6 + 0.01 * e, "ece_conventional": 0.02 * e, "ece_calibrated": 0.01,
+                              "nll_conventional": 1.0, "nll_calibrated": 0.9})
+            for cal, shift in (("conventional", 0.1), ("calibrated", 0.0)):
+                row = {"variant": v, "epoch": e, "calibration": cal, "p_device_mean": 0.4 + shift}
+                row |= {f"{m}@{p:g}": 0.1 for m in ("p_device", "acc_device", "outage")
+                        for p in (0.75, 0.825, 0.85, 0.875, 0.9)}
+                offload.append(row)
+    for e in epochs:
+        claims.append({"id": "C1", "figure": "Fig. 2", "claim": "synthetic", "variant": "one_branch",
+                       "numbers": "-", "verdict": "holds", "epoch": e})
+    pd.DataFrame(exits).to_parquet(folder / "exits.parquet", index=False)
+    pd.DataFrame(offload).to_parquet(folder / "offload.parquet", index=False)
+    pd.DataFrame(claims).to_parquet(folder / "claims.parquet", index=False)
+
+
 def write_synthetic_inputs(root: str | Path, variants: Mapping[str, Sequence[str]] | None = None, *,
                            shape: str = "paper", p_step: float = 0.005, t_step: float = 2.5) -> dict[str, list[str]]:
     """Write every input of the plots and report stages under ``root``; return the variants written."""
@@ -222,6 +250,7 @@ def write_synthetic_inputs(root: str | Path, variants: Mapping[str, Sequence[str
         (p / f"{v}.json").write_text(json.dumps(profile, indent=2))
         layers.to_parquet(p / f"{v}_layers.parquet", index=False)
     (root / "reports" / "metrics.json").write_text(json.dumps(headline, indent=2))
+    trajectory_frames(variants, root / "reports" / "trajectory")
     timings = root / "reports" / "timings"
     timings.mkdir(parents=True, exist_ok=True)
     stages = [("prepare", None, 12.5), ("evaluate", None, 30.25)]

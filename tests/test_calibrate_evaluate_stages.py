@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from eeoffload.temperature import softmax
-from pipeline.evaluate import evaluate_params, value_grid
+from pipeline.params import evaluate_params, value_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 T_SIDE = 3.0  # the side branch's logits are those of a calibrated model times 3 (overconfident)
@@ -171,7 +171,7 @@ def test_evaluate_bad_profile_names_file_and_writes_nothing(tmp_path: Path) -> N
 
 def test_default_p_tar_grid_contains_the_paper_values() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    grid = evaluate_params(params).evaluate.p_tar
+    grid = evaluate_params(params).p_tar
     for p in (0.5, 0.75, 0.825, 0.85, 0.875, 0.99):
         assert p in grid.tolist()
     assert np.all(np.diff(grid) > 0) and np.all(np.diff(grid) <= 0.005 + 1e-12)

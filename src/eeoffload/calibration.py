@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eeoffload.temperature import as_array, labels_array
+from eeoffload.temperature import (
+    as_array,
+    fit_global_temperature,
+    fit_temperature,
+    labels_array,
+    softmax,
+    temperature_nll,
+)
 
 def confidence_and_correct(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     """(max p, argmax p == label) per sample (paper eq. 1: the confidence and its correctness)."""
@@ -177,3 +184,38 @@ def exit_logits_from_frame(frame: pd.DataFrame, split: str) -> ExitLogits:
     if labels.min() < 0 or labels.max() >= n_classes:
         raise ValueError(f"labels must lie in 0..{n_classes - 1}")
     return ExitLogits(np.stack(per_exit), labels, sample_id)
+
+
+def fit_temperatures(val: ExitLogits, method: str) -> list[float]:
+    """One temperature per exit, fitted on the validation logits (per exit, or one shared T)."""
+    if method == "global":
+        return fit_global_temperature(list(val.logits), val.labels)
+    return [fit_temperature(z, val.labels) for z in val.logits]
+
+
+def calibration_tables(test: ExitLogits, temperatures: list[float], n_bins: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per exit, before (T = 1) and after scaling: metrics rows and reliability bins (test split)."""
+    rows, bins = [], []
+    for k, temperature in enumerate(temperatures, start=1):
+        for name, t in (("conventional", 1.0), ("calibrated", temperature)):
+            z = test.logits[k - 1]
+            probs = softmax(z, t)
+            rows.append(
+                {
+                    "exit": k,
+                    "calibration": name,
+                    "temperature": float(t),
+                    "accuracy": accuracy(probs, test.labels),
+                    "ece": expected_calibration_error(probs, test.labels, n_bins),
+                    "mce": maximum_calibration_error(probs, test.labels, n_bins),
+                    "nll": temperature_nll(z, test.labels, t),
+                    "brier": brier_score(probs, test.labels),
+                }
+            )
+            table = reliability_bins(probs, test.labels, n_bins)
+            table.insert(0, "calibration", name)
+            table.insert(0, "exit", k)
+            bins.append(table)
+    exits = pd.DataFrame(rows).astype({"exit": np.int64})
+    reliability = pd.concat(bins, ignore_index=True).astype({"exit": np.int64})
+    return exits, reliability

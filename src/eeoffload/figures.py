@@ -362,3 +362,45 @@ def training_curves(training: pd.DataFrame, variant: str, branches: Sequence[str
     ax_acc.set_ylabel("validation accuracy (fraction correct)")
     ax_acc.set_ylim(0, 1)
     return _finish(fig, f"Training curves, {_variant_label(variant, branches)}")
+
+
+def trajectory(exits: pd.DataFrame, offload: pd.DataFrame, trunk_epochs: int = 0) -> Figure:
+    """Miscalibration along training (the trajectory stage's tables, docs/interfaces.md): per exit
+    the temperature fitted on val (> 1: over-confident) and the test ECE before/after scaling; per
+    variant the mean p_device over the p_tar grid and the outage at p_tar 0.875, conventional vs
+    calibrated. Colour: exit (left, middle) or calibration (right); line style: variant."""
+    fig, axes = _new(3, width=15.5, height=4.4)
+    variants = list(dict.fromkeys(exits["variant"]))
+    styles = {v: VARIANT_LINESTYLES.get(i + 1, "-") for i, v in enumerate(variants)}
+    for v in variants:
+        sub = exits[exits["variant"] == v]
+        if "trained" in sub.columns:  # untrained side branches (trunk-only epochs) are not drawn
+            sub = sub[sub["trained"].astype(bool)]
+        for k in sorted(sub["exit"].unique()):
+            e = sub[sub["exit"] == k].sort_values("epoch")
+            color = EXIT_COLORS[(int(k) - 1) % len(EXIT_COLORS)]
+            axes[0].plot(e["epoch"], e["temperature"], color=color, linestyle=styles[v], marker="o",
+                         label=f"{v} exit {k}")
+            axes[1].plot(e["epoch"], e["ece_conventional"], color=color, linestyle=styles[v], marker="o",
+                         label=f"{v} exit {k} before")
+            axes[1].plot(e["epoch"], e["ece_calibrated"], color=color, linestyle=styles[v], marker="x", alpha=0.6,
+                         label=f"{v} exit {k} after")
+        off = offload[offload["variant"] == v]
+        for calibration, o in _by_calibration(off):
+            o = o.sort_values("epoch")
+            axes[2].plot(o["epoch"], o["p_device_mean"], color=_color(calibration), linestyle=styles[v], marker="o",
+                         label=f"{v} {calibration}: mean p_device")
+            axes[2].plot(o["epoch"], o["outage@0.875"], color=_color(calibration), linestyle=styles[v], marker="s",
+                         alpha=0.55, label=f"{v} {calibration}: outage at 0.875")
+    axes[0].axhline(1.0, **REFERENCE_STYLE)
+    axes[0].set_yscale("log")
+    axes[0].set(xlabel="epoch", ylabel="fitted temperature T (log scale)", title="(a) temperature per exit")
+    axes[1].set(xlabel="epoch", ylabel="ECE (test)", title="(b) ECE before (o) / after (x) scaling")
+    axes[2].set(xlabel="epoch", ylabel="probability", title="(c) mean p_device (o), outage at 0.875 (s)")
+    axes[2].set_ylim(-0.02, 1.02)
+    for ax in axes:
+        if trunk_epochs:
+            ax.axvspan(0, trunk_epochs, color="0.92", zorder=0)
+        ax.legend(fontsize=6.5, loc="best")
+    return _finish(fig, "Miscalibration along training" + (f" (shaded: trunk-only epochs 1-{trunk_epochs})"
+                                                          if trunk_epochs else ""))

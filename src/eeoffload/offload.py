@@ -256,6 +256,21 @@ def exit_latency_ms(device_ms_to_exit: Sequence[float], offloaded_ms: float) -> 
     return np.array([*device_ms_to_exit, offloaded_ms], dtype=np.float64)
 
 
+@dataclass(frozen=True)
+class LatencyProfile:
+    """The latency model's inputs for one variant (the profile stage's output, docs/latency.md)."""
+
+    device_ms_to_exit: list[float]  # edge time from the input to side branch k's decision, k = 1..n-1
+    offload_edge_ms: float  # edge time of an offloaded sample (trunk to the partition point + branches)
+    upload_bytes: float  # size of the partition tensor
+    cloud_ms: float  # cloud time of the remaining layers
+
+    def exit_ms(self, uplink_mbps: float, rtt_ms: float) -> np.ndarray:
+        """(n_exits,) per-sample latency by exit (section IV-E): the one latency model of the pipeline."""
+        offloaded = offloaded_sample_ms(self.offload_edge_ms, self.upload_bytes, uplink_mbps, rtt_ms, self.cloud_ms)
+        return exit_latency_ms(self.device_ms_to_exit, offloaded)
+
+
 def sample_latency_ms(exit_index: Any, exit_ms: Any) -> np.ndarray:
     """Per-sample time for exit indices from :func:`first_confident_exit` (same shape)."""
     return np.asarray(exit_ms, dtype=np.float64)[np.asarray(exit_index)]

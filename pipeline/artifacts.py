@@ -1,0 +1,127 @@
+"""Readers of the pipeline's artifacts that stages share, each validating what it reads and raising
+one StageError that names the file (docs/interfaces.md lists every artifact and its schema).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from eeoffload import calibration as cal
+from eeoffload.evaluation import EvaluationSettings
+from eeoffload.offload import LatencyProfile
+from pipeline.io import StageError, read_json_checked
+
+
+def read_logits(path: Path) -> pd.DataFrame:
+    """The logits table at ``path``, validated (StageError naming the file otherwise)."""
+    try:
+        frame = pd.read_parquet(path)
+    except FileNotFoundError as e:
+        raise StageError(f"{path}: not found (run the logits stage first)") from e
+    except Exception as e:  # pyarrow raises several types for a corrupt file
+        raise StageError(f"{path}: not a readable Parquet file: {e}") from e
+    try:
+        cal.validate_logits_frame(frame)
+        columns = cal.logit_columns(frame)
+    except ValueError as e:
+        raise StageError(f"{path}: {e}") from e
+    if frame.empty:
+        raise StageError(f"{path}: no rows")
+    if not np.isfinite(frame[columns].to_numpy()).all():
+        raise StageError(f"{path}: logits must be finite (found NaN or inf)")
+    labels = frame["label"].to_numpy()
+    if labels.min() < 0 or labels.max() >= len(columns):
+        raise StageError(f"{path}: column 'label' must be in 0..{len(columns) - 1}")
+    bad_splits = sorted(set(frame["split"].unique()) - {"val", "test"})
+    if bad_splits:
+        raise StageError(f"{path}: column 'split' must be 'val' or 'test', got {bad_splits}")
+    return frame
+
+
+def split_logits(frame: pd.DataFrame, split: str, path: Path) -> cal.ExitLogits:
+    try:
+        return cal.exit_logits_from_frame(frame, split)
+    except ValueError as e:
+        raise StageError(f"{path}: {e}") from e
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def evaluate_params(params: dict[str, Any]) -> EvaluateStageParams:
+    """Params sections ``network``, ``evaluate`` and ``variants``, validated by pipeline.params."""
+    return EvaluateStageParams(network=P.network_params(params), evaluate=P.evaluate_params(params),
+                               variants=P.variants_params(params))
+
+
+def read_temperatures(path: Path, n_exits: int) -> list[float]:
+    """Temperatures of exits 1..n_exits from a calibration JSON, validated."""
+    obj = read_json_checked(path, [], "calibrate")
+    temps = obj.get("temperatures")
+    expected = [str(k) for k in range(1, n_exits + 1)]
+    if not isinstance(temps, dict) or sorted(temps, key=str) != sorted(expected):
+        got = sorted(temps) if isinstance(temps, dict) else temps
+        raise StageError(f"{path}: 'temperatures' must have keys {expected} (exits of the logits file), got {got!r}")
+    values = [temps[k] for k in expected]
+    if not all(_is_number(t) and t > 0 for t in values):
+        raise StageError(f"{path}: temperatures must be positive numbers, got {values!r}")
+    return [float(t) for t in values]
+
+
+def read_profile(path: Path, n_exits: int) -> LatencyProfile:
+    """The latency-model inputs of a profile JSON, validated (side branches 1..n_exits-1)."""
+    obj = read_json_checked(path, [], "profile")
+    to_exit = obj.get("device_ms_to_exit")
+    needed = [str(k) for k in range(1, n_exits)]
+    if not isinstance(to_exit, dict) or any(k not in to_exit for k in needed):
+        raise StageError(f"{path}: 'device_ms_to_exit' must have keys {needed}, got {to_exit!r}")
+    for key in ("offload_edge_ms", "upload_bytes", "cloud_ms"):
+        if key not in obj:
+            raise StageError(f"{path}: missing key {key!r}")
+    numbers = {f"device_ms_to_exit[{k}]": to_exit[k] for k in needed}
+    numbers |= {key: obj[key] for key in ("offload_edge_ms", "upload_bytes", "cloud_ms")}
+    for key, value in numbers.items():
+        if not (_is_number(value) and value >= 0):
+            raise StageError(f"{path}: {key} must be a number >= 0, got {value!r}")
+    return LatencyProfile(
+        device_ms_to_exit=[float(to_exit[k]) for k in needed],
+        offload_edge_ms=float(obj["offload_edge_ms"]),
+        upload_bytes=float(obj["upload_bytes"]),
+        cloud_ms=float(obj["cloud_ms"]),
+    )
+
+
+@dataclass(frozen=True)
+class RunInputs:
+    """What the evaluation of one trained network reads: its test logits, temperatures, latency profile."""
+
+    test: cal.ExitLogits
+    temperatures: list[float]
+    profile: LatencyProfile
+
+
+def read_run_inputs(variant: str, spec: Any, logits_path: Path | None = None) -> RunInputs:
+    """data/logits/<variant>.parquet (or ``logits_path``, e.g. a snapshot), data/calibration/<variant>.json
+    and data/profile/<variant>.json, checked against each other and the variant's branches."""
+    path = logits_path or Path("data/logits") / f"{variant}.parquet"
+    test = split_logits(read_logits(path), "test", path)
+    if len(spec.branches) + 1 != test.n_exits:
+        raise StageError(f"{path}: {test.n_exits} exits, but params variants.{variant}.branches lists "
+                         f"{len(spec.branches)} branches")
+    temperatures = read_temperatures(Path("data/calibration") / f"{variant}.json", test.n_exits)
+    profile = read_profile(Path("data/profile") / f"{variant}.json", test.n_exits)
+    return RunInputs(test, temperatures, profile)
+
+
+def evaluation_settings(ep: Any, resamples: int | None = None) -> EvaluationSettings:
+    """The library's settings from the validated ``evaluate`` params (``resamples`` overrides)."""
+    return EvaluationSettings(p_tar=ep.p_tar, deadline_p_tar=list(ep.deadline_p_tar), t_tar_ms=ep.t_tar_ms,
+                              batch_size=ep.batch_size, batch_order=ep.batch_order,
+                              resamples=ep.resamples if resamples is None else resamples, seed=ep.seed)

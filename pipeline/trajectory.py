@@ -1,0 +1,103 @@
+"""Stage trajectory: miscalibration along training, from the train stage's snapshots.
+
+    python -m pipeline.trajectory
+
+For every variant and every snapshot data/snapshots/<variant>/epoch_NNN.parquet (the logits of
+val and test after epoch NNN, ``train.snapshot_epochs``), does what calibrate and evaluate do for
+the final model: fits the temperatures on val (``calibration`` params), measures each exit on test
+before and after scaling, runs the evaluation protocol (without the re-batching spread), and
+checks the paper's claims at that epoch. Writes reports/trajectory/exits.parquet,
+reports/trajectory/offload.parquet and reports/trajectory/claims.parquet (schemas:
+docs/interfaces.md). It answers "how long must I train before calibration matters?".
+Reads data/profile/<variant>.json for the latency of the missed-deadline claims, and
+``train.trunk_epochs`` to mark the side exits of trunk-only epochs as untrained.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eeoffload import calibration as cal
+from eeoffload import claims as C
+from eeoffload.evaluation import evaluate_run
+from eeoffload.paper import HEADLINE_P_TAR, TRAJECTORY_P_TAR
+from pipeline import params as P
+from pipeline.artifacts import evaluation_settings, read_logits, read_profile, split_logits
+from pipeline.io import StageError, atomic_dir, read_params, run_stage
+
+SNAPSHOTS = Path("data/snapshots")
+OUT = Path("reports/trajectory")
+SNAPSHOT_NAME = re.compile(r"^epoch_(\d+)\.parquet$")
+TABLE_P_TAR = tuple(sorted(set(HEADLINE_P_TAR) | set(TRAJECTORY_P_TAR)))
+
+
+def snapshot_files(variant: str) -> dict[int, Path]:
+    """{epoch: path} of a variant's snapshots (none if the folder is missing or empty)."""
+    folder = SNAPSHOTS / variant
+    found = {}
+    for path in sorted(folder.glob("*.parquet")) if folder.is_dir() else []:
+        m = SNAPSHOT_NAME.match(path.name)
+        if not m:
+            raise StageError(f"{path}: not a snapshot name (expected epoch_NNN.parquet, written by train)")
+        found[int(m.group(1))] = path
+    return found
+
+
+def main() -> None:
+    params = read_params()
+    cp, network = P.calibration_params(params), P.network_params(params)
+    trunk_epochs = P.train_params(params).trunk_epochs
+    settings = evaluation_settings(P.evaluate_params(params), resamples=0)
+    variants = P.variants_params(params)
+    one, two = C.paper_variants({v: {"branches": spec.branches} for v, spec in variants.items()})
+    exit_rows, offload_rows, claim_rows = [], [], []
+    metrics: dict[int, dict[str, tuple[pd.DataFrame, pd.DataFrame]]] = {}
+    for variant, spec in variants.items():
+        snapshots = snapshot_files(variant)
+        profile = read_profile(Path("data/profile") / f"{variant}.json", len(spec.branches) + 1)
+        exit_ms = profile.exit_ms(network.uplink_mbps, network.rtt_ms)
+        for epoch, path in snapshots.items():
+            frame = read_logits(path)
+            val, test = split_logits(frame, "val", path), split_logits(frame, "test", path)
+            temperatures = cal.fit_temperatures(val, cp.method)
+            exits, _ = cal.calibration_tables(test, temperatures, cp.n_bins)
+            wide = exits.pivot(index="exit", columns="calibration", values=["ece", "nll"])
+            for k, temperature in enumerate(temperatures, start=1):
+                # During the trunk-only phase the side branches are untrained: their rows say so.
+                phase = "trunk" if epoch <= trunk_epochs else "joint"
+                exit_rows.append({"variant": variant, "epoch": epoch, "phase": phase, "exit": k,
+                                  "trained": phase == "joint" or k == len(temperatures), "temperature": temperature,
+                                  "accuracy": float(exits.loc[exits["exit"] == k, "accuracy"].iloc[0]),
+                                  "ece_conventional": wide.loc[k, ("ece", "conventional")],
+                                  "ece_calibrated": wide.loc[k, ("ece", "calibrated")],
+                                  "nll_conventional": wide.loc[k, ("nll", "conventional")],
+                                  "nll_calibrated": wide.loc[k, ("nll", "calibrated")]})
+            run = evaluate_run(test.logits, test.labels, temperatures, exit_ms, settings, TABLE_P_TAR)
+            metrics.setdefault(epoch, {})[variant] = (run.offload, run.deadline)
+            for calibration, numbers in run.headline.items():
+                row = {"variant": variant, "epoch": epoch, "calibration": calibration,
+                       "p_device_mean": numbers["p_device_mean"]}
+                row |= {f"{key}@{p:g}": numbers[f"{key}@{p:g}"] for key in ("p_device", "acc_device", "outage")
+                        for p in TABLE_P_TAR}
+                offload_rows.append(row)
+            print(f"{variant} epoch {epoch}: T " + " ".join(f"{t:.2f}" for t in temperatures), flush=True)
+    for epoch, by_variant in sorted(metrics.items()):
+        table = C.claims_table({v: m[0] for v, m in by_variant.items()}, {v: m[1] for v, m in by_variant.items()},
+                               one, two)
+        claim_rows.append(table.assign(epoch=epoch))
+    with atomic_dir(OUT) as tmp:
+        pd.DataFrame(exit_rows, columns=["variant", "epoch", "phase", "exit", "trained", "temperature", "accuracy",
+                                         "ece_conventional", "ece_calibrated", "nll_conventional", "nll_calibrated"]) \
+            .astype({"epoch": np.int64, "exit": np.int64}).to_parquet(tmp / "exits.parquet", index=False)
+        pd.DataFrame(offload_rows).to_parquet(tmp / "offload.parquet", index=False)
+        claims = pd.concat(claim_rows, ignore_index=True) if claim_rows else \
+            pd.DataFrame(columns=[*C.COLUMNS, "epoch"])
+        claims.astype({"epoch": np.int64}).to_parquet(tmp / "claims.parquet", index=False)
+
+
+if __name__ == "__main__":
+    run_stage("trajectory", main)
