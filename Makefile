@@ -14,7 +14,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv run quick smoke test test-fast bench bench-full clean
+.PHONY: venv run quick smoke paper test test-fast bench bench-full clean
 
 venv: $(STAMP)
 
@@ -30,8 +30,15 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/dvc init -q || true
 
 ## The whole pipeline with params.yaml (the paper-length default recipe; use `make quick` on a CPU).
+## First says what it will cost (device, estimated training time from timed steps).
 run: venv .dvc/config
+	$(BIN)/python -m pipeline.estimate
 	$(BIN)/dvc repro
+
+## The shipped paper-length results (results/paper/), analysed again with params.yaml's downstream
+## sections, without training: build/paper/seed<N>/reports/index.html. PARAMS="-S network.uplink_mbps=5".
+paper: venv
+	$(BIN)/python -m pipeline.paper build $(PARAMS)
 
 ## The quick CPU recipe (configs/quick.yaml) as a named DVC experiment in this workspace.
 quick: venv .dvc/config

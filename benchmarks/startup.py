@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from benchmarks import ROOT, figure, note, run_python
 
 BENCH = "startup"
-STAGES = ("prepare", "train", "logits", "calibrate", "profile", "evaluate", "plots", "report")
+STAGES = ("prepare", "train", "logits", "calibrate", "profile", "evaluate", "trajectory", "plots", "report")
 HEAVY = ("mlflow", "prefect", "seaborn", "matplotlib", "torch", "pandas", "pyarrow", "scipy", "jinja2")
 NEEDS = {"plots": {"seaborn", "matplotlib"}}  # the only stage that draws
 GOAL = "<= 3 s per stage"

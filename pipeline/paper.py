@@ -131,7 +131,7 @@ def _compact(path: Path) -> None:
     pq.write_table(table, path, compression="zstd", compression_level=19, use_byte_stream_split=floats or False)
 
 
-def import_device_output(device_out: Path, bundle: Path) -> None:
+def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown") -> None:
     """The device tarballs into ``bundle`` (replaced whole, written beside it then swapped in)."""
     tarballs = sorted(device_out.glob("seed*_*.tgz"))
     if not tarballs:
@@ -140,8 +140,13 @@ def import_device_output(device_out: Path, bundle: Path) -> None:
         tmp = Path(tmp_name)
         staged = bundle.parent / f".{bundle.name}.new"
         shutil.rmtree(staged, ignore_errors=True)
-        provenance: dict = {"device_log": (device_out / "paper_gpu.log").read_text().splitlines()[:3]
-                            if (device_out / "paper_gpu.log").is_file() else [], "runs": {}}
+        log = (device_out / "paper_gpu.log").read_text().splitlines() if (device_out / "paper_gpu.log").is_file() \
+            else []
+        done = next((line for line in log if "done after" in line), "")
+        provenance: dict = {"made_by": "bash benchmarks/device_gpu.sh (benchmarks/paper_gpu.py), then "
+                                       "python -m pipeline.paper import",
+                            "commit": commit, "machine": log[:2], "call": done.split("] ", 1)[-1].split(";")[0],
+                            "runs": {}}
         for tgz in tarballs:
             seed_name, variant = tgz.stem.split("_", 1)
             with tarfile.open(tgz) as tar:
@@ -186,10 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     i = sub.add_parser("import", help="make the bundle from benchmarks/device_gpu.sh's output")
     i.add_argument("device_out", type=Path)
     i.add_argument("--bundle", type=Path, default=BUNDLE)
+    i.add_argument("--commit", default="unknown", help="the commit the device ran (its copy has no .git)")
     args = ap.parse_args(argv)
     try:
         if args.command == "import":
-            import_device_output(args.device_out, args.bundle)
+            import_device_output(args.device_out, args.bundle, args.commit)
             print(f"bundle written: {args.bundle}")
             return 0
         return build(args.bundle.resolve(), args.dest.resolve(), set_args_overrides(args.set))

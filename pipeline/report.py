@@ -29,6 +29,7 @@ import jinja2
 import pandas as pd
 
 from eeoffload import claims as C
+from eeoffload import paper as PAPER
 from pipeline.io import StageError, atomic_path, read_json_checked, read_params, read_parquet_checked, run_stage
 from pipeline.params import validate_params
 
@@ -37,7 +38,7 @@ FIGURES = Path("reports/figures")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"
 PARAM_SECTIONS = ("data", "train", "variants", "calibration", "latency", "network", "evaluate")
-STAGE_ORDER = ("prepare", "train", "logits", "calibrate", "profile", "evaluate", "plots")
+STAGE_ORDER = ("prepare", "train", "logits", "calibrate", "profile", "evaluate", "trajectory", "plots")
 # Columns read from each input and their kinds (pipeline.io.COLUMN_KINDS; docs/interfaces.md).
 OFFLOAD_COLUMNS = {"calibration": "str", "p_tar": "number", "p_device": "number", "acc_device": "number",
                    "acc_total": "number", "outage": "number"}
@@ -174,6 +175,25 @@ def trajectory_tables(root: Path) -> tuple[dict[str, list[dict[str, Any]]], list
     return tables, epochs, rows
 
 
+def run_banner(params: dict[str, Any]) -> dict[str, str] | None:
+    """A warning for runs below the paper's setting: a subset of the data (smoke) is plumbing only;
+    fewer epochs than the paper-length recipe is not the paper's setting. None for a full run."""
+    data, train = params.get("data", {}), params.get("train", {})
+    sizes = (data.get("n_train"), data.get("n_val"), data.get("n_test"))
+    epochs = int(train.get("trunk_epochs", 0)) + int(train.get("joint_epochs", 0))
+    if sizes != (PAPER.N_TRAIN, PAPER.N_VAL, PAPER.N_TEST):
+        return {"title": "Plumbing run: the numbers below mean nothing about the paper.",
+                "text": f"It uses {sizes[0]} / {sizes[1]} / {sizes[2]} train / val / test images "
+                        f"(paper: {PAPER.N_TRAIN} / {PAPER.N_VAL} / {PAPER.N_TEST}) and {epochs} epochs: it checks "
+                        f"that the pipeline runs end to end, not the paper's claims."}
+    if epochs < (PAPER.TRUNK_EPOCHS + PAPER.JOINT_EPOCHS):
+        return {"title": "Shortened training: not the paper's setting.",
+                "text": f"{epochs} epochs (the paper-length recipe has {(PAPER.TRUNK_EPOCHS + PAPER.JOINT_EPOCHS)}); how calibrated the "
+                        f"exits are depends on training length (see \"Miscalibration along training\"), so the "
+                        f"claims are checked on a network the paper did not study."}
+    return None
+
+
 def inline_png(path: Path) -> str:
     data = _need(path).read_bytes()
     if not data.startswith(b"\x89PNG\r\n\x1a\n"):
@@ -248,6 +268,7 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
     stage_rows = timings(root / "reports" / "timings")
     trajectory, trajectory_epochs, trajectory_claims = trajectory_tables(root)
     return {
+        "banner": run_banner(params),
         "trajectory": trajectory,
         "trajectory_epochs": trajectory_epochs,
         "trajectory_claims": trajectory_claims,

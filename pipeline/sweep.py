@@ -6,7 +6,7 @@
 Each point is ``dvc exp run -n <prefix>-u<rate>-<placement> -S network.uplink_mbps=<rate>
 -S variants.<variant>.branches=[...]``, one after the other in the workspace (a Prefect task each,
 under the workspace lock of pipeline.flows), so DVC re-runs only what the point changes: a new
-uplink rate re-runs evaluate, plots and report; a new placement retrains that variant. After each
+uplink rate re-runs evaluate, trajectory, plots and report; a new placement retrains that variant. After each
 point its missed-deadline probabilities are read from ``reports/metrics/<variant>/``. The sweep
 ends with ``reports/sweeps/<prefix>/comparison.csv`` and ``missed_deadline_vs_uplink.png``
 (missed-deadline probability vs uplink rate, conventional vs calibrated, one panel per deadline),

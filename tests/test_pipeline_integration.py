@@ -59,7 +59,7 @@ def test_uplink_change_reruns_only_evaluate_and_below(tiny_run: TinyRun) -> None
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     proc = dvc_repro(tiny_run.root)
     assert proc.returncode == 0, proc.stderr
-    assert set(ran_stages(proc.stdout)) == {"evaluate", "plots", "report"}
+    assert set(ran_stages(proc.stdout)) == {"evaluate", "trajectory", "plots", "report"}
 
 
 def test_dvc_metrics_show(tiny_run: TinyRun) -> None:

@@ -11,6 +11,9 @@ CALIBRATED = "calibrated"  # temperature scaling fitted per exit on the validati
 CALIBRATIONS = (CONVENTIONAL, CALIBRATED)
 
 N_TRAIN, N_VAL, N_TEST = 45_000, 3_000, 7_000  # section III
+#: The paper-length schedule: BranchyNet's (experiment_alex_cifar10.py) trunk 50 + joint 100 epochs;
+#: the paper names no epochs.
+TRUNK_EPOCHS, JOINT_EPOCHS = 50, 100
 UPLINK_MBPS = 18.8  # section IV-E, Wi-Fi uplink of [7]
 BATCH_SIZE = 512  # sections IV-D, IV-E: test batches for outage and missed deadline
 DEADLINE_P_TAR = (0.75, 0.825, 0.85)  # Fig. 5 (a)-(c)
