@@ -14,7 +14,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv run quick smoke paper test test-fast bench bench-full clean
+.PHONY: venv run quick smoke paper plots test test-fast bench bench-full clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,12 @@ quick: venv .dvc/config
 ## The whole pipeline on a small subset (configs/smoke.yaml) in a scratch copy under build/smoke.
 smoke: venv
 	$(BIN)/python -m pipeline.scratch --overlay configs/smoke.yaml --dest build/smoke
+
+## The paper's curves of the workspace and of every DVC experiment, side by side, in one offline HTML
+## page (Vega bundled): build/dvc_plots/index.html. EXPS="exp-a exp-b" compares those experiments only.
+plots: venv
+	$(BIN)/dvc plots diff $(if $(EXPS),$(EXPS),$$($(BIN)/dvc exp list --name-only 2>/dev/null)) \
+		--html-template pipeline/templates/dvc_plots.html -o build/dvc_plots
 
 test: venv
 	$(BIN)/python -m pytest -q

@@ -195,7 +195,8 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
              "Fig. 3(c): accuracy over all test samples (device and cloud) vs p_tar.", "paper", one)
         save(F.fig4_outage(a.offload, one, a.branches, net), "fig4_outage",
              f"Fig. 4: inference outage probability (share of batches of {net.batch_size} whose device accuracy "
-             f"is below p_tar). Solid: the fixed batching; dashed and band: mean and 95% interval over "
+             f"is below p_tar). Solid: the fixed batching; dashed and band: mean and 2.5-97.5% spread (how much "
+             f"the batching alone moves it, not a confidence interval) over "
              f"{net.resamples} random re-batchings.", "paper", one)
         ps, missing = _present(a.deadline, deadline_p)
         if not ps:

@@ -294,8 +294,10 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
         "skipped": manifest.get("skipped", []),
         "claims": claims_rows,
         "claims_summary": C.summary(table),
-        "tolerances": {"EPS": C.EPS, "NEAR": C.NEAR, "CLOSE_ACC": C.CLOSE_ACC, "VERY_LOW": C.VERY_LOW},
-        "verdicts": {"holds": C.HOLDS, "does_not_hold": C.DOES_NOT_HOLD, "na": C.NOT_APPLICABLE},
+        "tolerances": {"EPS": C.EPS, "NEAR": C.NEAR, "CLOSE_ACC": C.CLOSE_ACC, "VERY_LOW": C.VERY_LOW,
+                       "MIN_COVERAGE": f"{C.MIN_COVERAGE:.0%}"},
+        "verdicts": {"holds": C.HOLDS, "does_not_hold": C.DOES_NOT_HOLD, "inconclusive": C.INCONCLUSIVE,
+                     "not_enough_data": C.NOT_ENOUGH_DATA, "na": C.NOT_APPLICABLE},
     }
 
 

@@ -52,7 +52,7 @@ def main(root: Path) -> None:
     for v in variants:
         print("\n".join(exit_rows(root, v)))
     print()
-    print("| variant | p_tar | calibration | p_device | acc_device | acc_total | outage (batches) | outage resampled [95%] |")
+    print("| variant | p_tar | calibration | p_device | acc_device | acc_total | outage (batches) | outage over re-batchings [2.5-97.5% spread] |")
     print("|---|---|---|---|---|---|---|---|")
     for v in variants:
         print("\n".join(offload_rows(root, v, (0.75, 0.825, 0.85, 0.875))))

@@ -85,6 +85,37 @@ def offload_frame(n_branches: int, p_step: float = 0.005, shape: str = "paper") 
             })
     df = pd.DataFrame(rows)
     df["n_batches"] = df["n_batches"].astype("int64")
+    return with_intervals(df)
+
+
+#: Half-width of the synthetic population intervals: narrow (many samples), so that the paper-shaped
+#: differences lie outside them and every claim can hold.
+NOISE = 0.004
+
+
+def with_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """The count and population-interval columns that evaluate writes (eeoffload.evaluation
+    OFFLOAD_COLUMNS / DEADLINE_COLUMNS), synthetic: value -+ NOISE clipped to [0, 1], 7000 samples,
+    13 batches."""
+    df = df.copy()
+
+    def band(col: str, lo: str, hi: str) -> None:
+        df[lo] = (df[col] - NOISE).clip(0.0, 1.0)
+        df[hi] = (df[col] + NOISE).clip(0.0, 1.0)
+
+    if "outage" in df.columns:
+        df["n_samples"] = np.int64(7000)
+        df["n_device"] = (df["p_device"] * 7000).round().astype("int64")
+        band("p_device", "p_device_lo", "p_device_hi")
+        band("acc_device", "acc_device_lo", "acc_device_hi")
+        band("acc_total", "acc_total_lo", "acc_total_hi")
+        df["n_batches_empty"] = (13 - df["n_batches"]).astype("int64")
+        df["n_outage_batches"] = (df["outage"].fillna(0) * df["n_batches"]).round().astype("int64")
+        band("outage", "outage_lo", "outage_hi")
+    else:
+        df["n_batches"] = np.int64(13)
+        df["n_missed_batches"] = (df["missed_deadline"] * 13).round().astype("int64")
+        band("missed_deadline", "missed_lo", "missed_hi")
     return df
 
 
@@ -113,7 +144,7 @@ def deadline_frame(n_branches: int, t_step: float = 2.5, shape: str = "paper",
             for ti, m in zip(t, _missed(t, t0, t1, floor), strict=True):
                 rows.append({"calibration": cal, "p_tar": float(pt), "t_tar_ms": float(ti),
                              "missed_deadline": float(m)})
-    return pd.DataFrame(rows)
+    return with_intervals(pd.DataFrame(rows))
 
 
 def exits_frame(n_exits: int) -> pd.DataFrame:

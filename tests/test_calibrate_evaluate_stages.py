@@ -108,14 +108,19 @@ def test_calibrate_then_evaluate_write_the_contract_files(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr
     off = pd.read_parquet(root / "reports/metrics/v/offload.parquet")
     assert list(off.columns) == ["calibration", "p_tar", "p_device", "conf_device", "acc_device", "acc_total",
-                                 "outage", "n_batches", "outage_resampled", "outage_low", "outage_high"]
+                                 "outage", "n_batches", "outage_resampled", "outage_low", "outage_high",
+                                 "n_samples", "n_device", "p_device_lo", "p_device_hi", "acc_device_lo",
+                                 "acc_device_hi", "acc_total_lo", "acc_total_hi", "n_batches_empty",
+                                 "n_outage_batches", "outage_lo", "outage_hi"]
+    assert (off["n_batches"] + off["n_batches_empty"] == 8).all()  # every full batch is counted or empty
     assert len(off) == 2 * 99 and off["n_batches"].dtype == np.int64
     assert (off["n_batches"] <= 8).all()  # 400 test samples in batches of 50
     conv = off[off["calibration"] == "conventional"].set_index("p_tar")
     calib = off[off["calibration"] == "calibrated"].set_index("p_tar")
     assert (calib["p_device"] <= conv["p_device"] + 1e-12).all()  # T > 1 lowers every confidence
     dl = pd.read_parquet(root / "reports/metrics/v/deadline.parquet")
-    assert list(dl.columns) == ["calibration", "p_tar", "t_tar_ms", "missed_deadline"]
+    assert list(dl.columns) == ["calibration", "p_tar", "t_tar_ms", "missed_deadline", "n_batches",
+                                "n_missed_batches", "missed_lo", "missed_hi"]
     assert len(dl) == 2 * 3 * 301
     assert dl["missed_deadline"].between(0, 1).all()
     headline = json.loads((root / "reports/metrics.json").read_text())

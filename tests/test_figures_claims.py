@@ -146,7 +146,7 @@ def _table(shape: str = "paper", variants: dict | None = None, p_step: float = 0
 
 def test_claims_all_hold_on_paper_shaped_data() -> None:
     t = _table()
-    assert list(t.columns) == ["figure", "claim", "variant", "numbers", "verdict"]
+    assert list(t.columns) == ["figure", "claim", "variant", "numbers", "verdict", "coverage", "intervals"]
     assert len(t) >= 11
     assert (t["verdict"] == C.HOLDS).all(), t[t["verdict"] != C.HOLDS][["numbers", "verdict"]]
     assert "0.395" in t.loc["C7", "numbers"]  # conventional outage at 0.875 in the synthetic data
@@ -173,6 +173,7 @@ def _offload(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
     """(calibration, p_tar, outage) rows with harmless other columns."""
     df = pd.DataFrame(rows, columns=["calibration", "p_tar", "outage"])
     df["p_device"], df["acc_device"], df["conf_device"], df["acc_total"] = 0.5, df["p_tar"], df["p_tar"], 0.8
+    df["outage_lo"] = df["outage_hi"] = df["outage"]  # exact population intervals: no noise
     return df
 
 
@@ -194,25 +195,33 @@ def test_calibrated_outage_zero_below_0875() -> None:
 
 
 def test_outage_lower_ignores_undefined_points() -> None:
-    df = _offload([("conventional", 0.8, 0.2), ("calibrated", 0.8, 0.1),
-                   ("conventional", 0.99, np.nan), ("calibrated", 0.99, np.nan)])
+    rows = [(cal, p, o) for p in (0.6, 0.7, 0.75, 0.8) for cal, o in (("conventional", 0.2), ("calibrated", 0.1))]
+    df = _offload(rows + [("conventional", 0.99, np.nan), ("calibrated", 0.99, np.nan)])
     c = C.claim_outage_lower(df, "v")
-    assert c.verdict == C.HOLDS and "0/1" in c.numbers
+    assert c.verdict == C.HOLDS and "0/4" in c.numbers and "4/5" in c.numbers  # 80% coverage: enough
+    c = C.claim_outage_lower(_offload(rows[-2:] + [("conventional", 0.99, np.nan), ("calibrated", 0.99, np.nan)]),
+                             "v")
+    assert c.verdict == C.NOT_ENOUGH_DATA and "1/2" in c.numbers  # defined at half the grid only
 
 
 def test_accuracy_target_with_slack() -> None:
-    df = pd.DataFrame({"calibration": ["calibrated"] * 3, "p_tar": [0.8, 0.85, 0.9],
-                       "acc_device": [0.81, 0.845, 0.93], "p_device": [0.5, 0.4, 0.3]})
+    df = pd.DataFrame({"calibration": ["calibrated"] * 5, "p_tar": [0.8, 0.85, 0.9, 0.95, 0.97],
+                       "acc_device": [0.81, 0.845, 0.93, 0.96, 0.98], "p_device": [0.5, 0.4, 0.3, 0.2, 0.1]})
+    df["acc_device_lo"] = df["acc_device_hi"] = df["acc_device"]  # exact: no noise
     assert C.claim_acc_device_meets_target(df, "v").verdict == C.HOLDS  # 0.845 is within 0.01 of 0.85
-    df.loc[1, "acc_device"] = 0.835
+    df.loc[1, ["acc_device", "acc_device_lo", "acc_device_hi"]] = 0.835
     assert C.claim_acc_device_meets_target(df, "v").verdict == C.DOES_NOT_HOLD
-    df.loc[1, "p_device"] = 0.0  # no sample on the device at that p_tar: nothing to check there
+    df.loc[1, "p_device"] = 0.0  # no sample on the device at that p_tar: nothing to check there (4/5 left)
     assert C.claim_acc_device_meets_target(df, "v").verdict == C.HOLDS
 
 
 def _deadline(curves: dict[str, list[float]], p: float = 0.85) -> pd.DataFrame:
-    return pd.DataFrame([{"calibration": cal, "p_tar": p, "t_tar_ms": float(i), "missed_deadline": m}
-                         for cal, ms in curves.items() for i, m in enumerate(ms)])
+    """Curves over t_tar 0, 1, ..., with the last value repeated once (latency no longer binds at the
+    end) and exact intervals (no noise)."""
+    df = pd.DataFrame([{"calibration": cal, "p_tar": p, "t_tar_ms": float(i), "missed_deadline": m}
+                       for cal, ms in curves.items() for i, m in enumerate([*ms, ms[-1]])])
+    df["missed_lo"] = df["missed_hi"] = df["missed_deadline"]
+    return df
 
 
 def test_missed_deadline_claims() -> None:

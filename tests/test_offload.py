@@ -66,6 +66,26 @@ def test_outage_batching_drops_last_partial_batch_and_leaves_out_empty_batches()
     assert math.isnan(outage[2]) and n_batches[2] == 0
 
 
+def test_outage_counts_report_empty_batches() -> None:
+    c = offload.outage_counts(OUT_CONF, OUT_CORRECT, [0.6, 0.5, 0.95], np.arange(11), 3)
+    # p_tar 0.6: 1 outage (batch 2) of 2 counted; batch 1 has no device sample: empty, not "no outage".
+    assert c.n_outage.tolist() == [1, 0, 0] and c.n_counted.tolist() == [2, 2, 0]
+    assert c.n_empty.tolist() == [1, 1, 3]  # p_tar 0.95: no device sample in any of the 3 batches
+    assert c.n_outage.dtype == np.int64 and (c.n_counted + c.n_empty == 3).all()
+    assert c.outage[0] == pytest.approx(0.5) and math.isnan(c.outage[2])
+
+
+def test_device_counts_and_missed_deadline_counts() -> None:
+    m = offload.device_metrics(CONF, CORRECT, [0.8, 0.99])
+    assert m["n_device"].tolist() == [4, 0] and m["n_device_correct"].tolist() == [3, 0]
+    assert m["n_correct"].tolist() == [9, 9] and m["n_samples"].tolist() == [12, 12]
+    conf = np.array([[0.9, 0.8, 0.5, 0.4, 0.95, 0.9, 0.85, 0.1], [0.5] * 8])
+    correct = np.array([[1, 1, 0, 0, 1, 0, 0, 0], [0, 0, 1, 0, 0, 0, 0, 1]], dtype=bool)
+    n_missed, n_batches = offload.missed_deadline_counts(conf, correct, [0.7], [3.0, 7.0], [2.0, 10.0],
+                                                         np.arange(8), 4)
+    assert n_batches == 2 and n_missed.tolist() == [[2, 1]] and n_missed.dtype == np.int64
+
+
 def test_outage_follows_the_given_order() -> None:
     # Reversed: [10,9,8] acc 0/2, [7,6,5] acc 1/2, [4,3,2] acc 0/1 -> all three outages.
     outage, n_batches = offload.outage_probability(OUT_CONF, OUT_CORRECT, [0.6], np.arange(11)[::-1], 3)
@@ -166,3 +186,36 @@ def test_full_size_grid_is_fast() -> None:
     offload.resampled_outage(confidence, correct, p_tar, offload.resample_orders(7000, 200, 0), 512)
     offload.missed_deadline_probability(confidence, correct, p_tar, np.arange(0, 150.25, 0.5), [1, 2, 9], order, 512)
     assert time.perf_counter() - start < 2.5  # x4 for 2 variants x 2 calibrations: still under 5 s
+
+
+def test_evaluate_run_writes_counts_and_population_intervals() -> None:
+    from eeoffload.evaluation import DEADLINE_COLUMNS, OFFLOAD_COLUMNS, EvaluationSettings, evaluate_run
+
+    rng = np.random.default_rng(0)
+    n = 600
+    labels = rng.integers(0, 10, n)
+    logits = rng.normal(size=(2, n, 10)) * np.array([2.0, 4.0])[:, None, None]
+    logits[np.arange(2)[:, None], np.arange(n)[None, :], labels[None, :]] += np.array([1.5, 3.0])[:, None]
+    settings = EvaluationSettings(p_tar=np.round(np.arange(0.5, 0.991, 0.01), 10), deadline_p_tar=[0.75],
+                                  t_tar_ms=np.arange(0.0, 20.0, 1.0), batch_size=50, batch_order="shuffled",
+                                  resamples=5, seed=0)
+    r = evaluate_run(logits, labels, [1.5, 1.0], np.array([1.0, 12.0]), settings)
+    off, dl = r.offload, r.deadline
+    assert list(off.columns) == OFFLOAD_COLUMNS and list(dl.columns) == DEADLINE_COLUMNS
+    for c in ("n_samples", "n_device", "n_batches", "n_batches_empty", "n_outage_batches"):
+        assert off[c].dtype == np.int64, c
+    assert (off["n_device"] == np.round(off["p_device"] * n)).all()
+    assert (off["n_batches"] + off["n_batches_empty"] == n // 50).all()
+    counted = off["n_batches"] > 0
+    assert np.allclose(off.loc[counted, "outage"], off.loc[counted, "n_outage_batches"] / off.loc[counted, "n_batches"])
+    assert off.loc[~counted, ["outage", "outage_lo", "outage_hi"]].isna().all().all()
+    for v, lo, hi in (("p_device", "p_device_lo", "p_device_hi"), ("acc_device", "acc_device_lo", "acc_device_hi"),
+                      ("acc_total", "acc_total_lo", "acc_total_hi"), ("outage", "outage_lo", "outage_hi")):
+        ok = off[v].notna()
+        assert (off.loc[ok, lo] <= off.loc[ok, v] + 1e-12).all() and (off.loc[ok, v] <= off.loc[ok, hi] + 1e-12).all()
+        assert (off[lo].isna() == off[v].isna()).all(), v
+    assert (dl["n_batches"] == n // 50).all() and dl["n_missed_batches"].dtype == np.int64
+    assert np.allclose(dl["missed_deadline"], dl["n_missed_batches"] / dl["n_batches"])
+    assert (dl["missed_lo"] <= dl["missed_deadline"]).all() and (dl["missed_deadline"] <= dl["missed_hi"]).all()
+    numbers = r.headline["calibrated"]
+    assert {"outage_lo@0.85", "outage_hi@0.85", "acc_device_lo@0.85", "acc_device_hi@0.85"} <= set(numbers)

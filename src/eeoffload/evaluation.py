@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from eeoffload import offload
+from eeoffload import statistics as stats
 from eeoffload.paper import CALIBRATIONS, HEADLINE_P_TAR
 
 
@@ -31,10 +32,22 @@ class EvaluationSettings:
     seed: int
 
 
+#: Columns of the offload table, in order: the original eleven (unchanged meaning), then the counts
+#: and population intervals (docs/metrics.md, "Uncertainty").
+OFFLOAD_COLUMNS = ["calibration", "p_tar", "p_device", "conf_device", "acc_device", "acc_total", "outage",
+                   "n_batches", "outage_resampled", "outage_low", "outage_high",
+                   "n_samples", "n_device", "p_device_lo", "p_device_hi", "acc_device_lo", "acc_device_hi",
+                   "acc_total_lo", "acc_total_hi", "n_batches_empty", "n_outage_batches", "outage_lo", "outage_hi"]
+#: Columns of the deadline table, in order.
+DEADLINE_COLUMNS = ["calibration", "p_tar", "t_tar_ms", "missed_deadline", "n_batches", "n_missed_batches",
+                    "missed_lo", "missed_hi"]
+_INT_COLUMNS = ("n_batches", "n_samples", "n_device", "n_batches_empty", "n_outage_batches", "n_missed_batches")
+
+
 @dataclass(frozen=True)
 class RunMetrics:
-    offload: pd.DataFrame  # calibration, p_tar, p_device, conf_device, acc_device, acc_total, outage, ...
-    deadline: pd.DataFrame  # calibration, p_tar, t_tar_ms, missed_deadline
+    offload: pd.DataFrame  # OFFLOAD_COLUMNS
+    deadline: pd.DataFrame  # DEADLINE_COLUMNS
     headline: dict[str, dict[str, float | None]]  # {calibration: {"p_device@0.85": ...}}
 
 
@@ -46,7 +59,13 @@ def evaluate_run(logits: np.ndarray, labels: np.ndarray, temperatures: list[floa
                  settings: EvaluationSettings, headline_p_tar: tuple[float, ...] = HEADLINE_P_TAR) -> RunMetrics:
     """Both calibrations of one network's test logits ``(n_exits, N, C)``: the p_tar grid, the
     deadline curves (per-sample latency ``exit_ms`` by exit) and the headline numbers (at
-    ``headline_p_tar``, plus the mean p_device over the grid)."""
+    ``headline_p_tar``, plus the mean p_device over the grid).
+
+    Uncertainty (docs/metrics.md): ``p_device_lo/hi``, ``acc_total_lo/hi`` (Wilson on N),
+    ``acc_device_lo/hi`` (Wilson on ``n_device``), ``outage_lo/hi`` (Clopper-Pearson on
+    ``n_outage_batches`` of ``n_batches`` non-empty batches) and ``missed_lo/hi`` (Clopper-Pearson
+    on ``n_missed_batches`` of ``n_batches``) are 95% population intervals; ``outage_low/high`` is
+    the spread over re-batchings of the test set, not a confidence interval."""
     s = settings
     n = len(labels)
     order = offload.sample_order(n, s.batch_order, s.seed)
@@ -58,29 +77,47 @@ def evaluate_run(logits: np.ndarray, labels: np.ndarray, temperatures: list[floa
         conf, correct = offload.exit_confidence(logits, labels, temps)
 
         def grid_metrics(grid: np.ndarray) -> dict[str, np.ndarray]:
-            columns = offload.device_metrics(conf, correct, grid)
-            columns["outage"], columns["n_batches"] = offload.outage_probability(conf, correct, grid, order,
-                                                                                s.batch_size)
+            dev = offload.device_metrics(conf, correct, grid)
+            out = offload.outage_counts(conf, correct, grid, order, s.batch_size)
+            columns = {k: dev[k] for k in ("p_device", "conf_device", "acc_device", "acc_total")}
+            columns["outage"], columns["n_batches"] = out.outage, out.n_counted
             if orders is not None:
                 mean, low, high = offload.resampled_outage(conf, correct, grid, orders, s.batch_size)
             else:
                 mean = low = high = np.full(len(grid), np.nan)
             columns |= {"outage_resampled": mean, "outage_low": low, "outage_high": high}
+            columns["n_samples"], columns["n_device"] = dev["n_samples"], dev["n_device"]
+            columns["p_device_lo"], columns["p_device_hi"] = stats.wilson_interval(dev["n_device"], dev["n_samples"])
+            columns["acc_device_lo"], columns["acc_device_hi"] = stats.wilson_interval(dev["n_device_correct"],
+                                                                                       dev["n_device"])
+            columns["acc_total_lo"], columns["acc_total_hi"] = stats.wilson_interval(dev["n_correct"],
+                                                                                     dev["n_samples"])
+            columns["n_batches_empty"], columns["n_outage_batches"] = out.n_empty, out.n_outage
+            columns["outage_lo"], columns["outage_hi"] = stats.clopper_pearson_interval(out.n_outage, out.n_counted)
             return columns
 
         table = pd.DataFrame({"calibration": name, "p_tar": s.p_tar, **grid_metrics(s.p_tar)})
-        offload_tables.append(table.astype({"n_batches": np.int64}))
-        missed = offload.missed_deadline_probability(conf, correct, s.deadline_p_tar, s.t_tar_ms, exit_ms, order,
-                                                     s.batch_size)
+        offload_tables.append(table[OFFLOAD_COLUMNS].astype({c: np.int64 for c in _INT_COLUMNS if c in table}))
+        n_missed, n_batches = offload.missed_deadline_counts(conf, correct, s.deadline_p_tar, s.t_tar_ms, exit_ms,
+                                                             order, s.batch_size)
+        missed = n_missed / n_batches if n_batches else np.full(n_missed.shape, np.nan)
+        missed_lo, missed_hi = stats.clopper_pearson_interval(n_missed, np.full(n_missed.shape, n_batches))
         deadline_tables.append(pd.DataFrame({
             "calibration": name,
             "p_tar": np.repeat(s.deadline_p_tar, len(s.t_tar_ms)),
             "t_tar_ms": np.tile(s.t_tar_ms, len(s.deadline_p_tar)),
             "missed_deadline": missed.ravel(),
-        }))
+            "n_batches": np.int64(n_batches),
+            "n_missed_batches": n_missed.ravel().astype(np.int64),
+            "missed_lo": missed_lo.ravel(),
+            "missed_hi": missed_hi.ravel(),
+        })[DEADLINE_COLUMNS])
         numbers: dict[str, float | None] = {}
         at_headline = grid_metrics(headline_p)
         for key in ("p_device", "acc_device", "acc_total", "outage", "outage_resampled"):
+            for j, pt in enumerate(headline_p_tar):
+                numbers[f"{key}@{pt:g}"] = _json_number(at_headline[key][j])
+        for key in ("acc_device_lo", "acc_device_hi", "outage_lo", "outage_hi"):
             for j, pt in enumerate(headline_p_tar):
                 numbers[f"{key}@{pt:g}"] = _json_number(at_headline[key][j])
         numbers["p_device_mean"] = _json_number(float(np.mean(table["p_device"])))

@@ -173,7 +173,7 @@ def fig4_outage(offload: pd.DataFrame, variant: str, branches: Sequence[str] | N
         rows = rows.sort_values("p_tar")
         c = _color(cal)
         ax.fill_between(rows["p_tar"], rows["outage_low"], rows["outage_high"], color=c, alpha=0.18,
-                        linewidth=0, label=f"{cal}, resampled 95% interval")
+                        linewidth=0, label=f"{cal}, spread over re-batchings (2.5-97.5%)")
         ax.plot(rows["p_tar"], rows["outage_resampled"], color=c, linewidth=1.0, linestyle="--",
                 label=f"{cal}, resampled mean")
         ax.plot(rows["p_tar"], rows["outage"], color=c, linewidth=1.8, label=f"{cal}, fixed batches")

@@ -67,7 +67,9 @@ def first_confident_exit(side_confidence: Any, p_tar: Any) -> np.ndarray:
 def device_metrics(confidence: Any, correct: Any, p_tar: Any) -> dict[str, np.ndarray]:
     """Per p_tar (section IV-B, IV-C): ``p_device`` (fraction classified on the device),
     ``conf_device`` and ``acc_device`` (mean confidence and accuracy of those samples, NaN if
-    there are none) and ``acc_total`` (accuracy over all samples, offloaded ones by the final exit).
+    there are none) and ``acc_total`` (accuracy over all samples, offloaded ones by the final exit);
+    with the counts behind them, int64: ``n_samples`` (N), ``n_device``, ``n_device_correct`` (right
+    among the device samples) and ``n_correct`` (right among all N).
     """
     conf, corr = _check(confidence, correct)
     n_exits, n = conf.shape
@@ -80,11 +82,17 @@ def device_metrics(confidence: Any, correct: Any, p_tar: Any) -> dict[str, np.nd
         conf_device = np.where(on_device, chosen_conf, 0.0).sum(axis=0) / n_device
         acc_device = (chosen_correct & on_device).sum(axis=0) / n_device
     nan = np.full(len(n_device), np.nan)
+    n_correct = chosen_correct.sum(axis=0)
     return {
         "p_device": n_device / n if n else nan,
         "conf_device": np.where(n_device > 0, conf_device, np.nan),
         "acc_device": np.where(n_device > 0, acc_device, np.nan),
-        "acc_total": chosen_correct.sum(axis=0) / n if n else nan,
+        "acc_total": n_correct / n if n else nan,
+        # The counts behind the fractions (for the binomial intervals of eeoffload.statistics).
+        "n_samples": np.full(len(n_device), n, dtype=np.int64),
+        "n_device": n_device.astype(np.int64),
+        "n_device_correct": (chosen_correct & on_device).sum(axis=0).astype(np.int64),
+        "n_correct": n_correct.astype(np.int64),
     }
 
 
@@ -186,18 +194,48 @@ def batch_exit_counts(
     return BatchExitCounts(taken[:, :, rank], right[:, :, rank])
 
 
-def _outage_from_counts(counts: BatchExitCounts, p_tar: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """(R, P) outage fraction and (R, P) counted batches from per-batch counts."""
+def _outage_counts_from(counts: BatchExitCounts, p_tar: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(R, P) outage batches and (R, P) counted (non-empty) batches from per-batch counts."""
     device = counts.device.reshape(n_rows, -1, len(p_tar))
     device_correct = counts.device_correct.reshape(n_rows, -1, len(p_tar))
     counted = device > 0
     with np.errstate(invalid="ignore", divide="ignore"):
         below = device_correct / device < p_tar
-    n_counted = counted.sum(axis=1)
-    n_outage = (below & counted).sum(axis=1)
+    return (below & counted).sum(axis=1), counted.sum(axis=1)
+
+
+def _outage_from_counts(counts: BatchExitCounts, p_tar: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
+    """(R, P) outage fraction and (R, P) counted batches from per-batch counts."""
+    n_outage, n_counted = _outage_counts_from(counts, p_tar, n_rows)
     with np.errstate(invalid="ignore", divide="ignore"):
         outage = np.where(n_counted > 0, n_outage / n_counted, np.nan)
     return outage, n_counted
+
+
+@dataclass(frozen=True)
+class OutageCounts:
+    """Per p_tar (grid order): the batch counts behind the outage probability (int64, shape (P,))."""
+
+    n_outage: np.ndarray  # non-empty batches whose device accuracy is < p_tar
+    n_counted: np.ndarray  # batches with at least one device-classified sample (the denominator)
+    n_empty: np.ndarray  # batches with no device-classified sample (reported, not in the denominator)
+
+    @property
+    def outage(self) -> np.ndarray:
+        """n_outage / n_counted, NaN where no batch counts."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(self.n_counted > 0, self.n_outage / np.maximum(self.n_counted, 1), np.nan)
+
+
+def outage_counts(confidence: Any, correct: Any, p_tar: Any, order: Any, batch_size: int) -> OutageCounts:
+    """The counts of :func:`outage_probability`: outage batches, non-empty (counted) batches and
+    empty batches (no device-classified sample) per p_tar; n_counted + n_empty = the full batches."""
+    grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
+    batch, n_batches = batch_of_sample(order, batch_size)
+    counts = batch_exit_counts(confidence, correct, grid, batch, n_batches)
+    n_outage, n_counted = _outage_counts_from(counts, grid, 1)
+    n_outage, n_counted = n_outage[0].astype(np.int64), n_counted[0].astype(np.int64)
+    return OutageCounts(n_outage, n_counted, (n_batches - n_counted).astype(np.int64))
 
 
 def outage_probability(
@@ -207,20 +245,23 @@ def outage_probability(
 
     Samples in ``order`` are cut into consecutive batches of ``batch_size`` (last partial batch
     dropped). A batch is an outage if the accuracy of its device-classified samples is < p_tar;
-    batches with no device-classified sample are left out. Outage is NaN if no batch counts.
+    batches with no device-classified sample are not in the denominator (neither outage nor "no
+    outage"; :func:`outage_counts` reports how many there are). Outage is NaN if no batch counts.
     """
-    grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
-    batch, n_batches = batch_of_sample(order, batch_size)
-    counts = batch_exit_counts(confidence, correct, grid, batch, n_batches)
-    outage, n_counted = _outage_from_counts(counts, grid, 1)
-    return outage[0], n_counted[0]
+    c = outage_counts(confidence, correct, p_tar, order, batch_size)
+    return c.outage, c.n_counted
 
 
 def resampled_outage(
     confidence: Any, correct: Any, p_tar: Any, orders: np.ndarray, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Outage over R re-batchings (rows of ``orders``): the mean and the 2.5% / 97.5% percentiles
-    per p_tar, over the re-batchings where at least one batch counts (NaN if none)."""
+    per p_tar, over the re-batchings where at least one batch counts (NaN if none).
+
+    This is the SPREAD OVER RE-BATCHINGS of one test set, not a confidence interval: it says how
+    much the outage moves when the same samples are cut into other batches, nothing about the
+    population. The population interval is the Clopper-Pearson interval on the outage batches
+    (:func:`outage_counts`, :func:`eeoffload.statistics.clopper_pearson_interval`)."""
     grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
     orders = np.atleast_2d(np.asarray(orders, dtype=np.int64))
     nan = np.full(len(grid), np.nan)
@@ -291,16 +332,33 @@ def missed_deadline_probability(
     time exceeds t_tar or its total accuracy (device and cloud samples) is < p_tar; the probability
     is the fraction of batches that miss (NaN without a full batch).
     """
+    n_missed, n_batches = missed_deadline_counts(confidence, correct, p_tar, t_tar_ms, exit_ms, order, batch_size)
+    if n_batches == 0:
+        return np.full(n_missed.shape, np.nan)
+    return n_missed / n_batches
+
+
+def missed_deadline_counts(
+    confidence: Any,
+    correct: Any,
+    p_tar: Any,
+    t_tar_ms: Any,
+    exit_ms: Any,
+    order: Any,
+    batch_size: int,
+) -> tuple[np.ndarray, int]:
+    """The counts of :func:`missed_deadline_probability`: (P, T) int64 batches that miss, and the
+    number of (full) batches, the denominator."""
     grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
     deadlines = np.atleast_1d(np.asarray(t_tar_ms, dtype=np.float64))
     ms = np.asarray(exit_ms, dtype=np.float64)
     batch, n_batches = batch_of_sample(order, batch_size)
     if n_batches == 0:
-        return np.full((len(grid), len(deadlines)), np.nan)
+        return np.zeros((len(grid), len(deadlines)), np.int64), 0
     counts = batch_exit_counts(confidence, correct, grid, batch, n_batches)
     if len(ms) != counts.taken.shape[1]:
         raise ValueError(f"exit_ms has {len(ms)} entries for {counts.taken.shape[1]} exits")
     mean_ms = np.einsum("gkp,k->gp", counts.taken.astype(np.float64), ms) / batch_size
     total_accuracy = counts.total_correct / batch_size
     missed = (mean_ms[:, :, None] > deadlines[None, None, :]) | (total_accuracy < grid)[:, :, None]
-    return missed.mean(axis=0)
+    return missed.sum(axis=0, dtype=np.int64), int(n_batches)
