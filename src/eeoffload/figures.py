@@ -104,10 +104,32 @@ def _pct_axis(ax, *, x: bool = False, y: bool = True, lo: float = -0.02, hi: flo
         ax.set_xlim(lo, hi)
 
 
+#: Line style of each calibration, so that overlapping curves stay visible in black and white too.
+CALIBRATION_LINESTYLES: dict[str, str] = {CONVENTIONAL: "-", CALIBRATED: "--"}
+BAND_ALPHA = 0.16
+
+
+def _band(ax, x: pd.Series, rows: pd.DataFrame, column: str, color: str, label: str | None) -> None:
+    """The population 95% interval of ``column`` (``<column>_lo``/``_hi``, written by evaluate) as a band."""
+    lo, hi = f"{column}_lo", f"{column}_hi"
+    if lo in rows.columns and hi in rows.columns:
+        ax.fill_between(x, rows[lo], rows[hi], color=color, alpha=BAND_ALPHA, linewidth=0, label=label)
+
+
+def _p_tar_axis(ax, offload: pd.DataFrame) -> None:
+    """The same p_tar range in every figure over p_tar: the evaluated grid, whatever is defined on it."""
+    grid = offload["p_tar"].to_numpy(dtype=float)
+    if len(grid):
+        ax.set_xlim(float(grid.min()) - 0.005, float(grid.max()) + 0.005)
+
+
 def _offload_curve(ax, offload: pd.DataFrame, column: str) -> None:
     for cal, rows in _by_calibration(offload):
         rows = rows.sort_values("p_tar")
-        ax.plot(rows["p_tar"], rows[column], color=_color(cal), label=cal, linewidth=1.8)
+        _band(ax, rows["p_tar"], rows, column, _color(cal), f"{cal}, 95% interval")
+        ax.plot(rows["p_tar"], rows[column], color=_color(cal), label=cal, linewidth=1.8,
+                linestyle=CALIBRATION_LINESTYLES.get(cal, "-"), marker="o" if len(rows) < 12 else None)
+    _p_tar_axis(ax, offload)
 
 
 # --------------------------------------------------------------------------- paper figures
@@ -120,7 +142,7 @@ def fig2_p_device(offload: pd.DataFrame, variant: str, branches: Sequence[str] |
     ax.set_xlabel(P_TAR_LABEL)
     ax.set_ylabel("probability of classifying on device")
     _pct_axis(ax)
-    ax.legend(title="side branch")
+    ax.legend(title="side branch", loc="best", fontsize=8)
     return _finish(fig, f"Fig. 2: classified on device, {_variant_label(variant, branches)}")
 
 
@@ -151,7 +173,8 @@ def fig3b_acc_device(offload: pd.DataFrame, variant: str, branches: Sequence[str
     _offload_curve(ax, offload, "acc_device")
     ax.set_xlabel(P_TAR_LABEL)
     ax.set_ylabel("accuracy on device (fraction correct)")
-    ax.legend(title="side branch")
+    _pct_axis(ax)
+    ax.legend(title="side branch", loc="best", fontsize=8)
     return _finish(fig, f"Fig. 3(b): accuracy on device, {_variant_label(variant, branches)}")
 
 
@@ -161,7 +184,8 @@ def fig3c_acc_total(offload: pd.DataFrame, variant: str, branches: Sequence[str]
     _offload_curve(ax, offload, "acc_total")
     ax.set_xlabel(P_TAR_LABEL)
     ax.set_ylabel("total accuracy, device + cloud (fraction correct)")
-    ax.legend(title="side branch")
+    _pct_axis(ax)
+    ax.legend(title="side branch", loc="best", fontsize=8)
     return _finish(fig, f"Fig. 3(c): total accuracy, {_variant_label(variant, branches)}")
 
 
@@ -172,15 +196,16 @@ def fig4_outage(offload: pd.DataFrame, variant: str, branches: Sequence[str] | N
     for cal, rows in _by_calibration(offload):
         rows = rows.sort_values("p_tar")
         c = _color(cal)
-        ax.fill_between(rows["p_tar"], rows["outage_low"], rows["outage_high"], color=c, alpha=0.18,
-                        linewidth=0, label=f"{cal}, spread over re-batchings (2.5-97.5%)")
-        ax.plot(rows["p_tar"], rows["outage_resampled"], color=c, linewidth=1.0, linestyle="--",
-                label=f"{cal}, resampled mean")
-        ax.plot(rows["p_tar"], rows["outage"], color=c, linewidth=1.8, label=f"{cal}, fixed batches")
+        _band(ax, rows["p_tar"], rows, "outage", c, f"{cal}, 95% interval (Clopper-Pearson, batches)")
+        ax.plot(rows["p_tar"], rows["outage_resampled"], color=c, linewidth=1.0, linestyle=":",
+                label=f"{cal}, mean over re-batchings")
+        ax.plot(rows["p_tar"], rows["outage"], color=c, linewidth=1.8, label=f"{cal}, fixed batches",
+                linestyle=CALIBRATION_LINESTYLES.get(cal, "-"), marker="o" if len(rows) < 12 else None)
+    _p_tar_axis(ax, offload)
     ax.set_xlabel(P_TAR_LABEL)
     ax.set_ylabel("inference outage probability")
     _pct_axis(ax)
-    ax.legend(fontsize=7.5, loc="upper left")
+    ax.legend(fontsize=7.5, loc="best")
     extra = ""
     if net is not None and net.batch_size:
         extra = f", batches of {net.batch_size}"
@@ -196,8 +221,11 @@ def _deadline_panels(deadline: pd.DataFrame, p_tars: Sequence[float], fig_name: 
         sub = deadline[np.isclose(deadline["p_tar"].to_numpy(dtype=float), p)]
         for cal, rows in _by_calibration(sub):
             rows = rows.sort_values("t_tar_ms")
+            if "missed_lo" in rows.columns:
+                ax.fill_between(rows["t_tar_ms"], rows["missed_lo"], rows["missed_hi"], color=_color(cal),
+                                alpha=BAND_ALPHA, linewidth=0, step="post")
             ax.plot(rows["t_tar_ms"], rows["missed_deadline"], color=_color(cal), linewidth=1.8,
-                    label=cal, drawstyle="steps-post")
+                    label=cal, drawstyle="steps-post", linestyle=CALIBRATION_LINESTYLES.get(cal, "-"))
         ax.set_title(f"({chr(ord('a') + i)}) $p_{{tar}}$ = {p:g}", fontsize=9.5)
         ax.set_xlabel(T_TAR_LABEL)
         if i == 0:
@@ -236,11 +264,13 @@ def fig7_outage_branches(offloads: Mapping[str, pd.DataFrame], n_branches: Mappi
         for cal, rows in _by_calibration(offload):
             rows = rows.sort_values("p_tar")
             ax.plot(rows["p_tar"], rows["outage"], color=_color(cal), linestyle=ls, linewidth=1.8,
-                    label=f"{cal}, {variant} ({k} branch{'es' if k != 1 else ''})")
+                    label=f"{cal}, {variant} ({k} branch{'es' if k != 1 else ''})",
+                    marker="o" if len(rows) < 12 else None)
+        _p_tar_axis(ax, offload)
     ax.set_xlabel(P_TAR_LABEL)
     ax.set_ylabel("inference outage probability")
     _pct_axis(ax)
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="best")
     extra = f", batches of {net.batch_size}" if net is not None and net.batch_size else ""
     return _finish(fig, f"Fig. 7: inference outage, {' vs '.join(offloads)}{extra}")
 
