@@ -36,9 +36,10 @@ run: venv .dvc/config
 	$(BIN)/dvc repro
 
 ## The shipped paper-length results (results/paper/), analysed again with params.yaml's downstream
-## sections, without training: build/paper/seed<N>/reports/index.html. PARAMS="-S network.uplink_mbps=5".
+## sections, without training: build/paper/seed<N>/reports/index.html. PARAMS="-S network.uplink_mbps=5";
+## CERTIFY=1 adds the certified thresholds of seed 0 (about two more minutes).
 paper: venv
-	$(BIN)/python -m pipeline.paper build $(PARAMS)
+	$(BIN)/python -m pipeline.paper build $(PARAMS) $(if $(CERTIFY),--certify)
 
 ## The quick CPU recipe (configs/quick.yaml) as a named DVC experiment in this workspace.
 quick: venv .dvc/config

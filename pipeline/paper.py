@@ -8,8 +8,9 @@ under DEST/seed<s>/ with this checkout's code, the bundle's ``data``/``variants`
 params (how the logits were made) and this checkout's params.yaml for everything downstream
 (``calibration``, ``network``, ``evaluate``; ``-S network.uplink_mbps=5`` overrides one), copies in
 the shipped logits, snapshots, latency profile and training history, and runs the stages
-calibrate, evaluate, trajectory, plots and report there (``pipeline.plain_run --only``). Then it
-prints the headline table over the seeds and writes it to DEST/headline.md.
+calibrate, evaluate, trajectory, plots and report there (``pipeline.plain_run --only``; with
+``--certify`` also the certify stage on the first seed). Then it prints the headline table over
+the seeds and writes it to DEST/headline.md.
 
 ``import`` turns the tarballs that ``benchmarks/device_gpu.sh`` brings back (seed<s>_<variant>.tgz)
 into the bundle: per seed, data/logits, reports/training and timings; seed 0 also its snapshots
@@ -36,6 +37,8 @@ from pipeline.scratch import ROOT, make_scratch_project, scratch_env
 BUNDLE = ROOT / "results" / "paper"
 VARIANTS = ("one_branch", "two_branch")
 DOWNSTREAM = ("calibrate", "evaluate", "trajectory", "plots", "report")
+#: With --certify, also the certified thresholds (about a minute per variant on 2 cores; seed 0 only).
+CERTIFY = "certify"
 #: Sections of params that describe how the shipped logits were made (taken from the bundle).
 RECIPE_SECTIONS = ("data", "variants", "train")
 #: Paths copied from a bundle seed into its project (those absent are skipped).
@@ -62,7 +65,7 @@ def project_params(bundle: Path, seed: int, overrides: dict) -> dict:
     return merge(merged, overrides)
 
 
-def build_seed(bundle: Path, seed: int, dest: Path, overrides: dict) -> tuple[int, str]:
+def build_seed(bundle: Path, seed: int, dest: Path, overrides: dict, certify: bool = False) -> tuple[int, str]:
     project = make_scratch_project(dest / f"seed{seed}", None, vcs=False)
     (project / "params.yaml").write_text(yaml.safe_dump(project_params(bundle, seed, overrides), sort_keys=False))
     source = bundle / f"seed{seed}"
@@ -77,7 +80,7 @@ def build_seed(bundle: Path, seed: int, dest: Path, overrides: dict) -> tuple[in
             for variant_dir in snapshots.iterdir():
                 shutil.copy2(project / "data" / "logits" / f"{variant_dir.name}.parquet",
                              variant_dir / f"epoch_{epoch:03d}.parquet")
-    cmd = [sys.executable, "-m", "pipeline.plain_run", "--only", *DOWNSTREAM]
+    cmd = [sys.executable, "-m", "pipeline.plain_run", "--only", *DOWNSTREAM, *([CERTIFY] if certify else [])]
     proc = subprocess.run(cmd, cwd=project, env=scratch_env(project), text=True, capture_output=True)
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -100,11 +103,12 @@ def headline(dest: Path, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(bundle: Path, dest: Path, overrides: dict) -> int:
+def build(bundle: Path, dest: Path, overrides: dict, certify: bool = False) -> int:
     seeds = seeds_of(bundle)
     dest.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=2) as pool:  # the stages are single processes: two at a time
-        results = dict(zip(seeds, pool.map(lambda s: build_seed(bundle, s, dest, overrides), seeds)))
+        results = dict(zip(seeds, pool.map(
+            lambda s: build_seed(bundle, s, dest, overrides, certify and s == seeds[0]), seeds)))
     for seed, (rc, log) in results.items():
         (dest / f"seed{seed}.log").write_text(log)
         print(f"seed {seed}: {'ok' if rc == 0 else f'failed (exit {rc}), see {dest}/seed{seed}.log'}: "
@@ -188,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--dest", type=Path, default=ROOT / "build" / "paper")
     b.add_argument("-S", dest="set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a downstream param, e.g. -S network.uplink_mbps=5")
+    b.add_argument("--certify", action="store_true",
+                   help="also the certified thresholds of the first seed (stage certify: about 2 more minutes)")
     i = sub.add_parser("import", help="make the bundle from benchmarks/device_gpu.sh's output")
     i.add_argument("device_out", type=Path)
     i.add_argument("--bundle", type=Path, default=BUNDLE)
@@ -198,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             import_device_output(args.device_out, args.bundle, args.commit)
             print(f"bundle written: {args.bundle}")
             return 0
-        return build(args.bundle.resolve(), args.dest.resolve(), set_args_overrides(args.set))
+        return build(args.bundle.resolve(), args.dest.resolve(), set_args_overrides(args.set), args.certify)
     except (BundleError, ValueError) as e:
         print(f"paper: {e}", file=sys.stderr)
         return 2

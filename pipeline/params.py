@@ -49,9 +49,9 @@ LATENCY_KEYS = ("warmup", "repeats", "edge_threads", "edge_slowdown", "edge_prof
 CALIBRATION_KEYS = ("method", "n_bins", "methods")  # methods: read by stage certify only
 NETWORK_KEYS = ("uplink_mbps", "rtt_ms")
 EVALUATE_KEYS = ("p_tar", "deadline_p_tar", "t_tar_ms", "batch_size", "batch_order", "resamples", "seed")
-CERTIFY_KEYS = ("targets", "delta", "splits", "calibration_fraction", "fit_fraction", "procedures", "p_value",
+CERTIFY_KEYS = ("target_accuracy", "delta", "splits", "calibration_fraction", "fit_fraction", "procedures", "p_value",
                 "family", "thresholds", "bootstrap", "seed")
-SECTIONS = ("data", "variants", "train", "latency", "calibration", "network", "evaluate")
+SECTIONS = ("data", "variants", "train", "latency", "calibration", "network", "evaluate", "certify", "link")
 
 
 # --------------------------------------------------------------------------- primitives
@@ -460,6 +460,8 @@ def validate_params(params: dict[str, Any]) -> Params:
     if p.evaluate.batch_size > p.data.n_test:
         raise bad("evaluate.batch_size", p.evaluate.batch_size,
                   f"an integer in 1..data.n_test = {p.data.n_test} (a batch needs that many test samples)")
+    certify_params(params)  # the sections of the optional-looking stages are checked too
+    link_params(params)
     return p
 
 
@@ -519,9 +521,11 @@ def certify_params(params: dict[str, Any]) -> CertifyParams:
     _known(cal, "calibration", CALIBRATION_KEYS)
     s = _section(params, "certify")
     _known(s, "certify", CERTIFY_KEYS)
-    targets = _require(s, "certify", "targets", "a non-empty list of numbers in (0, 1)")
-    if not isinstance(targets, list) or not all(_is_number(t) for t in targets):
-        raise bad("certify.targets", targets, "a non-empty list of numbers in (0, 1)")
+    allowed = "a non-empty list of strictly increasing numbers in (0, 1)"
+    targets = _require(s, "certify", "target_accuracy", allowed)
+    if not isinstance(targets, list) or not all(_is_number(t) for t in targets) \
+            or any(a >= b for a, b in zip(targets, targets[1:])):
+        raise bad("certify.target_accuracy", targets, allowed)
     grid = value_grid(_require(s, "certify", "thresholds", "a mapping of numbers start, stop, step"),
                       "certify.thresholds")
     if grid[0] < 0 or grid[-1] > 1:
@@ -529,7 +533,7 @@ def certify_params(params: dict[str, Any]) -> CertifyParams:
     return CertifyParams(
         methods=_choices(cal, "calibration", "methods", CALIBRATOR_METHODS),
         n_bins=_int(cal, "calibration", "n_bins"),
-        targets=_probabilities(np.round(np.array(targets, dtype=np.float64), 10), "certify.targets", targets),
+        targets=_probabilities(np.round(np.array(targets, dtype=np.float64), 10), "certify.target_accuracy", targets),
         delta=_fraction(s, "certify", "delta"),
         splits=_int(s, "certify", "splits"),
         calibration_fraction=_fraction(s, "certify", "calibration_fraction"),

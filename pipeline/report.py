@@ -37,7 +37,7 @@ OUT = Path("reports/index.html")
 FIGURES = Path("reports/figures")
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"
-PARAM_SECTIONS = ("data", "train", "variants", "calibration", "latency", "network", "evaluate")
+PARAM_SECTIONS = ("data", "train", "variants", "calibration", "latency", "network", "evaluate", "certify", "link")
 STAGE_ORDER = ("prepare", "train", "logits", "calibrate", "profile", "evaluate", "trajectory", "plots")
 # Columns read from each input and their kinds (pipeline.io.COLUMN_KINDS; docs/interfaces.md).
 OFFLOAD_COLUMNS = {"calibration": "str", "p_tar": "number", "p_device": "number", "acc_device": "number",
@@ -175,6 +175,14 @@ def trajectory_tables(root: Path) -> tuple[dict[str, list[dict[str, Any]]], list
     return tables, epochs, rows
 
 
+def certify_sections(root: Path, variants: list[str]) -> list[str]:
+    """The certify stage's HTML fragment of each variant that has one (pipeline.certify_report)."""
+    from pipeline.certify_report import certify_html
+
+    folders = [root / "reports" / "certify" / v for v in variants]
+    return [certify_html(f) for f in folders if (f / "summary.json").is_file()]
+
+
 def run_banner(params: dict[str, Any]) -> dict[str, str] | None:
     """A warning for runs below the paper's setting: a subset of the data (smoke) is plumbing only;
     fewer epochs than the paper-length recipe is not the paper's setting. None for a full run."""
@@ -268,6 +276,7 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
     stage_rows = timings(root / "reports" / "timings")
     trajectory, trajectory_epochs, trajectory_claims = trajectory_tables(root)
     return {
+        "certify": certify_sections(root, list(variants)),
         "banner": run_banner(params),
         "trajectory": trajectory,
         "trajectory_epochs": trajectory_epochs,
