@@ -14,7 +14,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv run quick smoke paper plots test test-fast bench bench-full clean
+.PHONY: venv run quick smoke paper plots link test test-fast bench bench-full clean
 
 venv: $(STAMP)
 
@@ -48,6 +48,12 @@ quick: venv .dvc/config
 ## The whole pipeline on a small subset (configs/smoke.yaml) in a scratch copy under build/smoke.
 smoke: venv
 	$(BIN)/python -m pipeline.scratch --overlay configs/smoke.yaml --dest build/smoke
+
+## The optional measured link (docs/link.md): a real edge and cloud process per variant over a link shaped
+## by tc in network namespaces (root; loopback otherwise), against the latency model; then the report again.
+link: venv .dvc/config
+	$(BIN)/dvc repro link/dvc.yaml
+	$(BIN)/dvc repro --force --single-item report
 
 ## The paper's curves of the workspace and of every DVC experiment, side by side, in one offline HTML
 ## page (Vega bundled): build/dvc_plots/index.html. EXPS="exp-a exp-b" compares those experiments only.

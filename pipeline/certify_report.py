@@ -154,7 +154,8 @@ def certify_html(folder: Path) -> str:
              f"Learn-then-Test ({html.escape(head['p_value'])} p-values, &delta; = {head['delta']:g}), the other "
              f"{head['samples'] - head['n_calibration']} test it. A violation is a test accuracy on the device below "
              f"the target. LTT promises a rate of at most &delta; for the true accuracy; judged on the test samples, "
-             f"their sampling noise adds a little (largest rate here: {head['max_violation_rate']:.3f}).</p>")
+             f"their sampling noise adds a little (largest rate of a certified rule here: "
+             f"{head['max_violation_rate']:.3f}).</p>")
     return "\n".join([
         f'<section class="certify"><h3>Certified thresholds: {html.escape(head["variant"])}</h3>', intro,
         validity_table(validity), trade_off_figure(validity),

@@ -14,30 +14,10 @@ from pathlib import Path
 
 import torch
 
-from eeoffload.model import BAlexNet
-from pipeline.io import StageError, atomic_write_parquet, load_weights, read_params, run_stage
+from pipeline.io import atomic_write_parquet, read_params, run_stage
 from pipeline.params import runtime_params, torch_device, variant_branches
 from pipeline.runtime import keep_freed_memory
-from pipeline.splits import load_split, model_logits
-
-
-def load_model(path: Path, branches: list[str]) -> BAlexNet:
-    """The trained weights at ``path`` (weights_only=True: no arbitrary unpickling), checked to be a
-    B-AlexNet state dict for ``branches``; StageError naming the file otherwise."""
-    saved = load_weights(path, "train")
-    if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict) \
-            or not all(isinstance(v, torch.Tensor) for v in saved["state_dict"].values()):
-        raise StageError(f"{path}: expected {{'state_dict': {{name: tensor}}, 'branches': [...]}} "
-                         f"as written by the train stage")
-    if saved.get("branches") != branches:
-        raise StageError(f"{path}: trained with branches {saved.get('branches')}, params say {branches}")
-    model = BAlexNet(branches)
-    try:
-        model.load_state_dict(saved["state_dict"])
-    except (KeyError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0]
-        raise StageError(f"{path}: not a B-AlexNet state dict for {branches}: {first}") from None
-    return model
+from pipeline.splits import load_model, load_split, model_logits
 
 
 def main(variant: str) -> None:

@@ -183,6 +183,20 @@ def certify_sections(root: Path, variants: list[str]) -> list[str]:
     return [certify_html(f) for f in folders if (f / "summary.json").is_file()]
 
 
+def link_sections(root: Path, variants: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
+    """The optional measure_link stage's HTML fragment and claim row of each variant where it ran
+    (reports/link/<variant>/, pipeline.link.report_fragment)."""
+    from pipeline.link.report_fragment import link_claim, link_fragment
+
+    ran = [v for v in variants if (root / "reports" / "link" / v / "summary.json").is_file()]
+    rows = []
+    for v in ran:
+        row = link_claim(v, root)
+        rows.append({"id": row["id"], "figure": row["figure"], "claim": row["claim"], "variant": v,
+                     "numbers": row["evidence"], "verdict": row["verdict"]})
+    return [link_fragment(v, root) for v in ran], rows
+
+
 def run_banner(params: dict[str, Any]) -> dict[str, str] | None:
     """A warning for runs below the paper's setting: a subset of the data (smoke) is plumbing only;
     fewer epochs than the paper-length recipe is not the paper's setting. None for a full run."""
@@ -262,6 +276,9 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
         figures.append({**f, "src": inline_png(root / FIGURES / f["png"])})
 
     table = C.claims_table(offload, deadline, one, two)
+    link_html, link_rows = link_sections(root, list(variants))
+    if link_rows:
+        table = pd.concat([table, pd.DataFrame(link_rows)], ignore_index=True)
     claims_rows = table.to_dict(orient="records")
 
     headline_rows = []
@@ -277,6 +294,7 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
     trajectory, trajectory_epochs, trajectory_claims = trajectory_tables(root)
     return {
         "certify": certify_sections(root, list(variants)),
+        "link": link_html,
         "banner": run_banner(params),
         "trajectory": trajectory,
         "trajectory_epochs": trajectory_epochs,

@@ -1,9 +1,10 @@
-"""The prepared splits and the logits table: the two artifacts that train and logits share.
+"""The prepared splits, the trained model and the logits table: what the torch-side stages share.
 
 ``load_split(name)`` reads data/prepared/<name>.npz (written by the prepare stage) and checks it;
 ``logits_table`` builds the logits schema (README, "The logits file"): one row per (sample, exit),
 used by the logits stage for data/logits/<variant>.parquet and by the train stage for its
-snapshots data/snapshots/<variant>/epoch_NNN.parquet.
+snapshots data/snapshots/<variant>/epoch_NNN.parquet; ``load_model`` reads data/models/<variant>.pt
+(the logits and measure_link stages, the edge and cloud processes).
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from eeoffload.model import NUM_CLASSES
+from eeoffload.model import NUM_CLASSES, BAlexNet
 from eeoffload.training import images_to_tensor, predict_exits
-from pipeline.io import StageError
+from pipeline.io import StageError, load_weights
 
 PREPARED = Path("data/prepared")
 LOGIT_COLUMNS = [f"logit_{c}" for c in range(NUM_CLASSES)]
@@ -77,3 +78,22 @@ def model_logits(model: torch.nn.Module, splits: dict[str, dict[str, np.ndarray]
                             for k, z in enumerate(exits))
             print(f"{report} {split}: {len(arrays['labels'])} samples, accuracy {accs}", flush=True)
     return pa.concat_tables(tables)
+
+
+def load_model(path: Path, branches: list[str]) -> BAlexNet:
+    """The trained weights at ``path`` (weights_only=True: no arbitrary unpickling), checked to be a
+    B-AlexNet state dict for ``branches``; StageError naming the file otherwise."""
+    saved = load_weights(path, "train")
+    if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict) \
+            or not all(isinstance(v, torch.Tensor) for v in saved["state_dict"].values()):
+        raise StageError(f"{path}: expected {{'state_dict': {{name: tensor}}, 'branches': [...]}} "
+                         f"as written by the train stage")
+    if saved.get("branches") != branches:
+        raise StageError(f"{path}: trained with branches {saved.get('branches')}, params say {branches}")
+    model = BAlexNet(branches)
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except (KeyError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0]
+        raise StageError(f"{path}: not a B-AlexNet state dict for {branches}: {first}") from None
+    return model

@@ -25,6 +25,13 @@ artifacts go to ``mlartifacts/`` beside the database. The parent run is keyed on
 dvc.lock: if a finished parent with that key exists, nothing new is logged (a run in which DVC
 skipped every stage leaves dvc.lock as it was).
 
+Where the certify stage ran (reports/certify/<variant>/), one more child per variant x calibrator
+(``<variant>/method:<name>``, tag ``eeoffload_role = method``), every one with the same keys so
+the compare view lines the calibrators up: ``ece/exit1``, ``ece_equal_mass/exit1``, ``brier/exit1``,
+``nll/exit1`` (means over the splits, test part), ``aurc``, and per target and procedure
+``violation_rate/t0.85/fixed_sequence``, ``p_device/...``, ``acc_device/...``,
+``batch_outage/...`` (docs/certify.md).
+
 CLI: ``python -m pipeline.tracking [--root DIR] [--exp-name NAME]``.
 """
 
@@ -162,6 +169,27 @@ def child_metrics(root: Path, params: dict[str, Any], variant: str, calibration:
     return metrics, steps
 
 
+def method_metrics(folder: Path) -> dict[str, dict[str, float]]:
+    """{calibrator: {metric key: value}} from a certify folder (validity, exits and aurc tables)."""
+    validity = pd.read_parquet(folder / "validity.parquet")
+    exits = pd.read_parquet(folder / "exits.parquet").groupby(["method", "exit"]).mean(numeric_only=True)
+    aurc = pd.read_parquet(folder / "aurc.parquet").groupby("method")["aurc"].mean()
+    n_exits = int(exits.index.get_level_values("exit").max())
+    out: dict[str, dict[str, float]] = {}
+    for method in dict.fromkeys(validity["method"]):
+        m: dict[str, float] = {"aurc": float(aurc.get(method, float("nan")))}
+        for k in range(1, n_exits + 1):
+            name = "final" if k == n_exits else f"exit{k}"
+            for col in ("ece", "ece_equal_mass", "brier", "nll"):
+                m[f"{col}/{name}"] = float(exits.loc[(method, k), col])
+        for row in validity[validity["method"] == method].itertuples():
+            key = f"t{row.target:g}/{row.procedure}"
+            m |= {f"violation_rate/{key}": row.violation_rate, f"p_device/{key}": row.mean_p_device,
+                  f"acc_device/{key}": row.mean_acc_device, f"batch_outage/{key}": row.mean_batch_outage}
+        out[method] = {k: v for k, v in m.items() if _finite(v) is not None}
+    return out
+
+
 def _git(root: Path, *args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=root, text=True, capture_output=True)
     return proc.stdout.strip() if proc.returncode == 0 else ""
@@ -293,6 +321,17 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
                     client.set_terminated(cid)
                     log(f"MLflow: child run {variant}/{calibration} ({cid}): {len(metrics)} metrics, "
                         f"{len(steps)} curve points")
+                certify = root / "reports" / "certify" / variant
+                if (certify / "validity.parquet").is_file():
+                    for method, metrics in method_metrics(certify).items():
+                        name = f"{variant}/method:{method}"
+                        child = client.create_run(exp_id, run_name=name, tags={
+                            **tags, "eeoffload_role": "method", MLFLOW_PARENT_RUN_ID: parent_id,
+                            MLFLOW_RUN_NAME: name, "variant": variant, "method": method})
+                        _log_batch(client, child.info.run_id, metrics, [],
+                                   params={**common, "variant": variant, "method": method})
+                        client.set_terminated(child.info.run_id)
+                    log(f"MLflow: one child run per calibrator of {variant} (certify)")
         except BaseException:
             client.set_terminated(parent_id, status="FAILED")
             raise

@@ -84,7 +84,7 @@ def dvc_status(root: Path) -> str:
 
 def test_stage_order_is_dvcs_dag(flow_project: FlowProject) -> None:
     stages = flow_project.stages
-    assert len(stages) == 12 and stages[0] == "prepare" and stages[-1] == "report"
+    assert len(stages) == 15 and stages[0] == "prepare" and stages[-1] == "report"  # 5 per variant x 2 + 5
     for v in ("one_branch", "two_branch"):
         assert stages.index(f"train@{v}") < stages.index(f"logits@{v}") < stages.index(f"calibrate@{v}") \
             < stages.index("evaluate") < stages.index("plots")

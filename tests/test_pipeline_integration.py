@@ -67,3 +67,14 @@ def test_dvc_metrics_show(tiny_run: TinyRun) -> None:
                           env=scratch_env(tiny_run.root), text=True, capture_output=True)
     assert proc.returncode == 0, proc.stderr
     assert "one_branch" in proc.stdout
+
+
+def test_certify_change_reruns_only_certify_and_the_report(tiny_run: TinyRun) -> None:
+    params_path = tiny_run.root / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    params["certify"]["delta"] = 0.2
+    params["calibration"]["methods"] = ["none", "temperature"]
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = dvc_repro(tiny_run.root)
+    assert proc.returncode == 0, proc.stderr
+    assert set(ran_stages(proc.stdout)) == {"certify@one_branch", "certify@two_branch", "report"}

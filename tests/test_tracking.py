@@ -37,7 +37,8 @@ def test_parent_and_child_runs_with_aligned_metric_keys(tiny_run: TinyRun, tmp_p
     artifacts = {a.path for a in client.list_artifacts(parent_id)}
     assert {"figures", "report", "metrics", "calibration", "dvc"} <= artifacts
 
-    children = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    runs = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
+    children = [c for c in runs if c.data.tags["eeoffload_role"] == "child"]
     names = sorted(c.data.tags["mlflow.runName"] for c in children)
     assert names == ["one_branch/calibrated", "one_branch/conventional",
                      "two_branch/calibrated", "two_branch/conventional"]
@@ -62,9 +63,18 @@ def test_parent_and_child_runs_with_aligned_metric_keys(tiny_run: TinyRun, tmp_p
         mlflow.set_tracking_uri(None)
     assert model.branch_points == ["relu1"] and model.num_exits == 2
 
+    # one child per variant x calibrator of the certify stage, with the same keys (compare view)
+    methods = [c for c in runs if c.data.tags["eeoffload_role"] == "method"]
+    assert sorted(c.data.tags["mlflow.runName"] for c in methods if c.data.tags["variant"] == "one_branch") == \
+        sorted(f"one_branch/method:{m}" for m in ("none", "temperature", "global_temperature", "vector_scaling",
+                                                  "histogram_binning", "isotonic", "scaling_binning"))
+    core = {"aurc", "ece/exit1", "ece/exit2", "ece/final", "violation_rate/t0.85/fixed_sequence",
+            "p_device/t0.9/holm"}  # defined on any data (accuracy on device is not where nothing is kept)
+    assert all(core <= set(c.data.metrics) for c in methods if c.data.tags["variant"] == "two_branch")
+
     # the same pipeline state again (DVC skipped everything): nothing new is logged
     assert log_pipeline_run(tiny_run.root, uri=uri) is None
-    assert len(client.search_runs([exp.experiment_id])) == 5
+    assert len(client.search_runs([exp.experiment_id])) == 1 + len(runs)
 
 
 def test_unreachable_server_is_a_clear_error_in_seconds(tiny_run: TinyRun) -> None:
