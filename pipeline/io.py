@@ -46,7 +46,8 @@ def _tmp_prefix(target: Path) -> str:
     return f".{target.name}.{os.getpid()}."
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (signal 0; a process of another user counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -66,7 +67,7 @@ def sweep_stale(target: Path) -> None:
         if not (name.startswith(head) and name.endswith((TMP_SUFFIX, ".old"))):
             continue
         pid = name[len(head):].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or _pid_alive(int(pid)):
+        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
             continue  # not ours to judge, or its writer is still running
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

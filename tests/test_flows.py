@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from pipeline.scratch import make_scratch_project, scratch_env
 from tests.conftest import TINY_PARAMS
@@ -139,7 +140,9 @@ def test_second_run_marks_every_stage_cached_and_logs_mlflow(flow_project: FlowP
     assert tasks["mlflow"].is_completed()
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("eeoffload-benchmark").experiment_id])
-    assert sorted(r.data.tags["eeoffload_role"] for r in runs) == ["child"] * 4 + ["parent"]
+    roles = [r.data.tags["eeoffload_role"] for r in runs]
+    n_methods = len(yaml.safe_load((flow_project.root / "params.yaml").read_text())["calibration"]["methods"])
+    assert sorted(roles) == ["child"] * 4 + ["method"] * (2 * n_methods) + ["parent"]  # methods: certify
 
 
 def test_unreachable_tracking_server_fails_clearly_and_keeps_outputs(flow_project: FlowProject,

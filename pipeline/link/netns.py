@@ -22,6 +22,8 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from pipeline.io import pid_alive
+
 EDGE_IP, CLOUD_IP, PREFIX_LEN = "10.77.0.1", "10.77.0.2", 30
 NAME = re.compile(r"^eeo([0-9]+)([ecp])$")  # edge, cloud, probe
 TC_TIMEOUT_S = 10
@@ -61,16 +63,6 @@ def list_namespaces() -> list[str]:
     return [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def delete_namespace(ns: str) -> None:
     """Kill every process in ``ns`` (ours by construction), then delete it; silent if absent."""
     if not NAME.match(ns):
@@ -87,7 +79,7 @@ def sweep_stale() -> list[str]:
     removed = []
     for ns in list_namespaces():
         m = NAME.match(ns)
-        if m and not _pid_alive(int(m.group(1))):
+        if m and not pid_alive(int(m.group(1))):
             delete_namespace(ns)
             removed.append(ns)
     return removed

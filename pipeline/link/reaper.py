@@ -16,6 +16,7 @@ import shutil
 import signal
 import time
 
+from pipeline.io import pid_alive
 from pipeline.link import netns
 
 POLL_S = 0.1
@@ -53,7 +54,7 @@ def main() -> None:
     parser.add_argument("--dir", default=None)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # the stage cleaned up itself
-    while netns._pid_alive(args.pid):
+    while pid_alive(args.pid):
         time.sleep(POLL_S)
     cleanup(args.netns, args.pids, args.dir)
 
