@@ -6,6 +6,7 @@
 # DVC/Prefect/MLflow, so the stages run as plain `python -m pipeline.<stage>` (benchmarks/paper_gpu.py).
 #
 #   here:    mkdir -p .device && cp "$CIFAR10_ARCHIVE" .device/cifar10-jpeg.zip   # 59 MiB, git-ignored
+#            .venv/bin/pip download --no-deps relplot==1.0.3 deprecation==2.1.0 -d .device/whl  # stage certify
 #   device:  run(command="bash benchmarks/device_gpu.sh", carry=[".device"], timeout_s=595)
 #   here:    python -m benchmarks.import_paper <files_at>   # -> results/paper/ (see results/paper/README.md)
 #
@@ -15,6 +16,11 @@ set -uo pipefail
 export PYTHONPATH="$PWD/src:$PWD" PYTHONUNBUFFERED=1 CIFAR10_ARCHIVE="$PWD/.device/cifar10-jpeg.zip"
 OUT="${OUT:-$PWD/build/device-out}"
 mkdir -p "$OUT"
+# The certify stage needs relplot (and its dependency deprecation), which that machine lacks: pure-Python
+# wheels carried in .device/whl are installed into /tmp/site.
+if ls .device/whl/*.whl >/dev/null 2>&1; then
+    python -m pip install -q --no-index --no-deps --target /tmp/site .device/whl/*.whl && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
 if [ ! -f "$CIFAR10_ARCHIVE" ]; then
     echo "device_gpu.sh: $CIFAR10_ARCHIVE is missing: copy the archive there and carry .device" >&2
     exit 2

@@ -31,7 +31,8 @@ QUIET_ENV = {
 def scratch_env(dest: Path) -> dict[str, str]:
     """Environment for commands in the scratch project: its own code first, no telemetry."""
     env = dict(os.environ, **QUIET_ENV)
-    env["PYTHONPATH"] = os.pathsep.join([str(dest / "src"), str(dest)])
+    # its own code first; what PYTHONPATH held before stays after it (e.g. wheels carried to a GPU box)
+    env["PYTHONPATH"] = os.pathsep.join([str(dest / "src"), str(dest), *filter(None, [os.environ.get("PYTHONPATH")])])
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     return env
 
