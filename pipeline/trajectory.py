@@ -93,7 +93,10 @@ def main() -> None:
         pd.DataFrame(exit_rows, columns=["variant", "epoch", "phase", "exit", "trained", "temperature", "accuracy",
                                          "ece_conventional", "ece_calibrated", "nll_conventional", "nll_calibrated"]) \
             .astype({"epoch": np.int64, "exit": np.int64}).to_parquet(tmp / "exits.parquet", index=False)
-        pd.DataFrame(offload_rows).to_parquet(tmp / "offload.parquet", index=False)
+        offload = pd.DataFrame(offload_rows)
+        numbers = [c for c in offload.columns if c not in ("variant", "epoch", "calibration")]
+        # undefined values (no sample on the device) are NaN in a float column, never an object column
+        offload.astype({c: np.float64 for c in numbers}).to_parquet(tmp / "offload.parquet", index=False)
         claims = pd.concat(claim_rows, ignore_index=True) if claim_rows else \
             pd.DataFrame(columns=[*C.COLUMNS, "epoch"])
         claims.astype({"epoch": np.int64}).to_parquet(tmp / "claims.parquet", index=False)
