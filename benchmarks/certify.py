@@ -1,11 +1,12 @@
 """Stage certify's wall time at the default settings, on full-size synthetic logits.
 
-    python -m benchmarks.certify [--variant two_branch] [--keep DIR]
+    python -m benchmarks.certify [--variant one_branch two_branch] [--keep DIR]
 
 Writes a scratch project (params.yaml of this checkout, data/logits/<variant>.parquet with
 3,000 val + 7,000 test synthetic samples, over-confident side branches) and runs
-``python -m pipeline.certify <variant>`` there: 200 splits x every method x three targets x both
-procedures by default. Goal: <= 60 s on this project's 2-core machine.
+``python -m pipeline.certify <variant>`` there for every variant (as ``dvc repro`` does): 200 splits
+x every method x three targets x both procedures by default. Goal: what the stage adds to
+``dvc repro`` (all variants together) <= 60 s on this project's 2-core machine.
 """
 
 from __future__ import annotations
@@ -58,32 +59,35 @@ def write_project(folder: Path, variant: str, n_exits: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.certify")
-    parser.add_argument("--variant", default="two_branch")
+    parser.add_argument("--variant", nargs="+", default=None, help="default: every variant of params.yaml")
     parser.add_argument("--keep", type=Path, default=None, help="scratch folder to keep (default: a temporary one)")
     args = parser.parse_args(list(argv or []))
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
-    n_exits = len(params["variants"][args.variant]["branches"]) + 1
+    variants = args.variant or list(params["variants"])
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-certify-"))
     folder.mkdir(parents=True, exist_ok=True)
+    c = params["certify"]
     try:
-        write_project(folder, args.variant, n_exits)
-        start = time.perf_counter()
-        proc = run_python(["-m", "pipeline.certify", args.variant], cwd=folder)
-        seconds = time.perf_counter() - start
-        if proc.returncode != 0:
-            figure(BENCH, f"certify stage FAILED: {proc.stderr.strip()[-300:]}", f"<= {GOAL_S:.0f} s", False)
-            return 1
-        c = params["certify"]
-        note(BENCH, f"{args.variant}: {n_exits} exits, {N_VAL + N_TEST} samples, {c['splits']} splits, "
-                    f"{len(params['calibration']['methods'])} methods, {len(c['target_accuracy'])} targets, "
-                    f"{len(c['procedures'])} procedures")
-        figure(BENCH, f"certify stage wall time (python -m pipeline.certify {args.variant}, full-size synthetic "
-                      f"logits): {seconds:.1f} s", f"<= {GOAL_S:.0f} s", seconds <= GOAL_S)
+        total = 0.0
+        for variant in variants:
+            n_exits = len(params["variants"][variant]["branches"]) + 1
+            write_project(folder, variant, n_exits)
+            start = time.perf_counter()
+            proc = run_python(["-m", "pipeline.certify", variant], cwd=folder)
+            seconds = time.perf_counter() - start
+            if proc.returncode != 0:
+                figure(BENCH, f"certify stage FAILED: {proc.stderr.strip()[-300:]}", f"<= {GOAL_S:.0f} s", False)
+                return 1
+            total += seconds
+            note(BENCH, f"{variant}: {seconds:.1f} s ({n_exits} exits, {N_VAL + N_TEST} samples, {c['splits']} "
+                        f"splits, {len(params['calibration']['methods'])} methods, {len(c['target_accuracy'])} "
+                        f"targets, {len(c['procedures'])} procedures)")
+        figure(BENCH, f"certify stage wall time, every variant as in dvc repro ({', '.join(variants)}; full-size "
+                      f"synthetic logits): {total:.1f} s", f"<= {GOAL_S:.0f} s", total <= GOAL_S)
         return 0
     finally:
         if args.keep is None:
             shutil.rmtree(folder, ignore_errors=True)
-
 
 if __name__ == "__main__":
     import sys
