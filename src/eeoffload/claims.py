@@ -299,6 +299,15 @@ def _device_points(offload: pd.DataFrame) -> pd.Index:
     return pd.Index(sorted(on["p_tar"].astype(float).unique()))
 
 
+def _paired_device_points(offload: pd.DataFrame, b: dict) -> tuple[pd.Index, pd.Index]:
+    """(the p_tar grid of both calibrations, its points where a sample is kept on the device and
+    both calibrations' values are defined): what C1 and C3 compare."""
+    grid = b[CONVENTIONAL].v.index.union(b[CALIBRATED].v.index)
+    idx = _device_points(offload).intersection(grid)
+    keep = b[CONVENTIONAL].v.reindex(idx).notna().to_numpy() & b[CALIBRATED].v.reindex(idx).notna().to_numpy()
+    return grid, idx[keep]
+
+
 # --------------------------------------------------------------------------- one-branch claims
 
 
@@ -309,9 +318,7 @@ def claim_p_device_lower(offload: pd.DataFrame, variant: str) -> Claim:
     b = _bands(offload, "p_device")
     if b is None:
         return _na(cid, fig, text, variant, "no conventional/calibrated p_device")
-    grid = b[CONVENTIONAL].v.index.union(b[CALIBRATED].v.index)
-    idx = _device_points(offload).intersection(grid)
-    idx = idx[b[CONVENTIONAL].v.reindex(idx).notna().to_numpy() & b[CALIBRATED].v.reindex(idx).notna().to_numpy()]
+    grid, idx = _paired_device_points(offload, b)
     every, n_point, n_sig, _ = _at_most(b[CALIBRATED], b[CONVENTIONAL], idx)
     cal, conv = b[CALIBRATED].loc(idx), b[CONVENTIONAL].loc(idx)
     mean_cal, mean_conv = cal.mean(), conv.mean()
@@ -362,9 +369,7 @@ def claim_acc_total_higher(offload: pd.DataFrame, variant: str) -> Claim:
     b = _bands(offload, "acc_total")
     if b is None:
         return _na(cid, fig, text, variant, "no acc_total")
-    grid = b[CONVENTIONAL].v.index.union(b[CALIBRATED].v.index)
-    idx = _device_points(offload).intersection(grid)
-    idx = idx[b[CONVENTIONAL].v.reindex(idx).notna().to_numpy() & b[CALIBRATED].v.reindex(idx).notna().to_numpy()]
+    grid, idx = _paired_device_points(offload, b)
     every, n_point, n_sig, _ = _at_most(b[CONVENTIONAL], b[CALIBRATED], idx)
     cal, conv = b[CALIBRATED].loc(idx), b[CONVENTIONAL].loc(idx)
     mean_cal, mean_conv = cal.mean(), conv.mean()
