@@ -10,7 +10,8 @@ params (how the logits were made) and this checkout's params.yaml for everything
 the shipped logits, snapshots, latency profile and training history, and runs the stages
 calibrate, evaluate, trajectory, plots and report there (``pipeline.plain_run --only``; with
 ``--certify`` also the certify stage on the first seed). Then it prints the headline table over
-the seeds and writes it to DEST/headline.md.
+the seeds and writes it to DEST/headline.md. ``--ship`` copies the analysis (tables, JSON, the
+first seed's report) back into the bundle, so it can be read without running anything.
 
 ``import`` turns the tarballs that ``benchmarks/device_gpu.sh`` brings back (seed<s>_<variant>.tgz)
 into the bundle: per seed, data/logits, reports/training and timings; seed 0 also its snapshots
@@ -41,6 +42,12 @@ DOWNSTREAM = ("calibrate", "evaluate", "trajectory", "plots", "report")
 CERTIFY = "certify"
 #: Sections of params that describe how the shipped logits were made (taken from the bundle).
 RECIPE_SECTIONS = ("data", "variants", "train")
+#: With --ship: the analysis copied back into the bundle, so that it can be read without running
+#: anything (small: tables and JSON; the report of the first seed only, its figures inline).
+SHIP_ALL = ("reports/metrics.json", "reports/headline.json", "reports/calibration", "data/calibration")
+SHIP_FIRST = ("reports/index.html", "reports/metrics", "reports/trajectory", "reports/certify/one_branch/validity.parquet",
+              "reports/certify/one_branch/summary.json", "reports/certify/two_branch/validity.parquet",
+              "reports/certify/two_branch/summary.json")
 #: Paths copied from a bundle seed into its project (those absent are skipped).
 SHIPPED = ("data/logits", "data/snapshots", "data/profile", "reports/training", "reports/timings")
 
@@ -103,7 +110,21 @@ def headline(dest: Path, seeds: list[int]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build(bundle: Path, dest: Path, overrides: dict, certify: bool = False) -> int:
+def ship(bundle: Path, dest: Path, seeds: list[int]) -> None:
+    """Copy the analysis of ``dest`` (SHIP_ALL for every seed, SHIP_FIRST for the first) into the bundle."""
+    for seed in seeds:
+        for rel in SHIP_ALL + (SHIP_FIRST if seed == seeds[0] else ()):
+            src, out = dest / f"seed{seed}" / rel, bundle / f"seed{seed}" / rel
+            if not src.exists():
+                continue
+            if out.exists():
+                shutil.rmtree(out) if out.is_dir() else out.unlink()
+            out.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, out)
+    print(f"shipped the analysis into {bundle}", flush=True)
+
+
+def build(bundle: Path, dest: Path, overrides: dict, certify: bool = False, to_bundle: bool = False) -> int:
     seeds = seeds_of(bundle)
     dest.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(max_workers=2) as pool:  # the stages are single processes: two at a time
@@ -118,6 +139,9 @@ def build(bundle: Path, dest: Path, overrides: dict, certify: bool = False) -> i
     table = headline(dest, seeds)
     (dest / "headline.md").write_text(table)
     print(table, end="")
+    if to_bundle:
+        ship(bundle, dest, seeds)
+        (bundle / "headline.md").write_text(table)
     return 0
 
 
@@ -194,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a downstream param, e.g. -S network.uplink_mbps=5")
     b.add_argument("--certify", action="store_true",
                    help="also the certified thresholds of the first seed (stage certify: about 2 more minutes)")
+    b.add_argument("--ship", action="store_true",
+                   help="copy the analysis (tables, JSON, the first seed's report) back into the bundle")
     i = sub.add_parser("import", help="make the bundle from benchmarks/device_gpu.sh's output")
     i.add_argument("device_out", type=Path)
     i.add_argument("--bundle", type=Path, default=BUNDLE)
@@ -204,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             import_device_output(args.device_out, args.bundle, args.commit)
             print(f"bundle written: {args.bundle}")
             return 0
-        return build(args.bundle.resolve(), args.dest.resolve(), set_args_overrides(args.set), args.certify)
+        return build(args.bundle.resolve(), args.dest.resolve(), set_args_overrides(args.set), args.certify,
+                     args.ship)
     except (BundleError, ValueError) as e:
         print(f"paper: {e}", file=sys.stderr)
         return 2

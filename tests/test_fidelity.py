@@ -172,6 +172,8 @@ def test_shipped_bundle_is_complete() -> None:
             assert list(frame.columns) == LOGIT_COLUMNS and len(frame) == 10_000 * (2 if v == "one_branch" else 3)
     epochs = sorted(p.name for p in (BUNDLE / "seed0" / "data" / "snapshots" / "one_branch").iterdir())
     assert epochs == [f"epoch_{e:03d}.parquet" for e in (10, 25, 50, 75, 100)]
+    # the analysis is shipped too (pipeline.paper build --certify --ship): readable without running anything
+    assert (BUNDLE / "seed0" / "reports" / "index.html").is_file() and (BUNDLE / "headline.md").is_file()
 
 
 def test_estimate_names_device_and_time(tmp_path: Path) -> None:
