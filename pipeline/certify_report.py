@@ -9,9 +9,7 @@ is imported here, never in the certify stage.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -23,12 +21,9 @@ from pipeline.io import StageError, read_parquet_checked
 
 
 def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
+    from eeoffload.figures import inline_img
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img alt="" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode("ascii")}">'
+    return inline_img(fig, alt="")
 
 
 def _figure(n_panels: int, width: float = 4.2, height: float = 3.6) -> tuple[Any, np.ndarray]:

@@ -73,13 +73,13 @@ def test_per_batch_deadline_equals_constant_model_when_batches_agree() -> None:
     conf, correct = rng.uniform(0.3, 1, (3, 200)), rng.uniform(size=(3, 200)) < 0.7
     order, grid, deadlines, ms = rng.permutation(200), [0.6, 0.8], np.arange(0, 40, 0.5), np.array([1.0, 2.0, 30.0])
     expected = offload.missed_deadline_probability(conf, correct, grid, deadlines, ms, order, 50)
-    np.testing.assert_array_equal(lm.missed_deadline_per_batch(conf, correct, grid, deadlines, ms, order, 50), expected)
+    np.testing.assert_array_equal(offload.missed_deadline_probability(conf, correct, grid, deadlines, ms, order, 50), expected)
     per_batch = np.tile(ms, (4, 1))
-    got = lm.missed_deadline_per_batch(conf, correct, grid, deadlines, per_batch, order, 50)
+    got = offload.missed_deadline_probability(conf, correct, grid, deadlines, per_batch, order, 50)
     np.testing.assert_array_equal(got, expected)
     slower = per_batch.copy()
     slower[0, 2] = 300.0  # one batch on a slow uplink misses more deadlines
-    assert (lm.missed_deadline_per_batch(conf, correct, grid, deadlines, slower, order, 50) >= expected).all()
+    assert (offload.missed_deadline_probability(conf, correct, grid, deadlines, slower, order, 50) >= expected).all()
 
 
 def test_shipped_trace_is_the_documented_synthetic_one() -> None:

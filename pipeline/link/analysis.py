@@ -115,7 +115,7 @@ def deadline_curves(exits: list[Any], labels: np.ndarray, sample_order: np.ndarr
     for calibration, t in temps.items():
         conf, correct = offload.exit_confidence(logits, labels, t)
         for source, ms in exit_ms.items():
-            missed = lm.missed_deadline_per_batch(conf, correct, ev.deadline_p_tar, ev.t_tar_ms, ms, sample_order,
+            missed = offload.missed_deadline_probability(conf, correct, ev.deadline_p_tar, ev.t_tar_ms, ms, sample_order,
                                                   ev.batch_size)
             frames.append(pd.DataFrame({"calibration": calibration, "source": source,
                                         "p_tar": np.repeat(ev.deadline_p_tar, len(ev.t_tar_ms)),

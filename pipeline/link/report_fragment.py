@@ -14,9 +14,7 @@ read the stage's outputs through :func:`pipeline.measure_link.paths` (cwd = proj
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -42,12 +40,9 @@ def _load(variant: str, root: Path) -> dict[str, Any] | None:
 
 
 def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
+    from eeoffload.figures import inline_img
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
-    return f'<img alt="figure" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return inline_img(fig, alt="figure")
 
 
 def _figure(deadline: pd.DataFrame, sources: list[str], titles: list[str], suptitle: str) -> str:

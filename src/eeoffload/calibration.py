@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from eeoffload.calibration_metrics import ece_equal_width
 from eeoffload.temperature import (
     as_array,
     fit_global_temperature,
@@ -94,14 +95,11 @@ def reliability_bins(probs: Any, labels: Any, n_bins: int = 15) -> pd.DataFrame:
 
 
 def expected_calibration_error(probs: Any, labels: Any, n_bins: int = 15) -> float:
-    """ECE = sum_b (n_b / N) |acc_b - conf_b| over equal-width confidence bins (Guo et al. [10])."""
-    bins = reliability_bins(probs, labels, n_bins)
-    total = int(bins["count"].sum())
-    if total == 0:
-        return float("nan")
-    filled = bins[bins["count"] > 0]
-    gap = (filled["accuracy"] - filled["confidence"]).abs()
-    return float((filled["count"] / total * gap).sum())
+    """ECE = sum_b (n_b / N) |acc_b - conf_b| over equal-width confidence bins (Guo et al. [10]):
+    :func:`eeoffload.calibration_metrics.ece_equal_width` of the top label (the bins of
+    :func:`reliability_bins`)."""
+    bin_edges(n_bins)  # the same check of n_bins as the reliability bins
+    return ece_equal_width(*confidence_and_correct(probs, labels), n_bins)
 
 
 def maximum_calibration_error(probs: Any, labels: Any, n_bins: int = 15) -> float:

@@ -61,6 +61,18 @@ class NetworkInfo:
     resamples: int | None = None
 
 
+def inline_img(fig: Figure, alt: str = "figure") -> str:
+    """An ``<img>`` tag holding ``fig`` as an inline PNG (a data: URI), for self-contained HTML
+    fragments; closes the figure."""
+    import base64
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode("ascii")}">'
+
+
 def _theme() -> None:
     sns.set_theme(context="notebook", style="whitegrid", font_scale=0.9)
 

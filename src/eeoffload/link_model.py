@@ -6,9 +6,8 @@ constant uplink rate (:func:`eeoffload.offload.offloaded_sample_ms`). This modul
 - a time-varying uplink (:class:`Trace`): a piecewise-constant rate, replayed cyclically, and the
   transfer time of a payload that starts at time t (:func:`transfer_ms`: the bits are integrated
   over the trace's segments);
-- the missed-deadline probability of Fig. 5 with a different per-exit latency for each batch
-  (:func:`missed_deadline_per_batch`, built on :func:`eeoffload.offload.batch_exit_counts`; with
-  every batch alike it equals :func:`eeoffload.offload.missed_deadline_probability`);
+- the per-exit latency of each batch on a trace (:func:`trace_exit_ms`), which
+  :func:`eeoffload.offload.missed_deadline_probability` takes as a (batches, exits) array;
 - the comparison of modelled and measured latencies per exit (:func:`model_vs_measured`).
 
 Pure functions over numpy arrays and DataFrames; no I/O.
@@ -123,28 +122,6 @@ def trace_exit_ms(trace: Trace, n_batches: int, device_ms_to_exit: Sequence[floa
         offloaded = offload_edge_ms + transfer_ms(trace, t, upload_bytes) + rtt_ms + cloud_ms
         rows.append(offload.exit_latency_ms(device_ms_to_exit, offloaded))
     return np.array(rows, dtype=np.float64).reshape(n_batches, len(device_ms_to_exit) + 1)
-
-
-def missed_deadline_per_batch(confidence: Any, correct: Any, p_tar: Any, t_tar_ms: Any, exit_ms: Any,
-                              order: Any, batch_size: int) -> np.ndarray:
-    """(P, T) missed-deadline probability (section IV-E, Fig. 5) where ``exit_ms`` is (G, n_exits),
-    one per-exit latency row per batch (or (n_exits,), the same for all, as in
-    :func:`eeoffload.offload.missed_deadline_probability`). A batch misses if its mean per-sample
-    time exceeds t_tar or its total accuracy is < p_tar."""
-    grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
-    deadlines = np.atleast_1d(np.asarray(t_tar_ms, dtype=np.float64))
-    batch, n_batches = offload.batch_of_sample(order, batch_size)
-    if n_batches == 0:
-        return np.full((len(grid), len(deadlines)), np.nan)
-    counts = offload.batch_exit_counts(confidence, correct, grid, batch, n_batches)
-    ms = np.asarray(exit_ms, dtype=np.float64)
-    ms = np.broadcast_to(ms, (n_batches, ms.shape[-1])) if ms.ndim == 1 else ms
-    if ms.shape != (n_batches, counts.taken.shape[1]):
-        raise ValueError(f"exit_ms has shape {ms.shape}, expected ({n_batches}, {counts.taken.shape[1]})")
-    mean_ms = np.einsum("gkp,gk->gp", counts.taken.astype(np.float64), ms) / batch_size
-    accuracy = counts.total_correct / batch_size
-    missed = (mean_ms[:, :, None] > deadlines[None, None, :]) | (accuracy < grid)[:, :, None]
-    return missed.mean(axis=0)
 
 
 def model_vs_measured(records: pd.DataFrame, exit_ms: Sequence[float]) -> pd.DataFrame:

@@ -330,7 +330,9 @@ def missed_deadline_probability(
 
     A batch (consecutive in ``order``, last partial one dropped) misses if the MEAN per-sample
     time exceeds t_tar or its total accuracy (device and cloud samples) is < p_tar; the probability
-    is the fraction of batches that miss (NaN without a full batch).
+    is the fraction of batches that miss (NaN without a full batch). ``exit_ms`` is the per-sample
+    latency by exit, (n_exits,), or one such row per batch, (n_batches, n_exits), for an uplink
+    whose rate changes along the batches (the measured link's trace).
     """
     n_missed, n_batches = missed_deadline_counts(confidence, correct, p_tar, t_tar_ms, exit_ms, order, batch_size)
     if n_batches == 0:
@@ -356,9 +358,12 @@ def missed_deadline_counts(
     if n_batches == 0:
         return np.zeros((len(grid), len(deadlines)), np.int64), 0
     counts = batch_exit_counts(confidence, correct, grid, batch, n_batches)
-    if len(ms) != counts.taken.shape[1]:
-        raise ValueError(f"exit_ms has {len(ms)} entries for {counts.taken.shape[1]} exits")
-    mean_ms = np.einsum("gkp,k->gp", counts.taken.astype(np.float64), ms) / batch_size
+    n_exits = counts.taken.shape[1]
+    per_batch = np.broadcast_to(ms, (n_batches, n_exits)) if ms.shape == (n_exits,) else ms
+    if per_batch.shape != (n_batches, n_exits):
+        raise ValueError(f"exit_ms has shape {ms.shape}; expected ({n_exits},) or ({n_batches}, {n_exits}) "
+                         f"(per exit, or per batch and exit)")
+    mean_ms = np.einsum("gkp,gk->gp", counts.taken.astype(np.float64), per_batch) / batch_size
     total_accuracy = counts.total_correct / batch_size
     missed = (mean_ms[:, :, None] > deadlines[None, None, :]) | (total_accuracy < grid)[:, :, None]
     return missed.sum(axis=0, dtype=np.int64), int(n_batches)
