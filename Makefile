@@ -45,9 +45,10 @@ paper: venv
 quick: venv .dvc/config
 	$(BIN)/dvc exp run -n quick-$$(date +%Y%m%d-%H%M%S) $$($(BIN)/python -m pipeline.overlay configs/quick.yaml)
 
-## The whole pipeline on a small subset (configs/smoke.yaml) in a scratch copy under build/smoke.
+## The whole pipeline on a small subset (configs/smoke.yaml) in a scratch copy under build/smoke (replaced
+## each time), run by the benchmark flow: its Prefect and MLflow runs land where `make ui` shows them.
 smoke: venv
-	$(BIN)/python -m pipeline.scratch --overlay configs/smoke.yaml --dest build/smoke
+	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.scratch --overlay configs/smoke.yaml --dest build/smoke --flow
 
 ## The optional measured link (docs/link.md): a real edge and cloud process per variant over a link shaped
 ## by tc in network namespaces (root; loopback otherwise), against the latency model; then the report again.
@@ -86,6 +87,7 @@ PREFECT_SERVER_API_STARTUP_TIMEOUT ?= 120
 export PREFECT_SERVER_API_STARTUP_TIMEOUT
 UPLINK ?= 5 10 18.8 40
 BRANCHES ?=
+WAIT ?=
 
 ## Start the Prefect server and the MLflow UI (PID files and logs in .prefect/ui/).
 ui: venv
@@ -99,9 +101,9 @@ ui-status:
 	$(BIN)/python -m pipeline.services status
 
 ## The benchmark flow (dvc repro stage by stage, then MLflow): on `make ui`'s server if it runs,
-## else on a temporary Prefect server.
+## else on a temporary Prefect server. WAIT=30: queue up to 30 s behind a run already in progress.
 flow: venv .dvc/config
-	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.flows run
+	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.flows run $(if $(WAIT),--wait $(WAIT))
 
 ## Serve the deployments so runs (with parameters) can be started from the Prefect UI.
 serve: venv .dvc/config
@@ -109,4 +111,4 @@ serve: venv .dvc/config
 
 ## Sweep uplink rates (and branch placements) as DVC experiments: reports/sweeps/sweep/.
 sweep: venv .dvc/config
-	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.sweep --uplink $(UPLINK) $(if $(BRANCHES),--branches $(BRANCHES))
+	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.sweep --uplink $(UPLINK) $(if $(BRANCHES),--branches $(BRANCHES)) $(if $(WAIT),--wait $(WAIT))

@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from benchmarks import ROOT
+from pipeline import registry as R
 from pipeline.scratch import make_scratch_project, scratch_env
 
 VARIANTS = ("one_branch", "two_branch")
@@ -81,12 +82,12 @@ def progress(logfile: Path) -> tuple[int, int, float] | None:
     return last
 
 
-def history_rows(project: Path, variant: str) -> list[dict[str, str]]:
+def history_rows(project: Path, variant: str, seed: int = 0) -> list[dict[str, str]]:
     """The history of a (maybe unfinished) training: the CSV when it finished, else the checkpoint's."""
-    done = project / "reports" / "training" / f"{variant}.csv"
+    done = project / R.training_csv(variant, seed)
     if done.is_file():
         return list(csv.DictReader(io.StringIO(done.read_text())))
-    ckpt = project / "data" / "checkpoints" / f"{variant}.pt"
+    ckpt = project / R.checkpoint_path(variant, seed)
     if not ckpt.is_file():
         return []
     import torch
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         paper = {s: (args.build / "paper" / f"seed{s}").resolve() for s in seeds}
         args.search = False
     else:
-        paper = {s: make_scratch_project(args.build / "paper" / f"seed{s}", overlay({"seed": s}), vcs=False)
+        paper = {s: make_scratch_project(args.build / "paper" / f"seed{s}", overlay({"seeds": [s]}), vcs=False)
                  for s in seeds}
     # Seed 0 (the first seed): the whole default pipeline, timed, from the archive to the report.
     first = seeds[0]
@@ -151,16 +152,17 @@ def main(argv: list[str] | None = None) -> int:
     for s in seeds[1:]:
         shutil.copytree(prepared, paper[s] / "data" / "prepared", dirs_exist_ok=True)
         for v in VARIANTS:
-            chain = f"{sys.executable} -m pipeline.train {v} && {sys.executable} -m pipeline.logits {v}"
+            chain = f"{sys.executable} -m pipeline.train {v} {s} && {sys.executable} -m pipeline.logits {v} {s}"
             procs[f"seed{s}/{v}"] = start(["sh", "-c", chain], paper[s], logs / f"seed{s}_{v}.log")
     if args.search:
         for name, train in SEARCH.items():
             project = make_scratch_project(args.build / "search" / name, overlay(
-                {**train, "trunk_epochs": 0, "joint_epochs": args.search_epochs, "snapshot_epochs": []}), vcs=False)
+                {**train, "seeds": [0], "trunk_epochs": 0, "joint_epochs": args.search_epochs, "snapshot_epochs": []}),
+                vcs=False)
             shutil.copytree(prepared, project / "data" / "prepared")
             search[name] = project
             for v in VARIANTS:
-                procs[f"search/{name}/{v}"] = start([sys.executable, "-m", "pipeline.train", v], project,
+                procs[f"search/{name}/{v}"] = start([sys.executable, "-m", "pipeline.train", v, "0"], project,
                                                     logs / f"search_{name}_{v}.log")
     log(f"{len(procs)} processes running")
 
@@ -195,11 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     # What comes back: one tarball per (seed, variant), the search histories, the logs.
     for s in seeds:
         for v in VARIANTS:
-            members = ["params.yaml", f"reports/training/{v}.csv", f"reports/timings/train@{v}.json",
-                       f"reports/timings/logits@{v}.json", f"data/logits/{v}.parquet", f"data/snapshots/{v}",
-                       f"data/checkpoints/{v}.pt", f"data/checkpoints/{v}_snapshots"]
+            ckpt = R.checkpoint_path(v, s)
+            members = ["params.yaml", str(R.training_csv(v, s)), str(R.timing_path(f"train@{v}-{s}")),
+                       str(R.timing_path(f"logits@{v}-{s}")), str(R.logits_path(v, s)), str(R.snapshots_dir(v, s)),
+                       str(ckpt), str(ckpt.with_name(ckpt.stem + "_snapshots"))]
             if s == first:
-                members += [f"data/models/{v}.pt", f"data/profile/{v}.json", f"data/profile/{v}_layers.parquet"]
+                members += [str(R.model_path(v, s)), str(R.profile_path(v)), str(R.profile_layers_path(v))]
             if s == first and v == VARIANTS[0]:
                 members += ["data/prepared/meta.json", "data/calibration", "reports/calibration", "reports/metrics",
                             "reports/metrics.json", "reports/figures", "reports/index.html", "reports/timings"]

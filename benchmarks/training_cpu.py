@@ -254,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             configs.append(make_config("current + torch.compile(model)", base, cores, compiled=True))
         matmul = time_configs(configs, x, y, weights, args.rounds)
         torch.set_num_threads(cores)
-        note(BENCH, f"levers, side by side in one process (interleaved rounds; fp32 matmul "
+        note(BENCH, "levers, side by side in one process (interleaved rounds; fp32 matmul "
                     + ", ".join(f"{matmul[t]:.1f} GFLOP/s at {t} thread(s)" for t in matmul) + "):")
         baseline = configs[0].best_step_s
         for cfg in configs:

@@ -4,7 +4,6 @@ one StageError that names the file (docs/interfaces.md lists every artifact and 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,9 @@ import pandas as pd
 from eeoffload import calibration as cal
 from eeoffload.evaluation import EvaluationSettings
 from eeoffload.offload import LatencyProfile
+from pipeline import registry
 from pipeline.io import StageError, read_json_checked
+from pipeline.params import is_number
 
 
 def read_logits(path: Path) -> pd.DataFrame:
@@ -51,16 +52,6 @@ def split_logits(frame: pd.DataFrame, split: str, path: Path) -> cal.ExitLogits:
         raise StageError(f"{path}: {e}") from e
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def evaluate_params(params: dict[str, Any]) -> EvaluateStageParams:
-    """Params sections ``network``, ``evaluate`` and ``variants``, validated by pipeline.params."""
-    return EvaluateStageParams(network=P.network_params(params), evaluate=P.evaluate_params(params),
-                               variants=P.variants_params(params))
-
-
 def read_temperatures(path: Path, n_exits: int) -> list[float]:
     """Temperatures of exits 1..n_exits from a calibration JSON, validated."""
     obj = read_json_checked(path, [], "calibrate")
@@ -70,7 +61,7 @@ def read_temperatures(path: Path, n_exits: int) -> list[float]:
         got = sorted(temps) if isinstance(temps, dict) else temps
         raise StageError(f"{path}: 'temperatures' must have keys {expected} (exits of the logits file), got {got!r}")
     values = [temps[k] for k in expected]
-    if not all(_is_number(t) and t > 0 for t in values):
+    if not all(is_number(t) and t > 0 for t in values):
         raise StageError(f"{path}: temperatures must be positive numbers, got {values!r}")
     return [float(t) for t in values]
 
@@ -88,7 +79,7 @@ def read_profile(path: Path, n_exits: int) -> LatencyProfile:
     numbers = {f"device_ms_to_exit[{k}]": to_exit[k] for k in needed}
     numbers |= {key: obj[key] for key in ("offload_edge_ms", "upload_bytes", "cloud_ms")}
     for key, value in numbers.items():
-        if not (_is_number(value) and value >= 0):
+        if not (is_number(value) and value >= 0):
             raise StageError(f"{path}: {key} must be a number >= 0, got {value!r}")
     return LatencyProfile(
         device_ms_to_exit=[float(to_exit[k]) for k in needed],
@@ -107,16 +98,17 @@ class RunInputs:
     profile: LatencyProfile
 
 
-def read_run_inputs(variant: str, spec: Any, logits_path: Path | None = None) -> RunInputs:
-    """data/logits/<variant>.parquet (or ``logits_path``, e.g. a snapshot), data/calibration/<variant>.json
-    and data/profile/<variant>.json, checked against each other and the variant's branches."""
-    path = logits_path or Path("data/logits") / f"{variant}.parquet"
+def read_run_inputs(variant: str, seed: int, spec: Any, logits_path: Path | None = None) -> RunInputs:
+    """One run's data/logits/<variant>/seed<k>.parquet (or ``logits_path``, e.g. a snapshot) and
+    data/calibration/<variant>/seed<k>.json, and the variant's data/profile/<variant>.json, checked
+    against each other and the variant's branches."""
+    path = logits_path or registry.logits_path(variant, seed)
     test = split_logits(read_logits(path), "test", path)
     if len(spec.branches) + 1 != test.n_exits:
         raise StageError(f"{path}: {test.n_exits} exits, but params variants.{variant}.branches lists "
                          f"{len(spec.branches)} branches")
-    temperatures = read_temperatures(Path("data/calibration") / f"{variant}.json", test.n_exits)
-    profile = read_profile(Path("data/profile") / f"{variant}.json", test.n_exits)
+    temperatures = read_temperatures(registry.temperatures_path(variant, seed), test.n_exits)
+    profile = read_profile(registry.profile_path(variant), test.n_exits)
     return RunInputs(test, temperatures, profile)
 
 

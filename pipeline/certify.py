@@ -1,20 +1,19 @@
 """Stage certify: calibrators compared, and Learn-then-Test thresholds certified, over random splits.
 
-    python -m pipeline.certify <variant>
+    python -m pipeline.certify <variant> <seed>
 
-Reads data/logits/<variant>.parquet (val and test pooled: the held-out samples) and params
+Reads data/logits/<variant>/seed<k>.parquet (val and test pooled: the held-out samples) and params
 ``calibration.methods``, ``calibration.n_bins`` and section ``certify``. For each of
 ``certify.splits`` random splits into calibration (``calibration_fraction``) / test samples, and for
 each calibrator: fit it on the first ``fit_fraction`` of the calibration samples, certify the
 shared exit threshold on the others for every target and procedure (eeoffload.certify), and
-measure on the test samples. Writes reports/certify/<variant>/ (one folder, swapped atomically):
+measure on the test samples. Writes reports/certify/<variant>/seed<k>/ (one folder, swapped atomically):
 see docs/certify.md for the files and columns.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +27,11 @@ from eeoffload import certify as ct
 from eeoffload.paper import BATCH_SIZE as PAPER_BATCH_SIZE
 from eeoffload.statistics import clopper_pearson_interval
 from pipeline.artifacts import read_logits, split_logits
-from pipeline.io import StageError, atomic_dir, read_params, run_stage
+from pipeline import registry
+from pipeline.atomic import atomic_dir
+from pipeline.io import StageError, read_params, run_run_stage
 from pipeline.params import CertifyParams, certify_params
 
-OUT = Path("reports/certify")
 #: Fine threshold grid for the risk-coverage curves and AURC (every 0.001 of [0, 1]).
 #: ``procedure`` of the baseline rows: the paper's rule, threshold = target, no guarantee.
 PAPER_RULE = "paper_rule"
@@ -221,18 +221,18 @@ def run(held: Held, p: CertifyParams, sizes: tuple[int, int]) -> dict[str, pd.Da
     }
 
 
-def main(variant: str) -> None:
+def main(variant: str, seed: int) -> None:
     import time
 
     start = time.perf_counter()
     p = certify_params(read_params())
-    path = Path("data/logits") / f"{variant}.parquet"
+    path = registry.logits_path(variant, seed)
     held = held_out(read_logits(path), path)
     sizes = split_sizes(p, len(held.labels), path)
     tables = run(held, p, sizes)
     head = summary(variant, p, sizes, len(held.labels), tables["validity"], tables["exits"], tables["aurc"],
                    time.perf_counter() - start)
-    with atomic_dir(OUT / variant) as tmp:
+    with atomic_dir(registry.certify_dir(variant, seed)) as tmp:
         for name, table in tables.items():
             table.to_parquet(tmp / f"{name}.parquet", index=False)
         (tmp / "summary.json").write_text(json.dumps(head, indent=2) + "\n", encoding="utf-8")
@@ -242,7 +242,4 @@ def main(variant: str) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python -m pipeline.certify <variant>", file=sys.stderr)
-        raise SystemExit(2)
-    run_stage("certify", main, sys.argv[1])
+    run_run_stage("certify", main)

@@ -61,11 +61,11 @@ def main() -> None:
     total = 0.0
     for variant, spec in P.variants_params(params).items():
         seconds = step_seconds(list(spec.branches), list(spec.exit_weights), tp.batch_size, device) * steps
-        total += seconds
+        total += seconds * len(tp.seeds)
         print(f"estimate: train@{variant}: {epochs} epochs x {steps // epochs} steps ~ {seconds / 60:.0f} min "
-              f"on {device} ({name})", flush=True)
-    print(f"estimate: training all variants ~ {total / 60:.0f} min ({total / 3600:.1f} h) on {name}; the other "
-          f"stages add a few minutes", flush=True)
+              f"per seed on {device} ({name}), x {len(tp.seeds)} seeds", flush=True)
+    print(f"estimate: training all variants and seeds ~ {total / 60:.0f} min ({total / 3600:.1f} h) on {name}; "
+          f"the other stages add a few minutes (fewer seeds: -S 'train.seeds=[0]')", flush=True)
     if device == "cpu" and total > 3600:
         print("estimate: faster ways to a result on this machine:\n"
               "  make paper   the shipped paper-length results (results/paper/), analysed in under a minute\n"

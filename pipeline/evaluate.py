@@ -2,16 +2,19 @@
 
     python -m pipeline.evaluate
 
-For every variant in params ``variants``, reads data/logits/<variant>.parquet (test split),
-data/calibration/<variant>.json and data/profile/<variant>.json, runs the evaluation protocol
-(:func:`eeoffload.evaluation.evaluate_run`: conventional and calibrated decisions) and writes
-reports/metrics/<variant>/{offload,deadline}.parquet, reports/metrics/<variant>/latency.json (the
+For every variant in params ``variants`` and seed in ``train.seeds``, reads
+data/logits/<variant>/seed<k>.parquet (test split), data/calibration/<variant>/seed<k>.json and
+data/profile/<variant>.json, runs the evaluation protocol (:func:`eeoffload.evaluation.evaluate_run`:
+conventional and calibrated decisions) per seed, aggregates over the seeds
+(:func:`eeoffload.evaluation.aggregate_runs`: means, seed intervals, pooled population intervals) and
+writes reports/metrics/<variant>/seed<k>/{offload,deadline}.parquet (per seed),
+reports/metrics/<variant>/{offload,deadline}.parquet (the aggregate), reports/metrics/<variant>/latency.json (the
 per-exit latency it used: plots and the report read it instead of recomputing) and
 reports/metrics.json, plus what DVC compares across experiments (git-tracked, small):
 reports/headline.json (the compact metrics file of ``dvc exp show`` / ``dvc metrics diff``, 4
 numbers per variant and calibration) and reports/plots/<variant>/<calibration>.csv and
 <calibration>_deadline.csv (the curves of the paper's figures, declared as DVC plots in dvc.yaml).
-Params: ``network``, ``evaluate``, ``variants`` only. Formulas: docs/metrics.md.
+Params: ``network``, ``evaluate``, ``variants``, ``train.seeds`` only. Formulas: docs/metrics.md.
 """
 
 from __future__ import annotations
@@ -19,11 +22,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from eeoffload.evaluation import RunMetrics, evaluate_run
+from eeoffload.evaluation import RunMetrics, aggregate_runs, evaluate_run
 from eeoffload.paper import CALIBRATIONS
 from pipeline import params as P
+from pipeline import registry
 from pipeline.artifacts import evaluation_settings, read_run_inputs
-from pipeline.io import atomic_dir, atomic_write_json, read_params, run_stage
+from pipeline.atomic import atomic_dir, atomic_write_json
+from pipeline.io import read_params, run_stage
 
 #: The compact headline (reports/headline.json): per variant and calibration, these keys of
 #: reports/metrics.json (docs/interfaces.md); 16 columns in `dvc exp show` for the two variants.
@@ -48,31 +53,41 @@ def write_curves(folder: Path, result: RunMetrics) -> None:
 def main() -> None:
     params = read_params()
     network, settings = P.network_params(params), evaluation_settings(P.evaluate_params(params))
-    results: dict[str, RunMetrics] = {}
+    seeds = P.train_seeds(params)
+    per_seed: dict[str, list[RunMetrics]] = {}
     latency: dict[str, dict] = {}
     for variant, spec in P.variants_params(params).items():
-        run = read_run_inputs(variant, spec)
-        exit_ms = run.profile.exit_ms(network.uplink_mbps, network.rtt_ms)
-        latency[variant] = {"uplink_mbps": network.uplink_mbps, "rtt_ms": network.rtt_ms,
-                            "exit_ms": {str(k): float(ms) for k, ms in enumerate(exit_ms, start=1)}}
-        results[variant] = evaluate_run(run.test.logits, run.test.labels, run.temperatures, exit_ms, settings)
+        per_seed[variant] = []
+        for seed in seeds:
+            run = read_run_inputs(variant, seed, spec)
+            exit_ms = run.profile.exit_ms(network.uplink_mbps, network.rtt_ms)
+            latency[variant] = {"uplink_mbps": network.uplink_mbps, "rtt_ms": network.rtt_ms,
+                                "exit_ms": {str(k): float(ms) for k, ms in enumerate(exit_ms, start=1)}}
+            per_seed[variant].append(evaluate_run(run.test.logits, run.test.labels, run.temperatures, exit_ms,
+                                                  settings))
+    results = {variant: aggregate_runs(runs) for variant, runs in per_seed.items()}
     # reports/metrics/ is one DVC output folder: built beside it and swapped in whole, so a kill
     # never leaves a temporary or a half-written file inside it.
-    with atomic_dir(Path("reports/metrics")) as tmp:
+    with atomic_dir(registry.METRICS) as tmp:
         for variant, result in results.items():
-            (tmp / variant).mkdir()
-            result.offload.to_parquet(tmp / variant / "offload.parquet", index=False)
-            result.deadline.to_parquet(tmp / variant / "deadline.parquet", index=False)
-            (tmp / variant / "latency.json").write_text(json.dumps(latency[variant], indent=2) + "\n")
-    atomic_write_json(Path("reports/metrics.json"), {v: r.headline for v, r in results.items()})
-    atomic_write_json(Path("reports/headline.json"), {v: {c: {k: r.headline[c][k] for k in HEADLINE_KEYS}
-                                                          for c in CALIBRATIONS} for v, r in results.items()})
-    with atomic_dir(Path("reports/plots")) as tmp:
+            folder = tmp / variant
+            folder.mkdir()
+            result.offload.to_parquet(folder / "offload.parquet", index=False)
+            result.deadline.to_parquet(folder / "deadline.parquet", index=False)
+            (folder / "latency.json").write_text(json.dumps(latency[variant], indent=2) + "\n")
+            for seed, run_metrics in zip(seeds, per_seed[variant]):
+                (folder / f"seed{seed}").mkdir()
+                run_metrics.offload.to_parquet(folder / f"seed{seed}" / "offload.parquet", index=False)
+                run_metrics.deadline.to_parquet(folder / f"seed{seed}" / "deadline.parquet", index=False)
+    atomic_write_json(registry.METRICS_JSON, {v: r.headline for v, r in results.items()})
+    atomic_write_json(registry.HEADLINE_JSON, {v: {c: {k: r.headline[c][k] for k in HEADLINE_KEYS}
+                                                   for c in CALIBRATIONS} for v, r in results.items()})
+    with atomic_dir(registry.CURVES) as tmp:
         for variant, result in results.items():
             write_curves(tmp / variant, result)
     for variant, result in results.items():
         for name, numbers in result.headline.items():
-            print(f"{variant} {name}: p_device@0.85={numbers['p_device@0.85']} "
+            print(f"{variant} {name} (mean of {len(seeds)} seeds): p_device@0.85={numbers['p_device@0.85']} "
                   f"acc_device@0.85={numbers['acc_device@0.85']} outage@0.85={numbers['outage@0.85']}")
 
 

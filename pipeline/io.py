@@ -1,19 +1,20 @@
-"""Atomic file output, params reading and stage bookkeeping shared by all stage scripts."""
+"""What every stage shares besides writing (pipeline.atomic): the one error type and its exit status,
+reading params.yaml, validating readers of Parquet/JSON/weights, the stage runner with its timing
+file, and the commit the results come from."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import shutil
+import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from pipeline.atomic import atomic_write_json
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -35,163 +36,6 @@ def read_params(path: Path = PARAMS_FILE) -> dict[str, Any]:
         raise StageError(f"{path}: expected a mapping at the top level")
     return params
 
-
-#: Temporary names: ``.<target name>.<pid>.<random>.tmp`` beside the target (hidden, never the
-#: name a stage or DVC reads). A killed writer's leftovers are removed by the next writer of the
-#: same target once that pid is gone.
-TMP_SUFFIX = ".tmp"
-
-
-def _tmp_prefix(target: Path) -> str:
-    return f".{target.name}.{os.getpid()}."
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (signal 0; a process of another user counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def sweep_stale(target: Path) -> None:
-    """Remove temporaries of ``target`` left by writers that died (SIGKILL, power loss)."""
-    if not target.parent.is_dir():
-        return
-    head = f".{target.name}."
-    for entry in target.parent.iterdir():
-        name = entry.name
-        if not (name.startswith(head) and name.endswith((TMP_SUFFIX, ".old"))):
-            continue
-        pid = name[len(head):].split(".", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid() or pid_alive(int(pid)):
-            continue  # not ours to judge, or its writer is still running
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-
-
-def _fsync_path(path: Path) -> None:
-    """Flush a file (or a folder's entries) to disk; best effort where the OS refuses."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    The file is flushed to disk before the rename, so ``path`` is either the old complete file,
-    absent, or the new complete file, even if the process is killed at any point.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(target)
-    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(target), suffix=TMP_SUFFIX, dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o644)
-        _fsync_path(tmp_path)
-        os.replace(tmp_path, target)
-        _fsync_path(target.parent)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
-
-
-@contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a fresh temporary folder beside ``path``; it replaces ``path`` only if the block succeeds.
-
-    The old folder is first renamed aside (never deleted in place), so ``path`` is at every moment
-    either the complete old folder, absent, or the complete new one.
-    """
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    sweep_stale(target)
-    tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=TMP_SUFFIX, dir=target.parent))
-    old: Path | None = None
-    try:
-        yield tmp
-        os.chmod(tmp, 0o755)
-        for f in tmp.rglob("*"):
-            if f.is_file():
-                _fsync_path(f)
-        _fsync_path(tmp)
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=_tmp_prefix(target), suffix=".old", dir=target.parent))
-            os.rmdir(old)
-            os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if old is not None:
-                os.replace(old, target)  # put the old folder back
-                old = None
-            raise
-        _fsync_path(target.parent)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None and old.exists():
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def atomic_write_parquet(path: str | os.PathLike[str], table: Any) -> None:
-    """Write a pandas DataFrame (without its index) or a pyarrow Table to Parquet atomically."""
-    with atomic_path(path) as tmp:
-        if hasattr(table, "to_parquet"):
-            table.to_parquet(tmp, index=False)
-        else:
-            import pyarrow.parquet as pq
-
-            pq.write_table(table, tmp)
-
-
-def write_npz(path: str | os.PathLike[str], arrays: dict[str, Any]) -> None:
-    """``np.savez`` with fixed zip timestamps (np.savez stamps the current time), so the same arrays
-    always give the same bytes; loadable with ``np.load(path, allow_pickle=False)``. Not atomic by
-    itself: write into an :func:`atomic_path` or :func:`atomic_dir`."""
-    import zipfile
-
-    import numpy as np
-
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        for name, array in arrays.items():
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.external_attr = 0o644 << 16
-            with zf.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asanyarray(array), allow_pickle=False)
-
-
-# --------------------------------------------------------------------------- validated inputs
 
 #: Column kinds for :func:`read_parquet_checked`: what each accepts.
 COLUMN_KINDS = {
@@ -287,13 +131,14 @@ def load_weights(path: str | os.PathLike[str], writer: str) -> Any:
         raise StageError(f"{path}: not a readable weights file ({type(e).__name__}: {first})") from None
 
 
-def write_timing(stage: str, variant: str | None, seconds: float) -> None:
-    """Record a stage's wall time in reports/timings/ (read by the report)."""
-    name = stage if variant is None else f"{stage}@{variant}"
-    atomic_write_json(
-        Path("reports/timings") / f"{name}.json",
-        {"stage": stage, "variant": variant, "seconds": round(seconds, 3)},
-    )
+def write_timing(stage: str, variant: str | None, seconds: float, seed: int | None = None) -> None:
+    """Record a stage's wall time in reports/timings/ (read by the report), named as DVC names the
+    stage instance: ``evaluate``, ``profile@one_branch``, ``train@one_branch-0`` (variant, seed)."""
+    name = stage if variant is None else f"{stage}@{variant}" if seed is None else f"{stage}@{variant}-{seed}"
+    record: dict[str, Any] = {"stage": stage, "variant": variant, "seconds": round(seconds, 3)}
+    if seed is not None:
+        record["seed"] = int(seed)
+    atomic_write_json(Path("reports/timings") / f"{name}.json", record)
 
 
 def run_stage(stage: str, main: Any, *args: Any, record_timing: bool = True) -> None:
@@ -310,4 +155,49 @@ def run_stage(stage: str, main: Any, *args: Any, record_timing: bool = True) -> 
         raise SystemExit(2) from None
     if not record_timing:
         return
-    write_timing(stage, args[0] if args else None, time.perf_counter() - start)
+    write_timing(stage, args[0] if args else None, time.perf_counter() - start,
+                 int(args[1]) if len(args) > 1 else None)
+
+
+def run_run_stage(stage: str, main: Any) -> None:
+    """The command line of a per-run stage, ``python -m pipeline.<stage> <variant> <seed>`` (one
+    instance of dvc.yaml's variant x seed matrix): usage errors exit with status 2, as bad input."""
+    argv = sys.argv[1:]
+    if len(argv) != 2 or not argv[1].isdigit():
+        print(f"usage: python -m pipeline.{stage} <variant> <seed>  (a variant of params.yaml and a seed of "
+              f"train.seeds; got {' '.join(argv) or 'nothing'})", file=sys.stderr)
+        raise SystemExit(2)
+    run_stage(stage, main, argv[0], int(argv[1]))
+
+
+#: A scratch copy of the project (pipeline.scratch) names the project and commit it was copied from.
+SOURCE_FILE = Path("SOURCE.json")
+
+
+def git_commit(cwd: Path = Path(".")) -> str:
+    """HEAD's commit (with ' (uncommitted changes)' when tracked files differ), or 'unknown'."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
+        if head.returncode != 0:
+            return "unknown"
+        commit = head.stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, timeout=10)
+        if dirty.returncode == 0 and dirty.stdout.strip():
+            commit += " (uncommitted changes)"
+        return commit
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def project_commit(root: Path = Path(".")) -> str:
+    """The commit the results come from: in a scratch copy, the project's commit it was copied from
+    (SOURCE.json), else ``git_commit(root)``."""
+    source = root / SOURCE_FILE
+    if source.is_file():
+        try:
+            obj = json.loads(source.read_text(encoding="utf-8"))
+            return f"{obj['commit']} (project {obj['project']}, run in a scratch copy)"
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return git_commit(root)

@@ -1,7 +1,8 @@
 """Stage logits: every exit's logits on the validation and test splits, as one Parquet file.
 
-``python -m pipeline.logits <variant>``. Reads params ``variants.<variant>.branches``,
-``train.device`` and ``train.num_threads``. Writes data/logits/<variant>.parquet, one row per
+``python -m pipeline.logits <variant> <seed>``. Reads params ``variants.<variant>.branches``,
+``train.device`` and ``train.num_threads``, and data/models/<variant>/seed<k>.pt. Writes
+data/logits/<variant>/seed<k>.parquet (:mod:`pipeline.registry`), one row per
 (sample, exit): sample_id int64, split (val|test), label int64, exit int64 (1 = first side branch,
 ..., n = final exit), logit_0 ... logit_9 float32.
 """
@@ -9,30 +10,29 @@
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 import torch
 
-from pipeline.io import atomic_write_parquet, read_params, run_stage
+from pipeline import registry
+from pipeline.atomic import atomic_write_parquet
+from pipeline.io import read_params, run_run_stage
 from pipeline.params import runtime_params, torch_device, variant_branches
 from pipeline.runtime import keep_freed_memory
 from pipeline.splits import load_model, load_split, model_logits
 
 
-def main(variant: str) -> None:
+def main(variant: str, seed: int) -> None:
     params = read_params()
     branches = variant_branches(params, variant)
     runtime = runtime_params(params)
     device = torch_device(runtime.device)
     torch.set_num_threads(runtime.num_threads or os.cpu_count() or 1)
     keep_freed_memory()  # large activations stay in the heap between steps (pipeline.runtime)
-    model = load_model(Path("data/models") / f"{variant}.pt", branches)
+    model = load_model(registry.model_path(variant, seed), branches)
     model = model.to(device).to(memory_format=torch.channels_last)
-    table = model_logits(model, {split: load_split(split) for split in ("val", "test")}, device, report=variant)
-    atomic_write_parquet(Path("data/logits") / f"{variant}.parquet", table)
+    table = model_logits(model, {split: load_split(split) for split in ("val", "test")}, device,
+                         report=registry.run_dir(variant, seed))
+    atomic_write_parquet(registry.logits_path(variant, seed), table)
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m pipeline.logits <variant>")
-    run_stage("logits", main, sys.argv[1])
+    run_run_stage("logits", main)

@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 
 from pipeline import params as P
-from pipeline.io import StageError, atomic_write_json, atomic_write_parquet, read_params, run_stage
+from pipeline import registry
+from pipeline.atomic import atomic_write_json, atomic_write_parquet
+from pipeline.io import StageError, read_params, run_stage
 
 CALIBRATIONS = ("conventional", "calibrated")
 
@@ -37,12 +39,13 @@ class LinkPaths:
     out: Path  # folder of this stage's outputs
 
 
-def paths(variant: str) -> LinkPaths:
-    """Every path the stage reads or writes (one place, for a later per-seed layout)."""
-    return LinkPaths(model=Path("data/models") / f"{variant}.pt",
-                     calibration=Path("data/calibration") / f"{variant}.json",
-                     profile=Path("data/profile") / f"{variant}.json",
-                     out=Path("reports/link") / variant)
+def paths(variant: str, seed: int) -> LinkPaths:
+    """Every path the stage reads or writes: the run of training seed ``seed`` (the first of
+    ``train.seeds``) of ``variant`` (:mod:`pipeline.registry`)."""
+    return LinkPaths(model=registry.model_path(variant, seed),
+                     calibration=registry.temperatures_path(variant, seed),
+                     profile=registry.profile_path(variant),
+                     out=registry.link_dir(variant))
 
 
 def read_trace(path: str) -> Any:
@@ -126,7 +129,7 @@ def encoding_table(model: Any, images: np.ndarray, labels: np.ndarray) -> pd.Dat
 
 def main(variant: str) -> None:
     inputs = read_inputs(variant)
-    where = paths(variant)
+    where = paths(variant, P.train_seeds(read_params())[0])
     from pipeline.artifacts import read_profile, read_temperatures
     from pipeline.link import analysis
     from pipeline.link.runner import Job, LinkConfig, LinkError, run_pair

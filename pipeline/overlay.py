@@ -48,7 +48,7 @@ def set_args(overlay: dict[str, Any]) -> list[str]:
     """`dvc exp run` arguments that apply an overlay: -S key=value per leaf."""
     args = []
     for key, value in flatten(overlay).items():
-        args += ["-S", f"{key}={yaml.safe_dump(value, default_flow_style=True).strip().removesuffix('...').strip()}"]
+        args += ["-S", f"{key}={yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix('...').strip()}"]
     return args
 
 

@@ -3,15 +3,16 @@
     python -m pipeline.paper build  [--bundle results/paper] [--dest build/paper] [-S key=value ...]
     python -m pipeline.paper import DEVICE_OUT [--bundle results/paper]
 
-``build`` (``make paper``) needs no training: for every seed in the bundle it makes a plain project
-under DEST/seed<s>/ with this checkout's code, the bundle's ``data``/``variants``/``train``
-params (how the logits were made) and this checkout's params.yaml for everything downstream
-(``calibration``, ``network``, ``evaluate``; ``-S network.uplink_mbps=5`` overrides one), copies in
-the shipped logits, snapshots, latency profile and training history, and runs the stages
-calibrate, evaluate, trajectory, plots and report there (``pipeline.plain_run --only``; with
-``--certify`` also the certify stage on the first seed). Then it prints the headline table over
-the seeds and writes it to DEST/headline.md. ``--ship`` copies the analysis (tables, JSON, the
-first seed's report) back into the bundle, so it can be read without running anything.
+``build`` (``make paper``) needs no training: it makes one plain project at DEST with this
+checkout's code, the bundle's ``data``/``variants``/``train`` params (how the logits were made)
+with ``train.seeds`` = the bundle's seeds, and this checkout's params.yaml for everything
+downstream (``calibration``, ``network``, ``evaluate``; ``-S network.uplink_mbps=5`` overrides one),
+copies in every seed's logits, snapshots and training history and the latency profile, and runs
+the stages calibrate, evaluate, trajectory, plots and report there (``pipeline.plain_run --only``;
+with ``--certify`` also the certify stage on the first seed): the metrics and the report are
+aggregated over the seeds. Then it prints the headline table (mean, t-interval and min-max over the
+seeds) and writes it to DEST/headline.md. ``--ship`` copies the analysis (tables, JSON, the
+report) into the bundle's analysis/ folder, so it can be read without running anything.
 
 ``import`` turns the tarballs that ``benchmarks/device_gpu.sh`` brings back (seed<s>_<variant>.tgz)
 into the bundle: per seed, data/logits, reports/training and timings; seed 0 also its snapshots
@@ -27,11 +28,11 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
 
+from pipeline import registry as R
 from pipeline.overlay import merge, set_args_overrides
 from pipeline.scratch import ROOT, make_scratch_project, scratch_env
 
@@ -42,14 +43,10 @@ DOWNSTREAM = ("calibrate", "evaluate", "trajectory", "plots", "report")
 CERTIFY = "certify"
 #: Sections of params that describe how the shipped logits were made (taken from the bundle).
 RECIPE_SECTIONS = ("data", "variants", "train")
-#: With --ship: the analysis copied back into the bundle, so that it can be read without running
-#: anything (small: tables and JSON; the report of the first seed only, its figures inline).
-SHIP_ALL = ("reports/metrics.json", "reports/headline.json", "reports/calibration", "data/calibration")
-SHIP_FIRST = ("reports/index.html", "reports/metrics", "reports/trajectory", "reports/certify/one_branch/validity.parquet",
-              "reports/certify/one_branch/summary.json", "reports/certify/two_branch/validity.parquet",
-              "reports/certify/two_branch/summary.json")
-#: Paths copied from a bundle seed into its project (those absent are skipped).
-SHIPPED = ("data/logits", "data/snapshots", "data/profile", "reports/training", "reports/timings")
+#: With --ship: the analysis copied into the bundle's analysis/ folder, so that it can be read
+#: without running anything (small: tables and JSON, and the report with its figures inline).
+SHIPPED_ANALYSIS = ("reports/index.html", "reports/metrics.json", "reports/headline.json", "reports/metrics",
+                    "reports/trajectory", "reports/calibration", "data/calibration", "reports/certify", "headline.md")
 
 
 class BundleError(Exception):
@@ -63,84 +60,110 @@ def seeds_of(bundle: Path) -> list[int]:
     return seeds
 
 
-def project_params(bundle: Path, seed: int, overrides: dict) -> dict:
-    """This checkout's params.yaml with the bundle's recipe sections, the seed, then ``overrides``."""
+def project_params(bundle: Path, seeds: list[int], overrides: dict) -> dict:
+    """This checkout's params.yaml with the bundle's recipe sections, the bundle's seeds, then ``overrides``."""
     current = yaml.safe_load((ROOT / "params.yaml").read_text())
     recipe = yaml.safe_load((bundle / "params.yaml").read_text())
     merged = {**current, **{k: recipe[k] for k in RECIPE_SECTIONS if k in recipe}}
-    merged["train"] = {**merged["train"], "seed": seed}
+    train = {k: v for k, v in merged["train"].items() if k != "seed"}  # bundles made before the seed axis
+    merged["train"] = {**train, "seeds": seeds}
     return merge(merged, overrides)
 
 
-def build_seed(bundle: Path, seed: int, dest: Path, overrides: dict, certify: bool = False) -> tuple[int, str]:
-    project = make_scratch_project(dest / f"seed{seed}", None, vcs=False)
-    (project / "params.yaml").write_text(yaml.safe_dump(project_params(bundle, seed, overrides), sort_keys=False))
-    source = bundle / f"seed{seed}"
-    for rel in SHIPPED:
-        src = source / rel if (source / rel).exists() else bundle / "seed0" / rel if rel == "data/profile" else None
-        if src is not None and src.exists():
-            shutil.copytree(src, project / rel)
-    snapshots = project / "data" / "snapshots"
-    if snapshots.is_dir():  # the final epoch's snapshot is the final logits (shipped once)
-        epoch = _final_epoch(project)
-        if epoch in project_params(bundle, seed, overrides)["train"].get("snapshot_epochs", []):
-            for variant_dir in snapshots.iterdir():
-                shutil.copy2(project / "data" / "logits" / f"{variant_dir.name}.parquet",
-                             variant_dir / f"epoch_{epoch:03d}.parquet")
-    cmd = [sys.executable, "-m", "pipeline.plain_run", "--only", *DOWNSTREAM, *([CERTIFY] if certify else [])]
+def _copy(src: Path, out: Path) -> None:
+    if src.exists():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, out)
+
+
+def stage_bundle(bundle: Path, seeds: list[int], project: Path) -> None:
+    """Copy the bundle's runs into a project in the pipeline's layout (:mod:`pipeline.registry`):
+    seed<s>/data/logits/<v>.parquet -> data/logits/<v>/seed<s>.parquet, likewise the snapshots and
+    the training histories; the latency profile of the first seed (it does not depend on weights)."""
+    for seed in seeds:
+        source = bundle / f"seed{seed}"
+        for logits in sorted((source / "data" / "logits").glob("*.parquet")):
+            variant = logits.stem
+            _copy(logits, project / R.logits_path(variant, seed))
+            _copy(source / "data" / "snapshots" / variant, project / R.snapshots_dir(variant, seed))
+            _copy(source / "reports" / "training" / f"{variant}.csv", project / R.training_csv(variant, seed))
+            for stage in ("train", "logits"):
+                _copy(source / "reports" / "timings" / f"{stage}@{variant}.json",
+                      project / R.timing_path(f"{stage}@{variant}-{seed}"))
+    _copy(bundle / f"seed{seeds[0]}" / "data" / "profile", project / R.PROFILE)
+
+
+def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, certify: bool = False) -> tuple[int, str]:
+    """One plain project at ``dest`` holding every seed of the bundle, and the downstream stages run
+    there (the metrics aggregated over the seeds; certify on the first seed only)."""
+    project = make_scratch_project(dest, None, vcs=False)
+    params = project_params(bundle, seeds, overrides)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    stage_bundle(bundle, seeds, project)
+    epoch = _final_epoch(project)
+    if epoch in params["train"].get("snapshot_epochs", []):  # the final epoch's snapshot is the final logits
+        for seed in seeds:
+            for variant in params["variants"]:
+                folder = project / R.snapshots_dir(variant, seed)
+                if folder.is_dir():
+                    shutil.copy2(project / R.logits_path(variant, seed), folder / f"epoch_{epoch:03d}.parquet")
+    certify_stages = [f"{CERTIFY}@{v}-{seeds[0]}" for v in params["variants"]] if certify else []
+    cmd = [sys.executable, "-m", "pipeline.plain_run", "--only", *DOWNSTREAM, *certify_stages]
     proc = subprocess.run(cmd, cwd=project, env=scratch_env(project), text=True, capture_output=True)
     return proc.returncode, proc.stdout + proc.stderr
 
 
-def headline(dest: Path, seeds: list[int]) -> str:
-    """Markdown table: the headline numbers of every seed side by side, with their mean."""
-    data = {s: json.loads((dest / f"seed{s}" / "reports" / "metrics.json").read_text()) for s in seeds}
+def headline(dest: Path) -> str:
+    """Markdown table: the headline numbers, the mean over the seeds with the seeds' t-interval (95%)
+    and min-max (reports/metrics.json of the built project)."""
+    data = json.loads((dest / "reports" / "metrics.json").read_text())
     keys = ["p_device_mean", "acc_device@0.85", "outage@0.85", "outage@0.875", "min_missed_deadline@0.825",
             "min_missed_deadline@0.85"]
-    lines = ["| variant | calibration | metric | " + " | ".join(f"seed {s}" for s in seeds) + " | mean |",
-             "|---|---|---|" + "---|" * (len(seeds) + 1)]
-    for variant in VARIANTS:
+    lines = ["| variant | calibration | metric | mean over seeds | t-interval 95% | min-max | seeds |",
+             "|---|---|---|---|---|---|---|"]
+
+    def f(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    for variant, by_cal in data.items():
         for calibration in ("conventional", "calibrated"):
+            m = by_cal.get(calibration, {})
             for key in keys:
-                values = [data[s].get(variant, {}).get(calibration, {}).get(key) for s in seeds]
-                shown = [f"{v:.3f}" if v is not None else "n/a" for v in values]
-                known = [v for v in values if v is not None]
-                mean = f"{sum(known) / len(known):.3f}" if known else "n/a"
-                lines.append(f"| {variant} | {calibration} | {key} | " + " | ".join(shown) + f" | {mean} |")
+                lines.append(f"| {variant} | {calibration} | {key} | {f(m.get(key))} | "
+                             f"[{f(m.get(key + '_seed_lo'))}, {f(m.get(key + '_seed_hi'))}] | "
+                             f"{f(m.get(key + '_seed_min'))}-{f(m.get(key + '_seed_max'))} | {m.get('n_seeds', 1)} |")
     return "\n".join(lines) + "\n"
 
 
-def ship(bundle: Path, dest: Path, seeds: list[int]) -> None:
-    """Copy the analysis of ``dest`` (SHIP_ALL for every seed, SHIP_FIRST for the first) into the bundle."""
-    for seed in seeds:
-        for rel in SHIP_ALL + (SHIP_FIRST if seed == seeds[0] else ()):
-            src, out = dest / f"seed{seed}" / rel, bundle / f"seed{seed}" / rel
-            if not src.exists():
-                continue
-            if out.exists():
-                shutil.rmtree(out) if out.is_dir() else out.unlink()
-            out.parent.mkdir(parents=True, exist_ok=True)
-            (shutil.copytree if src.is_dir() else shutil.copy2)(src, out)
-    print(f"shipped the analysis into {bundle}", flush=True)
+def ship(bundle: Path, dest: Path) -> None:
+    """Copy the analysis of ``dest`` (:data:`SHIPPED_ANALYSIS`) into ``bundle/analysis/``, built
+    beside it and swapped in whole."""
+    staged = bundle / ".analysis.new"
+    shutil.rmtree(staged, ignore_errors=True)
+    for rel in SHIPPED_ANALYSIS:
+        _copy(dest / rel, staged / rel)
+    old = bundle / ".analysis.old"
+    if (bundle / "analysis").exists():
+        (bundle / "analysis").rename(old)
+    staged.rename(bundle / "analysis")
+    shutil.rmtree(old, ignore_errors=True)
+    print(f"shipped the analysis into {bundle / 'analysis'}", flush=True)
 
 
 def build(bundle: Path, dest: Path, overrides: dict, certify: bool = False, to_bundle: bool = False) -> int:
     seeds = seeds_of(bundle)
-    dest.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=2) as pool:  # the stages are single processes: two at a time
-        results = dict(zip(seeds, pool.map(
-            lambda s: build_seed(bundle, s, dest, overrides, certify and s == seeds[0]), seeds)))
-    for seed, (rc, log) in results.items():
-        (dest / f"seed{seed}.log").write_text(log)
-        print(f"seed {seed}: {'ok' if rc == 0 else f'failed (exit {rc}), see {dest}/seed{seed}.log'}: "
-              f"{dest}/seed{seed}/reports/index.html", flush=True)
-    if any(rc != 0 for rc, _ in results.values()):
+    rc, log = build_project(bundle, seeds, dest, overrides, certify)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    (dest.parent / f"{dest.name}.log").write_text(log)
+    if rc != 0:
+        print(f"paper: failed (exit {rc}), see {dest.parent / (dest.name + '.log')}", file=sys.stderr)
         return 1
-    table = headline(dest, seeds)
+    print(f"seeds {', '.join(map(str, seeds))}: {dest}/reports/index.html", flush=True)
+    table = headline(dest)
     (dest / "headline.md").write_text(table)
     print(table, end="")
     if to_bundle:
-        ship(bundle, dest, seeds)
+        ship(bundle, dest)
         (bundle / "headline.md").write_text(table)
     return 0
 
@@ -180,23 +203,28 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
             with tarfile.open(tgz) as tar:
                 tar.extractall(tmp / tgz.stem, filter="data")
             src, out = tmp / tgz.stem, staged / seed_name
-            wanted = [f"data/logits/{variant}.parquet", f"reports/training/{variant}.csv",
-                      f"reports/timings/train@{variant}.json", f"reports/timings/logits@{variant}.json"]
+            seed = int(seed_name.removeprefix("seed"))
+            # the run's files in the pipeline's layout (pipeline.registry) -> the bundle's layout
+            wanted = {R.logits_path(variant, seed): f"data/logits/{variant}.parquet",
+                      R.training_csv(variant, seed): f"reports/training/{variant}.csv",
+                      R.timing_path(f"train@{variant}-{seed}"): f"reports/timings/train@{variant}.json",
+                      R.timing_path(f"logits@{variant}-{seed}"): f"reports/timings/logits@{variant}.json"}
             if seed_name == "seed0":
-                wanted += [f"data/snapshots/{variant}", f"data/profile/{variant}.json",
-                           f"data/profile/{variant}_layers.parquet"]
-            for rel in wanted:
+                wanted |= {R.snapshots_dir(variant, seed): f"data/snapshots/{variant}",
+                           R.profile_path(variant): f"data/profile/{variant}.json",
+                           R.profile_layers_path(variant): f"data/profile/{variant}_layers.parquet"}
+            for rel, shipped in wanted.items():
                 if not (src / rel).exists():
                     raise BundleError(f"{tgz}: {rel} is missing (the run did not finish?)")
-                (out / rel).parent.mkdir(parents=True, exist_ok=True)
-                (shutil.copytree if (src / rel).is_dir() else shutil.copy2)(src / rel, out / rel)
+                (out / shipped).parent.mkdir(parents=True, exist_ok=True)
+                (shutil.copytree if (src / rel).is_dir() else shutil.copy2)(src / rel, out / shipped)
             if not (staged / "params.yaml").exists():
                 params = yaml.safe_load((src / "params.yaml").read_text())
-                params["train"]["seed"] = 0
+                params["train"]["seeds"] = [0]
                 (staged / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
             final = out / "data" / "snapshots" / variant / f"epoch_{_final_epoch(src):03d}.parquet"
             final.unlink(missing_ok=True)  # the final epoch's snapshot is data/logits: shipped once
-            timing = json.loads((src / f"reports/timings/train@{variant}.json").read_text())
+            timing = json.loads((src / R.timing_path(f"train@{variant}-{seed}")).read_text())
             provenance["runs"][f"{seed_name}/{variant}"] = {"train_seconds": timing["seconds"]}
         for parquet in staged.rglob("*.parquet"):
             _compact(parquet)

@@ -42,10 +42,11 @@ BYTES_PER_ELEMENT = (1, 2, 4, 8)  # int8, float16, float32, float64
 
 DATA_KEYS = ("archive", "seed", "n_train", "n_val", "n_test")
 VARIANT_KEYS = ("branches", "exit_weights")
-TRAIN_KEYS = ("device", "seed", "trunk_epochs", "joint_epochs", "batch_size", "lr", "weight_decay", "augment",
+TRAIN_KEYS = ("device", "seeds", "trunk_epochs", "joint_epochs", "batch_size", "lr", "weight_decay", "augment",
               "num_threads", "snapshot_epochs")
 LATENCY_KEYS = ("warmup", "repeats", "edge_threads", "edge_slowdown", "edge_profile", "cloud_device",
-                "cloud_speedup", "bytes_per_element")
+                "cloud_speedup", "bytes_per_element", "remeasure")
+LATENCY_OPTIONAL = {"edge_profile": "", "remeasure": 2}  # latency keys that may be left out, and their default
 CALIBRATION_KEYS = ("method", "n_bins", "methods")  # methods: read by stage certify only
 NETWORK_KEYS = ("uplink_mbps", "rtt_ms")
 EVALUATE_KEYS = ("p_tar", "deadline_p_tar", "t_tar_ms", "batch_size", "batch_order", "resamples", "seed")
@@ -80,7 +81,7 @@ def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
-def _is_number(x: Any) -> bool:
+def is_number(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
@@ -101,7 +102,7 @@ def _int(section: dict[str, Any], prefix: str, key: str, minimum: int = 1) -> in
 def _number(section: dict[str, Any], prefix: str, key: str, minimum: float, strict: bool) -> float:
     allowed = f"a number {'>' if strict else '>='} {minimum:g}"
     value = _require(section, prefix, key, allowed)
-    if not _is_number(value) or not (value > minimum if strict else value >= minimum):
+    if not is_number(value) or not (value > minimum if strict else value >= minimum):
         raise bad(f"{prefix}.{key}", value, allowed)
     return float(value)
 
@@ -134,7 +135,7 @@ def _path(section: dict[str, Any], prefix: str, key: str, allowed: str) -> str:
 def value_grid(spec: Any, name: str) -> np.ndarray:
     """start, start + step, ... up to stop included, rounded to 10 decimals (no float noise)."""
     if not isinstance(spec, dict) or set(spec) != {"start", "stop", "step"} \
-            or not all(_is_number(spec[k]) for k in ("start", "stop", "step")):
+            or not all(is_number(spec[k]) for k in ("start", "stop", "step")):
         raise bad(name, spec, "a mapping of numbers start, stop, step")
     start, stop, step = float(spec["start"]), float(spec["stop"]), float(spec["step"])
     if step <= 0 or stop < start:
@@ -245,7 +246,7 @@ def variant_params(params: dict[str, Any], name: str) -> VariantParams:
     n = len(branches) + 1
     allowed = f"{n} numbers > 0 (one per side branch, then the final exit)"
     weights = _require(s, f"variants.{name}", "exit_weights", allowed)
-    if not isinstance(weights, list) or len(weights) != n or not all(_is_number(w) and w > 0 for w in weights):
+    if not isinstance(weights, list) or len(weights) != n or not all(is_number(w) and w > 0 for w in weights):
         raise bad(f"variants.{name}.exit_weights", weights, allowed)
     return VariantParams(name=name, branches=branches, exit_weights=[float(w) for w in weights])
 
@@ -261,7 +262,7 @@ def variants_params(params: dict[str, Any]) -> dict[str, VariantParams]:
 @dataclass(frozen=True)
 class TrainParams:
     device: str
-    seed: int
+    seeds: tuple[int, ...]
     trunk_epochs: int
     joint_epochs: int
     batch_size: int
@@ -284,6 +285,18 @@ def _snapshot_epochs(section: dict[str, Any], total: int) -> tuple[int, ...]:
     return tuple(e for e in value if e <= total)
 
 
+def train_seeds(params: dict[str, Any]) -> tuple[int, ...]:
+    """``train.seeds``: the training seeds, distinct integers >= 0; each variant is trained once per
+    seed (dvc.yaml's matrix), and evaluate aggregates over them."""
+    s = _section(params, "train")
+    allowed = "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]"
+    value = _require(s, "train", "seeds", allowed)
+    if not isinstance(value, list) or not value or not all(_is_int(k) and k >= 0 for k in value) \
+            or len(set(value)) != len(value):
+        raise bad("train.seeds", value, allowed)
+    return tuple(value)
+
+
 def train_params(params: dict[str, Any]) -> TrainParams:
     s = _section(params, "train")
     _known(s, "train", TRAIN_KEYS)
@@ -293,7 +306,7 @@ def train_params(params: dict[str, Any]) -> TrainParams:
         raise bad("train.trunk_epochs + train.joint_epochs", 0, "at least one epoch")
     return TrainParams(
         device=_choice(s, "train", "device", DEVICES),
-        seed=_int(s, "train", "seed", 0),
+        seeds=train_seeds(params),
         trunk_epochs=trunk,
         joint_epochs=joint,
         batch_size=_int(s, "train", "batch_size"),
@@ -341,13 +354,14 @@ class LatencyParams:
     cloud_device: str
     cloud_speedup: float
     bytes_per_element: int
+    remeasure: int = 2  # re-measurements allowed when a check of the profile fails (0: warn only)
 
 
 def latency_params(params: dict[str, Any]) -> LatencyParams:
     s = _section(params, "latency")
     _known(s, "latency", LATENCY_KEYS)
     for key in LATENCY_KEYS:
-        if key not in s and key != "edge_profile":
+        if key not in s and key not in LATENCY_OPTIONAL:
             raise StageError(f"params.yaml: latency.{key} is missing")
     bpe = s["bytes_per_element"]
     if not _is_int(bpe) or bpe not in BYTES_PER_ELEMENT:
@@ -361,6 +375,7 @@ def latency_params(params: dict[str, Any]) -> LatencyParams:
         cloud_device=_choice(s, "latency", "cloud_device", DEVICES),
         cloud_speedup=_number(s, "latency", "cloud_speedup", 0.0, strict=True),
         bytes_per_element=bpe,
+        remeasure=_int(s, "latency", "remeasure", 0) if "remeasure" in s else LATENCY_OPTIONAL["remeasure"],
     )
 
 
@@ -413,7 +428,7 @@ def evaluate_params(params: dict[str, Any]) -> EvaluateParams:
     spec = _require(s, "evaluate", "p_tar", "a mapping of numbers start, stop, step")
     p_tar = _probabilities(value_grid(spec, "evaluate.p_tar"), "evaluate.p_tar", spec)
     deadline = _require(s, "evaluate", "deadline_p_tar", "a list of numbers in (0, 1)")
-    if not isinstance(deadline, list) or not all(_is_number(p) for p in deadline):
+    if not isinstance(deadline, list) or not all(is_number(p) for p in deadline):
         raise bad("evaluate.deadline_p_tar", deadline, "a list of numbers in (0, 1)")
     deadline_p_tar = _probabilities(np.round(np.array(deadline, dtype=np.float64), 10),
                                     "evaluate.deadline_p_tar", deadline)
@@ -510,7 +525,7 @@ def _choices(section: dict[str, Any], prefix: str, key: str, choices: tuple[str,
 
 def _fraction(section: dict[str, Any], prefix: str, key: str) -> float:
     value = _require(section, prefix, key, "a number in (0, 1)")
-    if not _is_number(value) or not 0 < value < 1:
+    if not is_number(value) or not 0 < value < 1:
         raise bad(f"{prefix}.{key}", value, "a number in (0, 1)")
     return float(value)
 
@@ -523,7 +538,7 @@ def certify_params(params: dict[str, Any]) -> CertifyParams:
     _known(s, "certify", CERTIFY_KEYS)
     allowed = "a non-empty list of strictly increasing numbers in (0, 1)"
     targets = _require(s, "certify", "target_accuracy", allowed)
-    if not isinstance(targets, list) or not all(_is_number(t) for t in targets) \
+    if not isinstance(targets, list) or not all(is_number(t) for t in targets) \
             or any(a >= b for a, b in zip(targets, targets[1:])):
         raise bad("certify.target_accuracy", targets, allowed)
     grid = value_grid(_require(s, "certify", "thresholds", "a mapping of numbers start, stop, step"),

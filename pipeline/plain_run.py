@@ -4,7 +4,8 @@
 
 For a machine that has the stages' packages but not DVC, Prefect or MLflow: the lent GPU
 machine (docs/performance.md, section 5). It expands each ``foreach: ${variants}`` over
-params.yaml as DVC does (``${key}``: the variant's name), orders the stages by their deps and outs,
+params.yaml as DVC does (``${key}``: the variant's name), and each ``matrix`` (``${item.variant}``,
+``${item.seed}``: one instance per variant x seed, named ``train@one_branch-0``), orders the stages by their deps and outs,
 and runs each ``cmd`` in the project root, stopping at the first failure. It records nothing:
 back on a machine with DVC, ``dvc commit`` records the outputs, or ``dvc repro`` redoes what
 differs. ``--parallel train logits`` runs the instances of those ``foreach`` stages (one per
@@ -51,30 +52,57 @@ def _paths(entries: list[Any] | None) -> list[str]:
     return out
 
 
-def _substitute(text: str, key: str, where: str) -> str:
+def _substitute(text: str, values: dict[str, str], where: str) -> str:
+    """``${key}`` (foreach) or ``${item.<axis>}`` (matrix) replaced by this instance's values."""
     def one(match: re.Match[str]) -> str:
-        if match.group(1) != "key":
-            raise PlanError(f"{where}: ${{{match.group(1)}}} is not supported here (only ${{key}} in foreach)")
-        return key
+        if match.group(1) not in values:
+            raise PlanError(f"{where}: ${{{match.group(1)}}} is not supported here (allowed: "
+                            + ", ".join(f"${{{k}}}" for k in values) + ")")
+        return values[match.group(1)]
 
     return _TEMPLATE.sub(one, text)
 
 
+def _lookup(params: dict[str, Any], dotted: str) -> Any:
+    value: Any = params
+    for part in dotted.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _items(spec: Any, params: dict[str, Any], where: str) -> list[str]:
+    """The values of a foreach or a matrix axis: ``${a.b}`` naming a params mapping (its keys) or list,
+    or a literal list, as DVC iterates them."""
+    match = _TEMPLATE.fullmatch(str(spec)) if isinstance(spec, str) else None
+    value = _lookup(params, match.group(1)) if match else spec
+    if isinstance(value, dict):
+        return [str(k) for k in value]
+    if isinstance(value, list) and value:
+        return [str(v) for v in value]
+    raise PlanError(f"{where}: must name a params.yaml mapping or list, or be a list; got {spec!r}")
+
+
+def _instances(name: str, spec: dict[str, Any], params: dict[str, Any]) -> list[tuple[str, dict[str, str]]]:
+    """(DVC's instance name, substitutions) of a stage: ``name@key`` per foreach key, ``name@a-b`` per
+    combination of the matrix axes (in dvc.yaml's axis order), or the stage itself."""
+    if "foreach" in spec:
+        return [(f"{name}@{k}", {"key": k}) for k in _items(spec["foreach"], params, f"stage {name}: foreach")]
+    if "matrix" in spec:
+        axes = [(axis, _items(v, params, f"stage {name}: matrix.{axis}")) for axis, v in spec["matrix"].items()]
+        combos: list[list[str]] = [[]]
+        for _, values in axes:
+            combos = [c + [v] for c in combos for v in values]
+        return [(f"{name}@{'-'.join(c)}", {f"item.{axis}": v for (axis, _), v in zip(axes, c)}) for c in combos]
+    return [(name, {})]
+
+
 def expand_stages(dvc: dict[str, Any], params: dict[str, Any]) -> list[Stage]:
-    """Every stage of a parsed dvc.yaml, ``foreach: ${section}`` expanded over that params section."""
+    """Every stage of a parsed dvc.yaml, ``foreach`` and ``matrix`` stages expanded over params."""
     stages = []
     for name, spec in (dvc.get("stages") or {}).items():
-        if "foreach" in spec:
-            match = _TEMPLATE.fullmatch(str(spec["foreach"]))
-            section = params.get(match.group(1)) if match else None
-            if not isinstance(section, dict):
-                raise PlanError(f"stage {name}: foreach must name a params.yaml mapping, got {spec['foreach']!r}")
-            body, keys = spec["do"], list(section)
-        else:
-            body, keys = spec, [None]
-        for key in keys:
-            label = f"{name}@{key}" if key is not None else name
-            sub = (lambda s, k=key, w=label: _substitute(s, k, w)) if key is not None else (lambda s: s)  # noqa: E731
+        body = spec["do"] if "foreach" in spec else spec
+        for label, values in _instances(name, spec, params):
+            sub = (lambda s, v=values, w=label: _substitute(s, v, w))  # noqa: E731
             outs = _paths(body.get("outs")) + _paths(body.get("plots")) + _paths(body.get("metrics"))
             stages.append(Stage(label, sub(body["cmd"]), tuple(sub(p) for p in _paths(body.get("deps"))),
                                 tuple(sub(p) for p in outs)))

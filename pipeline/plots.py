@@ -2,10 +2,11 @@
 
     python -m pipeline.plots
 
-Reads, for every variant of params ``variants``: reports/metrics/<v>/{offload,deadline}.parquet,
-reports/calibration/<v>_{exits,reliability}.parquet, reports/training/<v>.csv,
-data/profile/<v>.json and data/profile/<v>_layers.parquet; params sections ``network``,
-``evaluate`` and ``variants`` only.
+Reads, for every variant of params ``variants``: reports/metrics/<v>/{offload,deadline}.parquet
+(aggregated over the seeds: curves with the population band and the seeds' band), the first
+seed's reports/calibration/<v>/seed<k>_{exits,reliability}.parquet and reports/training/<v>/seed<k>.csv,
+data/profile/<v>.json and data/profile/<v>_layers.parquet (paths: :mod:`pipeline.registry`); params
+sections ``network``, ``evaluate``, ``variants`` and ``train.seeds`` only.
 
 Writes reports/figures/: one PNG per figure (and an SVG for each paper figure), plus
 ``figures.json``, the manifest the report reads (file names, titles, captions, and the figures
@@ -24,17 +25,12 @@ import numpy as np
 import pandas as pd
 
 from eeoffload import figures as F
+from eeoffload import figures_extra as FX
 from eeoffload.claims import paper_variants
 from pipeline import params as P
-from pipeline.io import (
-    StageError,
-    atomic_dir,
-    check_columns,
-    read_json_checked,
-    read_params,
-    read_parquet_checked,
-    run_stage,
-)
+from pipeline import registry
+from pipeline.atomic import atomic_dir
+from pipeline.io import StageError, check_columns, read_json_checked, read_params, read_parquet_checked, run_stage
 
 OUT_DIR = Path("reports/figures")
 MANIFEST = "figures.json"
@@ -69,6 +65,8 @@ class VariantInputs:
     training: pd.DataFrame
     profile: dict[str, Any]
     layers: pd.DataFrame
+    exit_ms: dict[str, float]  # the per-exit latency evaluate used (reports/metrics/<v>/latency.json)
+    seed: int = 0  # the training seed of exits, reliability and training
 
 
 @dataclass
@@ -108,19 +106,22 @@ def read_csv(path: Path, columns: dict[str, str]) -> pd.DataFrame:
     return _check_columns(df, columns, path)
 
 
-def read_variant(variant: str, branches: list[str], root: Path = Path(".")) -> VariantInputs:
-    m = root / "reports" / "metrics" / variant
-    c = root / "reports" / "calibration"
-    p = root / "data" / "profile"
+def read_variant(variant: str, branches: list[str], seed: int, root: Path = Path(".")) -> VariantInputs:
+    """A variant's inputs: the metrics aggregated over seeds; the calibration tables and training
+    history of training seed ``seed`` (the first of ``train.seeds``)."""
+    m = root / registry.metrics_dir(variant)
     return VariantInputs(
         branches=branches,
         offload=read_parquet_checked(m / "offload.parquet", OFFLOAD_COLUMNS, "evaluate"),
         deadline=read_parquet_checked(m / "deadline.parquet", DEADLINE_COLUMNS, "evaluate"),
-        exits=read_parquet_checked(c / f"{variant}_exits.parquet", EXITS_COLUMNS, "calibrate"),
-        reliability=read_parquet_checked(c / f"{variant}_reliability.parquet", RELIABILITY_COLUMNS, "calibrate"),
-        training=read_csv(root / "reports" / "training" / f"{variant}.csv", TRAINING_COLUMNS),
-        profile=read_json_checked(p / f"{variant}.json", PROFILE_KEYS, "profile"),
-        layers=read_parquet_checked(p / f"{variant}_layers.parquet", LAYERS_COLUMNS, "profile"),
+        exits=read_parquet_checked(root / registry.calibration_exits_path(variant, seed), EXITS_COLUMNS, "calibrate"),
+        reliability=read_parquet_checked(root / registry.reliability_path(variant, seed), RELIABILITY_COLUMNS,
+                                         "calibrate"),
+        training=read_csv(root / registry.training_csv(variant, seed), TRAINING_COLUMNS),
+        profile=read_json_checked(root / registry.profile_path(variant), PROFILE_KEYS, "profile"),
+        layers=read_parquet_checked(root / registry.profile_layers_path(variant), LAYERS_COLUMNS, "profile"),
+        exit_ms=read_json_checked(m / "latency.json", ["exit_ms"], "evaluate")["exit_ms"],
+        seed=seed,
     )
 
 
@@ -233,22 +234,22 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
         skip("fig7", "no one- or two-branch variant")
 
     for v, i in inputs.items():
-        save(F.reliability_diagrams(i.reliability, i.exits, v, i.branches), f"reliability_{v}",
-             f"Reliability diagrams of {v} on the test split: accuracy vs mean confidence per confidence bin, "
+        save(FX.reliability_diagrams(i.reliability, i.exits, v, i.branches), f"reliability_{v}",
+             f"Reliability diagrams of {v} (training seed {i.seed}) on the test split: accuracy vs mean confidence per confidence bin, "
              f"before (conventional) and after temperature scaling (calibrated).", "extra", v)
-        save(F.latency_breakdown(i.layers, i.profile, v, net, i.branches), f"latency_{v}",
+        save(FX.latency_breakdown(i.layers, i.profile, v, net, i.branches, i.exit_ms), f"latency_{v}",
              f"Latency model of {v}: measured time per layer (left) and per-sample totals (right) for an "
              f"offloaded sample (edge + upload at {net.uplink_mbps:g} Mbps + cloud) and for each side exit.",
              "extra", v)
-        save(F.training_curves(i.training, v, i.branches), f"training_{v}",
-             f"Training curves of {v}: losses and validation accuracy per exit by epoch; shaded: the "
+        save(FX.training_curves(i.training, v, i.branches), f"training_{v}",
+             f"Training curves of {v} (training seed {i.seed}): losses and validation accuracy per exit by epoch; shaded: the "
              f"trunk-only phase.", "extra", v)
     if trajectory is None:
         skip("trajectory", "no snapshots: set train.snapshot_epochs")
     else:
         first = next(iter(inputs.values()))
         trunk = int((first.training["phase"] == "trunk").sum())
-        save(F.trajectory(*trajectory, trunk_epochs=trunk), "trajectory",
+        save(FX.trajectory(*trajectory, trunk_epochs=trunk), "trajectory",
              "Miscalibration along training, from the snapshots (train.snapshot_epochs): (a) temperature fitted on "
              "val per exit, above 1 = over-confident; (b) test ECE before and after scaling; (c) mean share of "
              "samples kept on the device over the p_tar grid, and the outage at p_tar 0.875, conventional vs "
@@ -258,7 +259,7 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
 
 def write_folder(target: Path, fill) -> None:
     """Fill a fresh temporary folder beside ``target`` with ``fill(tmp)``, then swap it in whole
-    (pipeline.io.atomic_dir: flushed to disk, the old folder renamed aside, never half of one)."""
+    (pipeline.atomic.atomic_dir: flushed to disk, the old folder renamed aside, never half of one)."""
     with atomic_dir(target) as tmp:
         fill(tmp)
 
@@ -266,7 +267,8 @@ def write_folder(target: Path, fill) -> None:
 def main() -> None:
     params = read_params()
     net, deadline_p, variants = parse_params(params)
-    inputs = {v: read_variant(v, br) for v, br in variants.items()}
+    seed = P.train_seeds(params)[0]
+    inputs = {v: read_variant(v, br, seed) for v, br in variants.items()}
     trajectory = read_trajectory()
 
     def fill(tmp: Path) -> None:

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from eeoffload import data as cifar
-from pipeline.io import StageError, atomic_dir, atomic_path, read_params, run_stage, write_npz
+from pipeline.atomic import atomic_dir, atomic_path, write_npz
+from pipeline.io import StageError, read_params, run_stage
 from pipeline.params import data_params
 
 OUT_DIR = Path("data/prepared")

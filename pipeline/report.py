@@ -3,9 +3,11 @@
     python -m pipeline.report
 
 Reads reports/figures/ (its figures.json manifest and the PNGs it lists), the metrics of every
-variant of params ``variants`` (reports/metrics/<v>/{offload,deadline}.parquet,
-reports/metrics.json), reports/calibration/<v>_exits.parquet, reports/training/<v>.csv, reports/trajectory/*.parquet,
-reports/timings/*.json and data/profile/<v>.json; params sections data, train, variants,
+variant of params ``variants`` aggregated over the seeds of ``train.seeds``
+(reports/metrics/<v>/{offload,deadline}.parquet, reports/metrics.json), every seed's
+reports/calibration/<v>/seed<k>_exits.parquet and reports/training/<v>/seed<k>.csv,
+reports/trajectory/*.parquet, reports/certify/<v>/seed<first>/, reports/timings/*.json and
+data/profile/<v>.json (paths: :mod:`pipeline.registry`); params sections data, train, variants,
 calibration, latency, network, evaluate.
 
 The claims table is computed here from the metrics files by :mod:`eeoffload.claims`. The page
@@ -20,7 +22,6 @@ import datetime as dt
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,10 @@ import pandas as pd
 
 from eeoffload import claims as C
 from eeoffload import paper as PAPER
-from pipeline.io import StageError, atomic_path, read_json_checked, read_params, read_parquet_checked, run_stage
+from pipeline import params as P
+from pipeline import registry
+from pipeline.atomic import atomic_path
+from pipeline.io import StageError, project_commit, read_json_checked, read_params, read_parquet_checked, run_stage
 from pipeline.params import validate_params
 
 OUT = Path("reports/index.html")
@@ -51,22 +55,6 @@ def _need(path: Path) -> Path:
     if not path.is_file():
         raise StageError(f"{path}: not found (run the stage that writes it first)")
     return path
-
-
-def git_commit(cwd: Path = Path(".")) -> str:
-    """HEAD's commit (with ' (uncommitted changes)' when tracked files differ), or 'unknown'."""
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10)
-        if head.returncode != 0:
-            return "unknown"
-        commit = head.stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
-                               capture_output=True, text=True, timeout=10)
-        if dirty.returncode == 0 and dirty.stdout.strip():
-            commit += " (uncommitted changes)"
-        return commit
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _flat(obj: Any, prefix: str = "") -> list[tuple[str, str]]:
@@ -146,6 +134,55 @@ def exit_table(exits: pd.DataFrame, training: pd.DataFrame | None, branches: lis
     return rows
 
 
+#: Numeric fields of an exit row averaged over seeds; those in _RANGED also get their seeds' range.
+_EXIT_NUMBERS = ("accuracy", "accuracy_cal", "val_acc", "temperature", "ece_before", "ece_after", "nll_before",
+                 "nll_after")
+_RANGED = ("accuracy", "temperature", "ece_before", "ece_after")
+
+
+def mean_exit_rows(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The exit tables of a variant's seeds (one list of rows per seed, same exits) as one: the mean
+    over seeds of each number, ``<field>_min``/``<field>_max`` for the main ones, and ``n_seeds``."""
+    rows = []
+    for i, first in enumerate(per_seed[0]):
+        row = dict(first, n_seeds=len(per_seed))
+        for field in _EXIT_NUMBERS:
+            values = pd.Series([rows_[i][field] for rows_ in per_seed], dtype=float)
+            row[field] = float(values.mean())
+            if field in _RANGED:
+                row[f"{field}_min"], row[f"{field}_max"] = float(values.min()), float(values.max())
+        rows.append(row)
+    return rows
+
+
+#: The headline numbers shown on the page, in this order (reports/metrics.json has more).
+HEADLINE_SHOWN = ("p_device_mean", "p_device@0.75", "p_device@0.85", "acc_device@0.75", "acc_device@0.85",
+                  "acc_total@0.85", "outage@0.85", "outage@0.875", "outage@0.9", "min_missed_deadline@0.85")
+
+
+def headline_table(headline: Any) -> list[dict[str, Any]]:
+    """reports/metrics.json as rows: per variant, calibration and shown key, the mean over the seeds,
+    the seeds' interval (t 95% from 3 seeds, else their min-max) and, where evaluate wrote one, the
+    population 95% interval on the counts pooled over seeds."""
+    rows = []
+    if not isinstance(headline, dict):
+        return rows
+    for v, by_cal in headline.items():
+        for cal, m in (by_cal or {}).items():
+            if not isinstance(m, dict):
+                continue
+            for key in (k for k in HEADLINE_SHOWN if k in m):
+                name, _, p = key.partition("@")
+                t_lo, t_hi = m.get(f"{key}_seed_lo"), m.get(f"{key}_seed_hi")
+                kind = "t 95%" if t_lo is not None and t_hi is not None else "min-max"
+                lo, hi = (t_lo, t_hi) if kind == "t 95%" else (m.get(f"{key}_seed_min"), m.get(f"{key}_seed_max"))
+                pop = (m.get(f"{name}_lo@{p}"), m.get(f"{name}_hi@{p}")) if p else (None, None)
+                rows.append({"variant": v, "calibration": cal, "metric": key, "value": m[key],
+                             "seed_lo": lo, "seed_hi": hi, "seed_kind": kind, "n_seeds": m.get("n_seeds", 1),
+                             "pop_lo": pop[0], "pop_hi": pop[1]})
+    return rows
+
+
 def trajectory_tables(root: Path) -> tuple[dict[str, list[dict[str, Any]]], list[int], list[dict[str, Any]]]:
     """The trajectory stage's tables as rows for the page: per variant and epoch, one row per exit
     (the offload columns on the first); the epochs; and the claims' verdicts per epoch."""
@@ -175,11 +212,12 @@ def trajectory_tables(root: Path) -> tuple[dict[str, list[dict[str, Any]]], list
     return tables, epochs, rows
 
 
-def certify_sections(root: Path, variants: list[str]) -> list[str]:
-    """The certify stage's HTML fragment of each variant that has one (pipeline.certify_report)."""
+def certify_sections(root: Path, variants: list[str], seed: int) -> list[str]:
+    """The certify stage's HTML fragment of each variant that has one, for training seed ``seed``
+    (pipeline.certify_report; the other seeds' tables are in reports/certify/<variant>/seed<k>/)."""
     from pipeline.certify_report import certify_html
 
-    folders = [root / "reports" / "certify" / v for v in variants]
+    folders = [root / registry.certify_dir(v, seed) for v in variants]
     return [certify_html(f) for f in folders if (f / "summary.json").is_file()]
 
 
@@ -251,21 +289,25 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
     branches = {v: [str(b) for b in (spec or {}).get("branches", [])] for v, spec in variants.items()}
     one, two = C.paper_variants(variants)
 
+    seeds = P.train_seeds(params)
     offload, deadline, profiles, per_exit = {}, {}, {}, {}
     for v in variants:
-        m = root / "reports" / "metrics" / v
+        m = root / registry.metrics_dir(v)
         offload[v] = read_parquet_checked(m / "offload.parquet", OFFLOAD_COLUMNS, "evaluate", allow_empty=True)
         deadline[v] = read_parquet_checked(m / "deadline.parquet", DEADLINE_COLUMNS, "evaluate", allow_empty=True)
-        exits = read_parquet_checked(root / "reports" / "calibration" / f"{v}_exits.parquet", EXITS_COLUMNS, "calibrate",
-                                     allow_empty=True)
-        tpath = _need(root / "reports" / "training" / f"{v}.csv")
-        try:
-            training = pd.read_csv(tpath)
-        except Exception as e:  # noqa: BLE001
-            raise StageError(f"{tpath}: not a readable CSV file: {e}") from e
-        profiles[v] = read_json_checked(root / "data" / "profile" / f"{v}.json", [], "profile")
-        per_exit[v] = exit_table(exits, training, branches[v])
-    headline = read_json_checked(root / "reports" / "metrics.json", [], "evaluate")
+        per_seed = []
+        for seed in seeds:
+            exits = read_parquet_checked(root / registry.calibration_exits_path(v, seed), EXITS_COLUMNS, "calibrate",
+                                         allow_empty=True)
+            tpath = _need(root / registry.training_csv(v, seed))
+            try:
+                training = pd.read_csv(tpath)
+            except Exception as e:  # noqa: BLE001
+                raise StageError(f"{tpath}: not a readable CSV file: {e}") from e
+            per_seed.append(exit_table(exits, training, branches[v]))
+        profiles[v] = read_json_checked(root / registry.profile_path(v), [], "profile")
+        per_exit[v] = mean_exit_rows(per_seed)
+    headline = read_json_checked(root / registry.METRICS_JSON, [], "evaluate")
 
     manifest_path = root / FIGURES / "figures.json"
     manifest = read_json_checked(manifest_path, [], "plots")
@@ -281,26 +323,21 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
         table = pd.concat([table, pd.DataFrame(link_rows)], ignore_index=True)
     claims_rows = table.to_dict(orient="records")
 
-    headline_rows = []
-    if isinstance(headline, dict):
-        for v, by_cal in headline.items():
-            if isinstance(by_cal, dict):
-                for cal, metrics in by_cal.items():
-                    if isinstance(metrics, dict):
-                        for k, val in metrics.items():
-                            headline_rows.append({"variant": v, "calibration": cal, "metric": k, "value": val})
+    headline_rows = headline_table(headline)
 
     stage_rows = timings(root / "reports" / "timings")
     trajectory, trajectory_epochs, trajectory_claims = trajectory_tables(root)
     return {
-        "certify": certify_sections(root, list(variants)),
+        "certify": certify_sections(root, list(variants), seeds[0]),
+        "seeds": list(seeds),
         "link": link_html,
         "banner": run_banner(params),
+        "profile_warnings": [(v, str(w)) for v, prof in profiles.items() for w in (prof.get("warnings") or [])],
         "trajectory": trajectory,
         "trajectory_epochs": trajectory_epochs,
         "trajectory_claims": trajectory_claims,
         "generated": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": git_commit(root),
+        "commit": project_commit(root),
         "machine": machine(profiles),
         "params": {s: _flat(params.get(s, {})) for s in PARAM_SECTIONS if s in params},
         "key_params": [

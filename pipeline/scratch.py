@@ -1,14 +1,19 @@
 """Run the pipeline in a scratch copy of the project (smoke runs and integration tests).
 
-``python -m pipeline.scratch --overlay configs/smoke.yaml --dest build/smoke [--archive ZIP]``
-copies dvc.yaml, params.yaml (with the overlay merged in), pipeline/ and src/ into DEST, makes it
-a git + DVC repository, and runs ``dvc repro`` there. The archive comes from --archive, else from
-$CIFAR10_ARCHIVE or the params, as for a normal run.
+``python -m pipeline.scratch --overlay configs/smoke.yaml --dest build/smoke [--archive ZIP] [--flow]``
+copies dvc.yaml, params.yaml (with the overlay merged in), pipeline/ and src/ into DEST (replacing
+an earlier copy), makes it a git + DVC repository, and runs ``dvc repro`` there; with ``--flow``
+(``make smoke``) the benchmark flow instead (``python -m pipeline.flows run --root DEST``), which
+logs to this project's Prefect database (``$PREFECT_HOME``, else ``.prefect/``; or the server of
+``make ui`` if it runs) and to this project's MLflow store (flow_env): the smoke runs show in the
+UIs ``make ui`` starts and stay there when DEST is replaced. The archive comes from --archive, else
+from $CIFAR10_ARCHIVE or the params, as for a normal run.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -18,14 +23,12 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.orchestration.project import PROJECT_ROOT, QUIET_ENV, prefect_home, project_tracking_uri
+from pipeline.io import SOURCE_FILE, git_commit
 from pipeline.overlay import load_overlay, merge
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT_ROOT
 COPIED = ("dvc.yaml", "pipeline", "src")
-QUIET_ENV = {
-    "DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
-}
 
 
 def scratch_env(dest: Path) -> dict[str, str]:
@@ -34,6 +37,16 @@ def scratch_env(dest: Path) -> dict[str, str]:
     # its own code first; what PYTHONPATH held before stays after it (e.g. wheels carried to a GPU box)
     env["PYTHONPATH"] = os.pathsep.join([str(dest / "src"), str(dest), *filter(None, [os.environ.get("PYTHONPATH")])])
     env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    return env
+
+
+def flow_env(dest: Path) -> dict[str, str]:
+    """scratch_env for the flow in a scratch project, tracked where this project is: MLflow at
+    project_tracking_uri() (``make ui``'s store unless $MLFLOW_TRACKING_URI says otherwise) and
+    Prefect's state in this project's $PREFECT_HOME."""
+    env = scratch_env(dest)
+    env["MLFLOW_TRACKING_URI"] = project_tracking_uri()
+    env["PREFECT_HOME"] = str(prefect_home())
     return env
 
 
@@ -53,6 +66,8 @@ def make_scratch_project(dest: Path, overrides: dict | None = None, vcs: bool = 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     (dest / "params.yaml").write_text(yaml.safe_dump(merge(params, overrides or {}), sort_keys=False))
     (dest / ".gitignore").write_text((ROOT / ".gitignore").read_text())
+    # the report shows the project's commit, not the scratch repository's
+    (dest / SOURCE_FILE).write_text(json.dumps({"project": str(ROOT), "commit": git_commit(ROOT)}) + "\n")
     if not vcs:
         return dest
     env = scratch_env(dest)
@@ -78,16 +93,28 @@ def main() -> None:
     ap.add_argument("--overlay", required=True)
     ap.add_argument("--dest", required=True)
     ap.add_argument("--archive", default=None, help="CIFAR-10 archive (else $CIFAR10_ARCHIVE or params)")
+    ap.add_argument("--flow", action="store_true",
+                    help="run the Prefect benchmark flow (stages as tasks, MLflow runs) instead of dvc repro")
     args = ap.parse_args()
     overlay = load_overlay(args.overlay)
     if args.archive:
         overlay = merge(overlay, {"data": {"archive": str(Path(args.archive).resolve())}})
     elif os.environ.get("CIFAR10_ARCHIVE"):
         os.environ["CIFAR10_ARCHIVE"] = str(Path(os.environ["CIFAR10_ARCHIVE"]).resolve())
+    replaced = Path(args.dest).exists()
     dest = make_scratch_project(Path(args.dest), overlay)
+    if replaced:
+        print(f"{dest}: replaced by a fresh copy" + (f"; the runs of earlier smoke flows stay in MLflow "
+              f"({project_tracking_uri()}) and Prefect ({prefect_home()})" if args.flow else ""), flush=True)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dvc", "repro"], cwd=dest, env=scratch_env(dest))
-    print(f"dvc repro in {dest}: exit {proc.returncode} after {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    if args.flow:
+        cmd = [sys.executable, "-m", "pipeline.flows", "run", "--root", str(dest)]
+        proc = subprocess.run(cmd, cwd=dest, env=flow_env(dest))
+    else:
+        cmd = [sys.executable, "-m", "dvc", "repro"]
+        proc = subprocess.run(cmd, cwd=dest, env=scratch_env(dest))
+    what = "benchmark flow" if args.flow else "dvc repro"
+    print(f"{what} in {dest}: exit {proc.returncode} after {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     raise SystemExit(proc.returncode)
 
 

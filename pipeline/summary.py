@@ -14,15 +14,17 @@ import pandas as pd
 import yaml
 
 from eeoffload.claims import claims_table, paper_variants
+from pipeline import registry
 
 
 def _fmt(x: float) -> str:
     return "n/a" if pd.isna(x) else f"{x:.3f}"
 
 
-def exit_rows(root: Path, variant: str) -> list[str]:
-    exits = pd.read_parquet(root / "reports/calibration" / f"{variant}_exits.parquet")
-    temps = json.loads((root / "data/calibration" / f"{variant}.json").read_text())["temperatures"]
+def exit_rows(root: Path, variant: str, seed: int) -> list[str]:
+    """The exit table of one run (the first training seed)."""
+    exits = pd.read_parquet(root / registry.calibration_exits_path(variant, seed))
+    temps = json.loads((root / registry.temperatures_path(variant, seed)).read_text())["temperatures"]
     rows = []
     for k, group in exits.groupby("exit"):
         conv = group[group["calibration"] == "conventional"].iloc[0]
@@ -33,7 +35,7 @@ def exit_rows(root: Path, variant: str) -> list[str]:
 
 
 def offload_rows(root: Path, variant: str, p_values: tuple[float, ...]) -> list[str]:
-    df = pd.read_parquet(root / "reports/metrics" / variant / "offload.parquet")
+    df = pd.read_parquet(root / registry.metrics_dir(variant) / "offload.parquet")
     rows = []
     for p in p_values:
         at = df[(df["p_tar"] - p).abs() < 1e-9]
@@ -49,16 +51,17 @@ def main(root: Path) -> None:
     variants = list(params["variants"])
     print("| variant | exit | test accuracy | T | ECE before | ECE after | NLL before | NLL after |")
     print("|---|---|---|---|---|---|---|---|")
+    seeds = (params["train"].get("seeds") or [0])
     for v in variants:
-        print("\n".join(exit_rows(root, v)))
+        print("\n".join(exit_rows(root, v, seeds[0])))
     print()
     print("| variant | p_tar | calibration | p_device | acc_device | acc_total | outage (batches) | outage over re-batchings [2.5-97.5% spread] |")
     print("|---|---|---|---|---|---|---|---|")
     for v in variants:
         print("\n".join(offload_rows(root, v, (0.75, 0.825, 0.85, 0.875))))
     print()
-    offload = {v: pd.read_parquet(root / "reports/metrics" / v / "offload.parquet") for v in variants}
-    deadline = {v: pd.read_parquet(root / "reports/metrics" / v / "deadline.parquet") for v in variants}
+    offload = {v: pd.read_parquet(root / registry.metrics_dir(v) / "offload.parquet") for v in variants}
+    deadline = {v: pd.read_parquet(root / registry.metrics_dir(v) / "deadline.parquet") for v in variants}
     one, two = paper_variants(params["variants"])
     table = claims_table(offload, deadline, one, two)
     print("| claim | variant | this run | verdict |")

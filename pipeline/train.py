@@ -30,20 +30,21 @@ from tqdm import tqdm
 from eeoffload.model import BAlexNet
 from eeoffload.temperature import fit_temperature
 from eeoffload.training import exit_metrics, images_to_tensor, predict_exits, train_epoch
-from pipeline.io import StageError, atomic_dir, atomic_path, atomic_write_parquet, atomic_write_text, read_params, run_stage
+from pipeline import registry
+from pipeline.atomic import atomic_dir, atomic_path, atomic_write_parquet, atomic_write_text
+from pipeline.io import StageError, read_params, run_run_stage
 from pipeline.params import TrainParams, VariantParams, torch_device, train_params, variant_params
 from pipeline.runtime import keep_freed_memory
 from pipeline.splits import BATCH, PREPARED, load_split, model_logits
 
-CHECKPOINTS = Path("data/checkpoints")
-SNAPSHOTS = Path("data/snapshots")
 
 
-def fingerprint(tp: TrainParams, vp: VariantParams) -> str:
-    """What a checkpoint must match to be resumed: the params and the prepared data."""
+def fingerprint(tp: TrainParams, vp: VariantParams, seed: int) -> str:
+    """What a checkpoint must match to be resumed: the params, the seed and the prepared data."""
     meta = (PREPARED / "meta.json").read_text() if (PREPARED / "meta.json").is_file() else ""
     # snapshot_epochs does not change the training; the snapshots already written are kept.
-    trained = {k: v for k, v in tp.__dict__.items() if k != "snapshot_epochs"}
+    # nor does the list of other seeds.
+    trained = {k: v for k, v in tp.__dict__.items() if k not in ("snapshot_epochs", "seeds")} | {"seed": seed}
     blob = json.dumps([trained, vp.__dict__, meta], sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -77,14 +78,17 @@ def history_csv(history: list[dict[str, float | int | str]]) -> str:
     return out.getvalue()
 
 
-def main(variant: str) -> None:
+def main(variant: str, seed: int) -> None:
     params = read_params()
     tp, vp = train_params(params), variant_params(params, variant)
     device = torch_device(tp.device)
     torch.set_num_threads(tp.num_threads or os.cpu_count() or 1)
     keep_freed_memory()  # large activations stay in the heap between steps (pipeline.runtime)
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels (GPU only)
-    torch.manual_seed(tp.seed)
+    if seed not in tp.seeds:
+        raise StageError(f"params.yaml: train.seeds = {list(tp.seeds)} has no seed {seed}; allowed: one of them")
+    torch.manual_seed(seed)
+    run = registry.run_dir(variant, seed)
     train, val = load_split("train"), load_split("val")
     snapshot_splits = {"val": val, "test": load_split("test")} if tp.snapshot_epochs else {}
     x = images_to_tensor(train["images"], device)
@@ -94,13 +98,13 @@ def main(variant: str) -> None:
 
     model = BAlexNet(vp.branches).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
-    generator = torch.Generator().manual_seed(tp.seed)
+    generator = torch.Generator().manual_seed(seed)
     schedule = ["trunk"] * tp.trunk_epochs + ["joint"] * tp.joint_epochs
     history: list[dict[str, float | int | str]] = []
 
-    ckpt_path = CHECKPOINTS / f"{variant}.pt"
-    snapshot_dir = CHECKPOINTS / f"{variant}_snapshots"
-    fp = fingerprint(tp, vp)
+    ckpt_path = registry.checkpoint_path(variant, seed)
+    snapshot_dir = ckpt_path.with_name(ckpt_path.stem + "_snapshots")
+    fp = fingerprint(tp, vp, seed)
     ckpt = read_checkpoint(ckpt_path, fp)
     if ckpt is None and snapshot_dir.exists():
         shutil.rmtree(snapshot_dir)  # snapshots of another run
@@ -112,7 +116,7 @@ def main(variant: str) -> None:
         if device == "cuda" and ckpt.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(list(ckpt["cuda_rng"]))
         history = list(ckpt["history"])
-        print(f"resuming {variant} from {ckpt_path} after epoch {len(history)}", flush=True)
+        print(f"resuming {run} from {ckpt_path} after epoch {len(history)}", flush=True)
         missing = [e for e in tp.snapshot_epochs
                    if e <= len(history) and not (snapshot_dir / f"epoch_{e:03d}.parquet").is_file()]
         if missing:
@@ -129,7 +133,7 @@ def main(variant: str) -> None:
         phase = schedule[epoch - 1]
         weights = trunk_weights if phase == "trunk" else vp.exit_weights
         t0 = time.perf_counter()
-        with tqdm(total=steps, desc=f"{variant} epoch {epoch}/{len(schedule)} ({phase})",
+        with tqdm(total=steps, desc=f"{run} epoch {epoch}/{len(schedule)} ({phase})",
                   disable=not interactive, leave=False, unit="batch") as bar:
             progress = (lambda v: (bar.update(1), bar.set_postfix(loss=f"{v:.3f}"))) if interactive else None
             loss = train_epoch(model, optimizer, x, y, weights, tp.batch_size, generator, tp.augment,
@@ -157,24 +161,22 @@ def main(variant: str) -> None:
                         "history": history}, tmp)
         accs = " ".join(f"exit{k + 1} {a:.3f}" for k, a in enumerate(val_acc))
         temps = " ".join(f"{row[f'val_temperature_exit{k + 1}']:.2f}" for k in range(n_exits))
-        print(f"{variant} epoch {epoch}/{len(schedule)} {phase}: loss {loss:.4f} val_loss {val_loss:.4f} "
+        print(f"{run} epoch {epoch}/{len(schedule)} {phase}: loss {loss:.4f} val_loss {val_loss:.4f} "
               f"val_acc {accs} T {temps}{' (snapshot)' if epoch in tp.snapshot_epochs else ''} "
               f"({elapsed:.1f} s, eta {eta / 60:.1f} min)", flush=True)
 
-    with atomic_path(Path("data/models") / f"{variant}.pt") as tmp:
+    with atomic_path(registry.model_path(variant, seed)) as tmp:
         torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "branches": vp.branches}, tmp)
-    atomic_write_text(Path("reports/training") / f"{variant}.csv", history_csv(history))
-    with atomic_dir(SNAPSHOTS / variant) as tmp:
+    atomic_write_text(registry.training_csv(variant, seed), history_csv(history))
+    with atomic_dir(registry.snapshots_dir(variant, seed)) as tmp:
         for epoch in tp.snapshot_epochs:
             shutil.copy2(snapshot_dir / f"epoch_{epoch:03d}.parquet", tmp / f"epoch_{epoch:03d}.parquet")
     ckpt_path.unlink(missing_ok=True)
     shutil.rmtree(snapshot_dir, ignore_errors=True)
-    print(f"trained {variant} ({len(schedule)} epochs) in {(time.perf_counter() - start_time) / 60:.1f} min "
+    print(f"trained {run} ({len(schedule)} epochs) in {(time.perf_counter() - start_time) / 60:.1f} min "
           f"on {device}", flush=True)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m pipeline.train <variant>")
-    run_stage("train", main, sys.argv[1])
+    run_run_stage("train", main)

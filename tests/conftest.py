@@ -23,7 +23,7 @@ os.environ.pop("CIFAR10_ARCHIVE", None)  # tests pass their own archives
 # Tiny sizes: the whole DVC pipeline on 2 cores in well under a minute per stage.
 TINY_PARAMS = {
     "data": {"n_train": 300, "n_val": 100, "n_test": 200},
-    "train": {"trunk_epochs": 1, "joint_epochs": 1, "batch_size": 64, "num_threads": 2, "snapshot_epochs": [1, 2]},
+    "train": {"seeds": [0, 1], "trunk_epochs": 1, "joint_epochs": 1, "batch_size": 64, "num_threads": 2, "snapshot_epochs": [1, 2]},
     "latency": {"warmup": 1, "repeats": 3},
     "evaluate": {"batch_size": 50, "resamples": 10},
 }

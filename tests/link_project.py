@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from eeoffload.model import BAlexNet
-from pipeline.io import write_npz
+from pipeline.atomic import write_npz
 
 ROOT = Path(__file__).resolve().parent.parent
 BRANCHES = ["relu1", "relu2"]
@@ -23,10 +23,10 @@ def make_project(root: Path, n_test: int = 60, link: dict[str, Any] | None = Non
     """Write the stage's inputs under ``root`` (variant ``tiny``) and return ``root``."""
     torch.manual_seed(0)
     model = BAlexNet(BRANCHES)
-    (root / "data/models").mkdir(parents=True)
-    torch.save({"state_dict": model.state_dict(), "branches": BRANCHES}, root / "data/models/tiny.pt")
-    (root / "data/calibration").mkdir(parents=True)
-    (root / "data/calibration/tiny.json").write_text(json.dumps(
+    (root / "data/models/tiny").mkdir(parents=True)
+    torch.save({"state_dict": model.state_dict(), "branches": BRANCHES}, root / "data/models/tiny/seed0.pt")
+    (root / "data/calibration/tiny").mkdir(parents=True)
+    (root / "data/calibration/tiny/seed0.json").write_text(json.dumps(
         {"method": "per_exit", "temperatures": {"1": 0.5, "2": 0.5, "3": 1.0}}))
     (root / "data/profile").mkdir(parents=True)
     (root / "data/profile/tiny.json").write_text(json.dumps(
@@ -38,6 +38,7 @@ def make_project(root: Path, n_test: int = 60, link: dict[str, Any] | None = Non
         "labels": rng.integers(0, 10, n_test).astype(np.int64), "sample_id": np.arange(n_test, dtype=np.int64)})
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["variants"] = {"tiny": {"branches": BRANCHES, "exit_weights": [1.0, 0.6, 0.3]}}
+    params["train"]["seeds"] = [0]
     params["evaluate"].update({"batch_size": 10, "t_tar_ms": {"start": 0.0, "stop": 60.0, "step": 1.0}})
     params["network"].update(network or {})
     params["link"].update({"n_samples": 12, "p_tar": 0.2, "uplink_trace": "", "max_seconds": 60, **(link or {})})

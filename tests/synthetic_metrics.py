@@ -4,8 +4,9 @@
 with a branch after relu1 and ``two_branch`` after relu1 and relu2, as in params.yaml):
 
 * reports/metrics/<v>/offload.parquet, reports/metrics/<v>/deadline.parquet, reports/metrics.json
-* reports/calibration/<v>_exits.parquet, reports/calibration/<v>_reliability.parquet
-* reports/training/<v>.csv
+* reports/metrics/<v>/latency.json
+* reports/calibration/<v>/seed0_exits.parquet, reports/calibration/<v>/seed0_reliability.parquet
+* reports/training/<v>/seed0.csv (one training seed: ``train.seeds: [0]``)
 * data/profile/<v>.json, data/profile/<v>_layers.parquet
 * reports/timings/<stage>[@<v>].json for the stages before plots
 
@@ -26,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import yaml
+
+from eeoffload.offload import LatencyProfile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -268,16 +271,22 @@ def write_synthetic_inputs(root: str | Path, variants: Mapping[str, Sequence[str
             r = rows.iloc[(rows["p_tar"] - 0.85).abs().argmin()]
             headline[v][cal] = {"acc_device@0.85": float(r["acc_device"]), "p_device@0.85": float(r["p_device"]),
                                 "outage@0.85": float(r["outage"])}
-        c = root / "reports" / "calibration"
+        c = root / "reports" / "calibration" / v
         c.mkdir(parents=True, exist_ok=True)
-        exits_frame(n_exits).to_parquet(c / f"{v}_exits.parquet", index=False)
-        reliability_frame(n_exits).to_parquet(c / f"{v}_reliability.parquet", index=False)
-        t = root / "reports" / "training"
+        exits_frame(n_exits).to_parquet(c / "seed0_exits.parquet", index=False)
+        reliability_frame(n_exits).to_parquet(c / "seed0_reliability.parquet", index=False)
+        t = root / "reports" / "training" / v
         t.mkdir(parents=True, exist_ok=True)
-        training_frame(n_exits).to_csv(t / f"{v}.csv", index=False)
+        training_frame(n_exits).to_csv(t / "seed0.csv", index=False)
         p = root / "data" / "profile"
         p.mkdir(parents=True, exist_ok=True)
         profile, layers = profile_files(branches)
+        exit_ms = LatencyProfile(device_ms_to_exit=[float(profile["device_ms_to_exit"][str(k)]) for k in range(1, n_exits)],
+                                 offload_edge_ms=float(profile["offload_edge_ms"]),
+                                 upload_bytes=float(profile["upload_bytes"]),
+                                 cloud_ms=float(profile["cloud_ms"])).exit_ms(18.8, 0.0)
+        (m / "latency.json").write_text(json.dumps({"uplink_mbps": 18.8, "rtt_ms": 0.0, "exit_ms": {
+            str(k): float(x) for k, x in enumerate(exit_ms, start=1)}}))
         (p / f"{v}.json").write_text(json.dumps(profile, indent=2))
         layers.to_parquet(p / f"{v}_layers.parquet", index=False)
     (root / "reports" / "metrics.json").write_text(json.dumps(headline, indent=2))
@@ -286,7 +295,8 @@ def write_synthetic_inputs(root: str | Path, variants: Mapping[str, Sequence[str
     timings.mkdir(parents=True, exist_ok=True)
     stages = [("prepare", None, 12.5), ("evaluate", None, 30.25)]
     for v in variants:
-        stages += [("train", v, 600.0), ("logits", v, 20.0), ("calibrate", v, 2.0), ("profile", v, 15.0)]
+        stages += [("train", f"{v}-0", 600.0), ("logits", f"{v}-0", 20.0), ("calibrate", f"{v}-0", 2.0),
+                   ("profile", v, 15.0)]
     for stage, v, s in stages:
         name = stage if v is None else f"{stage}@{v}"
         (timings / f"{name}.json").write_text(json.dumps({"stage": stage, "variant": v, "seconds": s}))
@@ -302,6 +312,7 @@ def make_project(dest: str | Path, variants: Mapping[str, Sequence[str]] | None 
     if variants is not None:
         params["variants"] = {v: {"branches": list(b), "exit_weights": [1.0] * (len(b) + 1)}
                               for v, b in variants.items()}
+    params["train"]["seeds"] = [0]
     (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     write_synthetic_inputs(dest, {v: s["branches"] for v, s in params["variants"].items()}, **kwargs)
     return dest

@@ -22,6 +22,7 @@ T_SIDE = 3.0  # the side branch's logits are those of a calibrated model times 3
 
 PARAMS: dict[str, Any] = {
     "variants": {"v": {"branches": ["relu1"], "exit_weights": [1.0, 0.3]}},
+    "train": {"seeds": [0]},
     "calibration": {"method": "per_exit", "n_bins": 15},
     "network": {"uplink_mbps": 18.8, "rtt_ms": 0.0},
     "evaluate": {
@@ -55,15 +56,15 @@ def logits_frame(n_val: int = 1500, n_test: int = 400, seed: int = 0) -> pd.Data
 
 
 def write_project(root: Path, params: dict[str, Any] = PARAMS, calibration: bool = False) -> Path:
-    (root / "data/logits").mkdir(parents=True)
+    (root / "data/logits/v").mkdir(parents=True)
     (root / "data/profile").mkdir(parents=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
-    logits_frame().to_parquet(root / "data/logits/v.parquet", index=False)
+    logits_frame().to_parquet(root / "data/logits/v/seed0.parquet", index=False)
     (root / "data/profile/v.json").write_text(json.dumps(PROFILE))
     if calibration:
-        (root / "data/calibration").mkdir(parents=True)
+        (root / "data/calibration/v").mkdir(parents=True)
         temps = {"method": "per_exit", "temperatures": {"1": T_SIDE, "2": 1.0}}
-        (root / "data/calibration/v.json").write_text(json.dumps(temps))
+        (root / "data/calibration/v/seed0.json").write_text(json.dumps(temps))
     return root
 
 
@@ -83,30 +84,36 @@ def assert_one_line_error(proc: subprocess.CompletedProcess[str], *culprits: str
 
 def test_calibrate_then_evaluate_write_the_contract_files(tmp_path: Path) -> None:
     root = write_project(tmp_path)
-    proc = run(root, "calibrate", "v")
+    proc = run(root, "calibrate", "v", "0")
     assert proc.returncode == 0, proc.stderr
 
-    cal = json.loads((root / "data/calibration/v.json").read_text())
+    cal = json.loads((root / "data/calibration/v/seed0.json").read_text())
     assert cal["method"] == "per_exit" and set(cal["temperatures"]) == {"1", "2"}
     assert cal["temperatures"]["1"] == pytest.approx(T_SIDE, rel=0.1)
     assert cal["temperatures"]["2"] == pytest.approx(1.0, rel=0.1)
 
-    exits = pd.read_parquet(root / "reports/calibration/v_exits.parquet")
+    exits = pd.read_parquet(root / "reports/calibration/v/seed0_exits.parquet")
     assert list(exits.columns) == ["exit", "calibration", "temperature", "accuracy", "ece", "mce", "nll", "brier"]
     assert exits["exit"].dtype == np.int64 and len(exits) == 4
     side = exits[exits["exit"] == 1].set_index("calibration")
     assert side.loc["calibrated", "ece"] < side.loc["conventional", "ece"]
     assert side.loc["calibrated", "accuracy"] == side.loc["conventional", "accuracy"]  # T keeps the argmax
-    rel = pd.read_parquet(root / "reports/calibration/v_reliability.parquet")
+    rel = pd.read_parquet(root / "reports/calibration/v/seed0_reliability.parquet")
     assert list(rel.columns) == ["exit", "calibration", "bin", "bin_lower", "bin_upper", "count", "confidence",
                                  "accuracy"]
     assert len(rel) == 2 * 2 * 15 and rel["count"].dtype == np.int64 and rel["bin"].dtype == np.int64
     assert (rel.groupby(["exit", "calibration"])["count"].sum() == 400).all()
-    assert (root / "reports/timings/calibrate@v.json").exists()
+    assert (root / "reports/timings/calibrate@v-0.json").exists()
 
     proc = run(root, "evaluate")
     assert proc.returncode == 0, proc.stderr
-    off = pd.read_parquet(root / "reports/metrics/v/offload.parquet")
+    # the seed aggregate begins with the per-seed table's columns, then the seed columns
+    aggregate = pd.read_parquet(root / "reports/metrics/v/offload.parquet")
+    off = pd.read_parquet(root / "reports/metrics/v/seed0/offload.parquet")
+    assert list(aggregate.columns)[:len(off.columns)] == list(off.columns)
+    assert {"p_device_seed_min", "outage_seed_lo", "n_seeds"} <= set(aggregate.columns)
+    assert (aggregate["n_seeds"] == 1).all()
+    pd.testing.assert_frame_equal(aggregate[list(off.columns)], off, check_dtype=False)
     assert list(off.columns) == ["calibration", "p_tar", "p_device", "conf_device", "acc_device", "acc_total",
                                  "outage", "n_batches", "outage_resampled", "outage_low", "outage_high",
                                  "n_samples", "n_device", "p_device_lo", "p_device_hi", "acc_device_lo",
@@ -118,7 +125,8 @@ def test_calibrate_then_evaluate_write_the_contract_files(tmp_path: Path) -> Non
     conv = off[off["calibration"] == "conventional"].set_index("p_tar")
     calib = off[off["calibration"] == "calibrated"].set_index("p_tar")
     assert (calib["p_device"] <= conv["p_device"] + 1e-12).all()  # T > 1 lowers every confidence
-    dl = pd.read_parquet(root / "reports/metrics/v/deadline.parquet")
+    dl = pd.read_parquet(root / "reports/metrics/v/seed0/deadline.parquet")
+    assert list(pd.read_parquet(root / "reports/metrics/v/deadline.parquet").columns)[:8] == list(dl.columns)
     assert list(dl.columns) == ["calibration", "p_tar", "t_tar_ms", "missed_deadline", "n_batches",
                                 "n_missed_batches", "missed_lo", "missed_hi"]
     assert len(dl) == 2 * 3 * 301
@@ -134,22 +142,22 @@ def test_calibrate_then_evaluate_write_the_contract_files(tmp_path: Path) -> Non
 def test_calibrate_global_method(tmp_path: Path) -> None:
     params = {**PARAMS, "calibration": {"method": "global", "n_bins": 10}}
     root = write_project(tmp_path, params)
-    assert run(root, "calibrate", "v").returncode == 0
-    assert json.loads((root / "data/calibration/v.json").read_text())["method"] == "global"
-    assert len(pd.read_parquet(root / "reports/calibration/v_reliability.parquet")) == 2 * 2 * 10
+    assert run(root, "calibrate", "v", "0").returncode == 0
+    assert json.loads((root / "data/calibration/v/seed0.json").read_text())["method"] == "global"
+    assert len(pd.read_parquet(root / "reports/calibration/v/seed0_reliability.parquet")) == 2 * 2 * 10
 
 
 def test_calibrate_bad_param_names_key_and_writes_nothing(tmp_path: Path) -> None:
     root = write_project(tmp_path, {**PARAMS, "calibration": {"method": "isotonic", "n_bins": 15}})
-    assert_one_line_error(run(root, "calibrate", "v"), "calibration.method", "per_exit | global")
+    assert_one_line_error(run(root, "calibrate", "v", "0"), "calibration.method", "per_exit | global")
     assert not (root / "data/calibration").exists() and not (root / "reports").exists()
 
 
 def test_calibrate_bad_logits_file_names_file_and_writes_nothing(tmp_path: Path) -> None:
     root = write_project(tmp_path)
-    path = root / "data/logits/v.parquet"
+    path = root / "data/logits/v/seed0.parquet"
     pd.read_parquet(path).astype({"exit": "int32"}).to_parquet(path, index=False)
-    assert_one_line_error(run(root, "calibrate", "v"), "data/logits/v.parquet", "'exit'")
+    assert_one_line_error(run(root, "calibrate", "v", "0"), "data/logits/v/seed0.parquet", "'exit'")
     assert not (root / "data/calibration").exists() and not (root / "reports").exists()
 
 

@@ -224,8 +224,9 @@ def small_project(tmp: Path, n_val: int = 300, n_test: int = 700, **certify: obj
     params = json.loads(json.dumps(BASE))
     params["certify"].update({"splits": 4, "bootstrap": 10, **certify})
     (tmp / "params.yaml").write_text(yaml.safe_dump(params), encoding="utf-8")
-    (tmp / "data/logits").mkdir(parents=True)
-    synthetic_logits_frame(n_val, n_test, 3, seed=1).to_parquet(tmp / "data/logits/two_branch.parquet", index=False)
+    (tmp / "data/logits/two_branch").mkdir(parents=True)
+    synthetic_logits_frame(n_val, n_test, 3, seed=1).to_parquet(tmp / "data/logits/two_branch/seed0.parquet",
+                                                                index=False)
     return tmp
 
 
@@ -245,9 +246,9 @@ COLUMNS = {
 
 def test_stage_writes_every_table(tmp_path: Path) -> None:
     root = small_project(tmp_path)
-    proc = run_stage(root, "certify", "two_branch")
+    proc = run_stage(root, "certify", "two_branch", "0")
     assert proc.returncode == 0, proc.stderr
-    out = root / "reports/certify/two_branch"
+    out = root / "reports/certify/two_branch/seed0"
     for name, columns in COLUMNS.items():
         assert list(pd.read_parquet(out / f"{name}.parquet").columns) == columns, name
     thresholds = pd.read_parquet(out / "thresholds.parquet")
@@ -257,7 +258,7 @@ def test_stage_writes_every_table(tmp_path: Path) -> None:
     np.testing.assert_array_equal(rule["threshold"], rule["target"])
     head = json.loads((out / "summary.json").read_text())
     assert head["n_calibration"] == 300 and head["n_fit"] == 150 and set(head["methods"]) == set(cb.METHODS)
-    assert (root / "reports/timings/certify@two_branch.json").is_file()
+    assert (root / "reports/timings/certify@two_branch-0.json").is_file()
 
     from pipeline.certify_report import certify_html
 
@@ -268,10 +269,10 @@ def test_stage_writes_every_table(tmp_path: Path) -> None:
 def test_stage_is_deterministic(tmp_path: Path) -> None:
     first, second = small_project(tmp_path / "a"), small_project(tmp_path / "b")
     for root in (first, second):
-        assert run_stage(root, "certify", "two_branch").returncode == 0
+        assert run_stage(root, "certify", "two_branch", "0").returncode == 0
     for name in COLUMNS:
-        pd.testing.assert_frame_equal(pd.read_parquet(first / f"reports/certify/two_branch/{name}.parquet"),
-                                      pd.read_parquet(second / f"reports/certify/two_branch/{name}.parquet"))
+        pd.testing.assert_frame_equal(pd.read_parquet(first / f"reports/certify/two_branch/seed0/{name}.parquet"),
+                                      pd.read_parquet(second / f"reports/certify/two_branch/seed0/{name}.parquet"))
 
 
 @pytest.mark.parametrize("change,text", [
@@ -279,15 +280,15 @@ def test_stage_is_deterministic(tmp_path: Path) -> None:
 ])
 def test_stage_refuses_too_small_data_with_one_line(tmp_path: Path, change: dict, text: str) -> None:
     root = small_project(tmp_path, **change)
-    proc = run_stage(root, "certify", "two_branch")
+    proc = run_stage(root, "certify", "two_branch", "0")
     assert proc.returncode == 2 and text in proc.stderr and proc.stderr.count("\n") == 1
 
 
 def test_stage_names_a_missing_logits_file(tmp_path: Path) -> None:
     root = small_project(tmp_path)
     shutil.rmtree(root / "data/logits")
-    proc = run_stage(root, "certify", "two_branch")
-    assert proc.returncode == 2 and "data/logits/two_branch.parquet: not found" in proc.stderr
+    proc = run_stage(root, "certify", "two_branch", "0")
+    assert proc.returncode == 2 and "data/logits/two_branch/seed0.parquet: not found" in proc.stderr
 
 
 @pytest.mark.integration
@@ -297,13 +298,13 @@ def test_dvc_runs_the_certify_stage_alone(tmp_path: Path) -> None:
     from benchmarks.certify import synthetic_logits_frame
     from pipeline.scratch import dvc_repro, make_scratch_project
 
-    root = make_scratch_project(tmp_path / "p", {"certify": {"splits": 10, "bootstrap": 5}})
-    (root / "data/logits").mkdir(parents=True)
-    synthetic_logits_frame(100, 200, 3, seed=2).to_parquet(root / "data/logits/two_branch.parquet", index=False)
-    first = dvc_repro(root, "--single-item", "certify@two_branch")
+    root = make_scratch_project(tmp_path / "p", {"certify": {"splits": 10, "bootstrap": 5}, "train": {"seeds": [0]}})
+    (root / "data/logits/two_branch").mkdir(parents=True)
+    synthetic_logits_frame(100, 200, 3, seed=2).to_parquet(root / "data/logits/two_branch/seed0.parquet", index=False)
+    first = dvc_repro(root, "--single-item", "certify@two_branch-0")
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
-    assert (root / "reports/certify/two_branch/summary.json").is_file()
-    again = dvc_repro(root, "--single-item", "certify@two_branch")
+    assert (root / "reports/certify/two_branch/seed0/summary.json").is_file()
+    again = dvc_repro(root, "--single-item", "certify@two_branch-0")
     assert again.returncode == 0 and "didn't change" in again.stdout + again.stderr
 
 

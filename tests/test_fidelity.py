@@ -59,9 +59,10 @@ def test_snapshot_epochs_past_the_schedule_are_dropped() -> None:
 
 def test_parallel_groups_foreach_instances_only() -> None:
     groups = [[s.name for s in g] for g in stage_groups(plan(ROOT), {"train", "logits"})]
-    assert ["train@one_branch", "train@two_branch"] in groups
-    assert ["logits@one_branch", "logits@two_branch"] in groups
-    assert ["calibrate@one_branch"] in groups and ["prepare"] in groups
+    runs = [f"{v}-{k}" for v in ("one_branch", "two_branch") for k in (0, 1, 2)]  # variant x seed
+    assert [f"train@{r}" for r in runs] in groups
+    assert [f"logits@{r}" for r in runs] in groups
+    assert ["calibrate@one_branch-0"] in groups and ["prepare"] in groups
 
 
 def test_plain_run_only_and_unknown_stage(tmp_path: Path) -> None:
@@ -83,17 +84,17 @@ def test_plain_run_only_and_unknown_stage(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("variant", "n_exits"), [("one_branch", 2), ("two_branch", 3)])
 def test_snapshots_and_history(tiny_run: TinyRun, variant: str, n_exits: int) -> None:
     assert tiny_run.proc.returncode == 0, tiny_run.proc.stderr[-2000:]
-    files = sorted((tiny_run.root / "data" / "snapshots" / variant).glob("*.parquet"))
+    files = sorted((tiny_run.root / "data" / "snapshots" / variant / "seed0").glob("*.parquet"))
     assert [f.name for f in files] == ["epoch_001.parquet", "epoch_002.parquet"]
-    final = pd.read_parquet(tiny_run.root / "data" / "logits" / f"{variant}.parquet")
+    final = pd.read_parquet(tiny_run.root / "data" / "logits" / variant / "seed0.parquet")
     last = pd.read_parquet(files[-1])
     assert list(last.columns) == LOGIT_COLUMNS and len(last) == len(final)
     # the last snapshot is the trained model: the same logits as the logits stage's (float tolerance)
     pd.testing.assert_frame_equal(last, final, check_exact=False, atol=1e-4, rtol=1e-4)
-    history = pd.read_csv(tiny_run.root / "reports" / "training" / f"{variant}.csv")
+    history = pd.read_csv(tiny_run.root / "reports" / "training" / variant / "seed0.csv")
     assert [f"val_temperature_exit{k}" for k in range(1, n_exits + 1)] == \
         [c for c in history.columns if c.startswith("val_temperature")]
-    assert not (tiny_run.root / "data" / "checkpoints" / f"{variant}_snapshots").exists()
+    assert not (tiny_run.root / "data" / "checkpoints" / f"{variant}_seed0_snapshots").exists()
 
 
 @pytest.mark.integration
@@ -106,6 +107,10 @@ def test_trajectory_tables(tiny_run: TinyRun) -> None:
     trunk = exits[exits["epoch"] == 1]  # trunk_epochs = 1: side branches untrained then
     assert list(trunk["trained"]) == [k == n for k, n in zip(trunk["exit"], trunk["variant"].map(
         {"one_branch": 2, "two_branch": 3}), strict=True)]
+    seeds = TINY_PARAMS["train"]["seeds"]
+    assert (exits["n_seeds"] == len(seeds)).all()  # means over the seeds; per seed beside them
+    by_seed = pd.read_parquet(folder / "exits_by_seed.parquet")
+    assert len(by_seed) == len(seeds) * len(exits) and sorted(by_seed["seed"].unique()) == seeds
     offload = pd.read_parquet(folder / "offload.parquet")
     assert len(offload) == 2 * 2 * 2 and {"p_device_mean", "outage@0.875", "outage@0.9"} <= set(offload.columns)
     claims = pd.read_parquet(folder / "claims.parquet")
@@ -118,12 +123,18 @@ def test_trajectory_tables(tiny_run: TinyRun) -> None:
 def test_paper_build_from_a_bundle(tiny_run: TinyRun, tmp_path: Path) -> None:
     """A bundle laid out as results/paper/ (here from the tiny run) rebuilds without training."""
     bundle = tmp_path / "bundle"
-    seed0 = bundle / "seed0"
-    for rel in ("data/logits", "data/snapshots", "data/profile", "reports/training"):
-        shutil.copytree(tiny_run.root / rel, seed0 / rel)
-    (seed0 / "data" / "snapshots" / "one_branch" / "epoch_002.parquet").unlink()  # shipped once, as logits
-    shutil.copytree(seed0 / "data" / "logits", bundle / "seed1" / "data" / "logits")
-    shutil.copytree(seed0 / "reports" / "training", bundle / "seed1" / "reports" / "training")
+    for seed in (0, 1):  # the bundle's layout: seed<s>/data/logits/<variant>.parquet, ...
+        for v in ("one_branch", "two_branch"):
+            out = bundle / f"seed{seed}"
+            (out / "data" / "logits").mkdir(parents=True, exist_ok=True)
+            shutil.copy(tiny_run.root / "data" / "logits" / v / f"seed{seed}.parquet", out / "data" / "logits" / f"{v}.parquet")
+            (out / "reports" / "training").mkdir(parents=True, exist_ok=True)
+            shutil.copy(tiny_run.root / "reports" / "training" / v / f"seed{seed}.csv",
+                        out / "reports" / "training" / f"{v}.csv")
+            if seed == 0:
+                shutil.copytree(tiny_run.root / "data" / "snapshots" / v / "seed0", out / "data" / "snapshots" / v)
+    shutil.copytree(tiny_run.root / "data" / "profile", bundle / "seed0" / "data" / "profile")
+    (bundle / "seed0" / "data" / "snapshots" / "one_branch" / "epoch_002.parquet").unlink()  # shipped once, as logits
     shutil.copy(tiny_run.root / "params.yaml", bundle / "params.yaml")
     dest = tmp_path / "out"
     proc = subprocess.run([sys.executable, "-m", "pipeline.paper", "build", "--bundle", str(bundle), "--dest",
@@ -131,11 +142,11 @@ def test_paper_build_from_a_bundle(tiny_run: TinyRun, tmp_path: Path) -> None:
                            f"{TINY_PARAMS['evaluate']['batch_size']}"], cwd=ROOT, env=scratch_env(ROOT),
                           text=True, capture_output=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for seed in (0, 1):
-        assert (dest / f"seed{seed}" / "reports" / "index.html").is_file()
-        params = yaml.safe_load((dest / f"seed{seed}" / "params.yaml").read_text())
-        assert params["network"]["uplink_mbps"] == 5 and params["train"]["seed"] == seed
-    assert (dest / "seed0" / "data" / "snapshots" / "one_branch" / "epoch_002.parquet").is_file()
+    assert (dest / "reports" / "index.html").is_file()
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    assert params["network"]["uplink_mbps"] == 5 and params["train"]["seeds"] == [0, 1]
+    assert (dest / "data" / "snapshots" / "one_branch" / "seed0" / "epoch_002.parquet").is_file()
+    assert (pd.read_parquet(dest / "reports" / "metrics" / "one_branch" / "offload.parquet")["n_seeds"] == 2).all()
     assert "| one_branch | calibrated | outage@0.85 |" in (dest / "headline.md").read_text()
 
 
@@ -173,7 +184,7 @@ def test_shipped_bundle_is_complete() -> None:
     epochs = sorted(p.name for p in (BUNDLE / "seed0" / "data" / "snapshots" / "one_branch").iterdir())
     assert epochs == [f"epoch_{e:03d}.parquet" for e in (10, 25, 50, 75, 100)]
     # the analysis is shipped too (pipeline.paper build --certify --ship): readable without running anything
-    assert (BUNDLE / "seed0" / "reports" / "index.html").is_file() and (BUNDLE / "headline.md").is_file()
+    assert (BUNDLE / "analysis" / "reports" / "index.html").is_file() and (BUNDLE / "headline.md").is_file()
 
 
 def test_estimate_names_device_and_time(tmp_path: Path) -> None:
@@ -185,4 +196,4 @@ def test_estimate_names_device_and_time(tmp_path: Path) -> None:
                           text=True, capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "estimate: train@one_branch: 2 epochs x 8 steps" in proc.stdout and "on cpu" in proc.stdout
-    assert "training all variants" in proc.stdout
+    assert "x 3 seeds" in proc.stdout and "training all variants and seeds" in proc.stdout

@@ -1,4 +1,4 @@
-"""Figures (eeoffload.figures, stage plots) and claims (eeoffload.claims) on synthetic metrics."""
+"""Figures (eeoffload.figures, .figures_extra, stage plots) and claims (eeoffload.claims) on synthetic metrics."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from eeoffload import claims as C
 from eeoffload import figures as F
+from eeoffload import figures_extra as FX
 from tests.synthetic_metrics import (
     EXTRA_FIGURES,
     PAPER_FIGURES,
@@ -56,10 +57,10 @@ def test_plots_missing_input_names_the_file_and_keeps_old_figures(plotted: Path,
     root = tmp_path / "p"
     shutil.copytree(plotted, root)
     before = sorted(p.name for p in (root / "reports" / "figures").iterdir())
-    (root / "reports" / "training" / "two_branch.csv").unlink()
+    (root / "reports" / "training" / "two_branch" / "seed0.csv").unlink()
     proc = run_stage(root, "plots")
     assert proc.returncode == 2
-    assert "reports/training/two_branch.csv" in proc.stderr and "Traceback" not in proc.stderr
+    assert "reports/training/two_branch/seed0.csv" in proc.stderr and "Traceback" not in proc.stderr
     assert sorted(p.name for p in (root / "reports" / "figures").iterdir()) == before
 
 
@@ -111,7 +112,7 @@ def test_figures_share_one_visual_language() -> None:
         F.fig4_outage(off, "one_branch", ["relu1"], net),
         F.fig5_missed_deadline(deadline_frame(1), [0.75, 0.85], "one_branch", ["relu1"], net),
         F.fig7_outage_branches({"a": off, "b": offload_frame(2)}, {"a": 1, "b": 2}, net),
-        F.reliability_diagrams(reliability_frame(2), exits_frame(2), "one_branch", ["relu1"]),
+        FX.reliability_diagrams(reliability_frame(2), exits_frame(2), "one_branch", ["relu1"]),
     ]
     want = {F.CALIBRATION_COLORS["conventional"].lower(), F.CALIBRATION_COLORS["calibrated"].lower()}
     try:
@@ -125,15 +126,6 @@ def test_figures_share_one_visual_language() -> None:
     finally:
         for fig in figs:
             F.plt.close(fig)
-
-
-def test_upload_ms() -> None:
-    # 18.8 Mbps: 131072 bytes = 1048576 bits -> 55.77 ms, plus the RTT.
-    assert F.upload_ms(131072, 18.8) == pytest.approx(1048576 / 18.8e3)
-    assert F.upload_ms(1000, 8.0, rtt_ms=2.0) == pytest.approx(1.0 + 2.0)
-
-
-# --------------------------------------------------------------------------- claims
 
 
 def _table(shape: str = "paper", variants: dict | None = None, p_step: float = 0.005) -> pd.DataFrame:

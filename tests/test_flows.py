@@ -2,12 +2,16 @@
 
 One scratch project for the module: a first flow run in a subprocess (every stage runs), a second
 flow started while it holds the workspace (fails fast, nothing changed), then an in-process run
-(every stage cached, MLflow logged), and one with an unreachable tracking server.
+(every stage cached, MLflow logged), and one with an unreachable tracking server. The stages are
+never named here: they come from DVC (`dvc dag --dot`), as dvc.yaml's matrix makes them. The CLI
+(`python -m pipeline.flows`) ends a failed flow with its error printed once and no traceback.
+The pieces that need no Prefect server are in test_orchestration_units.py.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -47,7 +51,9 @@ def prefect_api() -> str:
 @pytest.fixture(scope="session")
 def flow_project(tmp_path_factory: pytest.TempPathFactory, tiny_zip: Path, prefect_api: str) -> FlowProject:
     """A fresh tiny project; the flow runs in a subprocess while a second start is tried in-process."""
-    from pipeline.flows import benchmark, lock_holder, stage_graph
+    from pipeline.orchestration.dag import stage_names
+    from pipeline.orchestration.flows import benchmark
+    from pipeline.orchestration.lock import lock_holder
 
     overrides = {**TINY_PARAMS, "data": {**TINY_PARAMS["data"], "archive": str(tiny_zip)}}
     root = make_scratch_project(tmp_path_factory.mktemp("flow") / "p", overrides)
@@ -64,7 +70,7 @@ def flow_project(tmp_path_factory: pytest.TempPathFactory, tiny_zip: Path, prefe
     busy_seconds = time.monotonic() - start
     out, _ = first.communicate(timeout=900)
     return FlowProject(root, prefect_api, subprocess.CompletedProcess(first.args, first.returncode, out, ""),
-                       busy_state, busy_seconds, [s for s, _ in stage_graph(root)])
+                       busy_state, busy_seconds, stage_names(root))
 
 
 def task_runs_of(flow_run_id) -> dict[str, object]:
@@ -83,12 +89,26 @@ def dvc_status(root: Path) -> str:
     return proc.stdout
 
 
+def dvc_dag_edges(root: Path) -> tuple[set[str], set[tuple[str, str]]]:
+    """The stages and (upstream, downstream) edges DVC's own CLI reports (`dvc dag --dot`)."""
+    proc = subprocess.run([sys.executable, "-m", "dvc", "dag", "--dot"], cwd=root, env=scratch_env(root),
+                          text=True, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    edges = set(re.findall(r'"([^"]+)" -> "([^"]+)"', proc.stdout))
+    nodes = set(re.findall(r'^"([^"]+)";$', proc.stdout, flags=re.M)) | {n for e in edges for n in e}
+    return nodes, edges
+
+
 def test_stage_order_is_dvcs_dag(flow_project: FlowProject) -> None:
+    from pipeline.orchestration.dag import stage_graph
+
     stages = flow_project.stages
-    assert len(stages) == 15 and stages[0] == "prepare" and stages[-1] == "report"  # 5 per variant x 2 + 5
-    for v in ("one_branch", "two_branch"):
-        assert stages.index(f"train@{v}") < stages.index(f"logits@{v}") < stages.index(f"calibrate@{v}") \
-            < stages.index("evaluate") < stages.index("plots")
+    nodes, edges = dvc_dag_edges(flow_project.root)
+    assert len(stages) == len(set(stages)) and set(stages) == nodes
+    assert edges, "dvc.yaml has stages that depend on each other"
+    for upstream, downstream in edges:
+        assert stages.index(upstream) < stages.index(downstream), (upstream, downstream)
+    assert {(u, s) for s, ups in stage_graph(flow_project.root) for u in ups} == edges  # the tasks' wait_for
 
 
 def test_first_run_every_stage_is_a_task(flow_project: FlowProject) -> None:
@@ -108,7 +128,8 @@ def test_first_run_every_stage_is_a_task(flow_project: FlowProject) -> None:
     for stage in flow_project.stages:
         assert tasks[stage].is_completed() and tasks[stage].name == "Completed", (stage, tasks[stage])
     assert tasks["summary"].is_completed()
-    assert "Running stage 'train@one_branch'" in flow_project.first.stdout  # stage output in the log
+    for stage in flow_project.stages:  # every stage ran, its output in the log
+        assert f"Running stage '{stage}'" in flow_project.first.stdout, stage
     assert (flow_project.root / "reports" / "index.html").exists()
 
 
@@ -127,7 +148,7 @@ def test_second_run_marks_every_stage_cached_and_logs_mlflow(flow_project: FlowP
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow import MlflowClient
 
-    from pipeline.flows import benchmark
+    from pipeline.orchestration.flows import benchmark
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
@@ -141,13 +162,15 @@ def test_second_run_marks_every_stage_cached_and_logs_mlflow(flow_project: FlowP
     client = MlflowClient(uri)
     runs = client.search_runs([client.get_experiment_by_name("eeoffload-benchmark").experiment_id])
     roles = [r.data.tags["eeoffload_role"] for r in runs]
-    n_methods = len(yaml.safe_load((flow_project.root / "params.yaml").read_text())["calibration"]["methods"])
-    assert sorted(roles) == ["child"] * 4 + ["method"] * (2 * n_methods) + ["parent"]  # methods: certify
+    params = yaml.safe_load((flow_project.root / "params.yaml").read_text())
+    n_variants, n_methods = len(params["variants"]), len(params["calibration"]["methods"])
+    assert sorted(roles) == (["child"] * 2 * n_variants + ["method"] * (n_variants * n_methods)
+                             + ["parent"])  # children: variant x {conventional, calibrated}; methods: certify
 
 
 def test_unreachable_tracking_server_fails_clearly_and_keeps_outputs(flow_project: FlowProject,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.flows import benchmark
+    from pipeline.orchestration.flows import benchmark
 
     root = flow_project.root
     before = {p: p.stat().st_mtime_ns for p in (root / "reports").rglob("*") if p.is_file()}
@@ -183,7 +206,7 @@ def micro_project(root: Path, bad_cmd: str) -> Path:
 
 
 def test_failed_stage_fails_its_task_with_the_stage_error(tmp_path: Path, prefect_api: str) -> None:
-    from pipeline.flows import StageFailed, benchmark
+    from pipeline.orchestration.flows import StageFailed, benchmark
 
     root = micro_project(tmp_path / "micro", "python -c \"import sys; sys.exit('boom: bad input')\"")
     state = benchmark(root=str(root), track=False, return_state=True)
@@ -195,64 +218,10 @@ def test_failed_stage_fails_its_task_with_the_stage_error(tmp_path: Path, prefec
         state.result()
 
 
-def test_lock_held_elsewhere_is_a_clear_error(tmp_path: Path) -> None:
-    from pipeline.flows import WorkspaceBusy, lock_holder, workspace_lock
-
-    (tmp_path / "dvc.yaml").write_text("stages: {}\n")
-    assert lock_holder(tmp_path) is None
-    with workspace_lock(tmp_path, "flow benchmark"):
-        assert lock_holder(tmp_path)["pid"] == os.getpid()
-        start = time.monotonic()
-        with pytest.raises(WorkspaceBusy, match=r"is busy: flow benchmark \(pid \d+"):
-            with workspace_lock(tmp_path, "second", wait_s=1.0):
-                pass
-        assert time.monotonic() - start < 10
-    assert lock_holder(tmp_path) is None
-    with workspace_lock(tmp_path, "third"):  # released: free again
-        pass
-
-
-def test_experiment_parameters_become_dvc_set_args() -> None:
-    from pipeline.flows import experiment_settings, set_args
-
-    params = {"variants": {"one_branch": {"branches": ["relu1"], "exit_weights": [1.0, 0.3]}}}
-    flat = experiment_settings(uplink_mbps=5, p_tar={"step": 0.01}, branches={"one_branch": ["relu1", "relu2"]},
-                               joint_epochs=3, extra={"calibration.n_bins": 10}, params=params)
-    assert set_args(flat) == [
-        "-S", "network.uplink_mbps=5.0", "-S", "evaluate.p_tar.step=0.01", "-S", "train.joint_epochs=3",
-        "-S", "variants.one_branch.branches=[relu1, relu2]", "-S", "variants.one_branch.exit_weights=[1.0, 0.65, 0.3]",
-        "-S", "calibration.n_bins=10"]
-
-
-def test_services_bind_to_loopback_with_telemetry_off() -> None:
-    from pipeline import services
-
-    for argv, health in services.commands().values():
-        assert argv[argv.index("--host") + 1] == "127.0.0.1"
-        assert health.startswith("http://127.0.0.1:")
-    env = services._env()
-    assert env["DO_NOT_TRACK"] == "true" and env["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
-    assert env["MLFLOW_DISABLE_TELEMETRY"] == "true"
-    assert str(services.STATE).startswith(str(services.ROOT))  # PID files inside the repo
-
-
-def test_sweep_comparison_figure_and_names(tmp_path: Path) -> None:
-    import pandas as pd
-
-    from pipeline.sweep import comparison_figure, point_name
-
-    assert point_name("sweep", 18.8, ["relu1", "relu2"]) == "sweep-u18_8-relu1_relu2"
-    rows = [{"branches": "relu1", "uplink_mbps": u, "calibration": c, "p_tar": 0.85, "t_tar_ms": t,
-             "missed_deadline": 1.0 / u} for u in (5.0, 18.8) for c in ("conventional", "calibrated")
-            for t in (50.0, 100.0)]
-    comparison_figure(pd.DataFrame(rows), tmp_path / "fig.png")
-    assert (tmp_path / "fig.png").stat().st_size > 1000
-
-
 def test_bad_parameters_fail_before_any_dvc_command(tmp_path: Path, prefect_api: str) -> None:
     import yaml
 
-    from pipeline.flows import benchmark_experiment
+    from pipeline.orchestration.flows import benchmark_experiment
 
     root = tmp_path / "p"
     root.mkdir()
@@ -264,3 +233,85 @@ def test_bad_parameters_fail_before_any_dvc_command(tmp_path: Path, prefect_api:
         state.result()
     assert not (root / ".dvc").exists()  # nothing ran, not even the lock
     assert yaml.safe_load((root / "params.yaml").read_text())["network"]["uplink_mbps"] == 18.8
+
+
+def cli_project(root: Path, edit: tuple[str, str] | None = None) -> Path:
+    """A project with no stages and the repo's params.yaml, one line of it replaced by ``edit``."""
+    root.mkdir(parents=True)
+    (root / "dvc.yaml").write_text("stages: {}\n")
+    text = (Path(__file__).resolve().parent.parent / "params.yaml").read_text()
+    if edit:
+        assert re.search(edit[0], text, flags=re.M), edit
+        text = re.sub(edit[0], edit[1], text, count=1, flags=re.M)
+    (root / "params.yaml").write_text(text)
+    return root
+
+
+def run_cli(root: Path, prefect_api: str, *args: str, module: str = "pipeline.flows") -> tuple[int, str]:
+    """`python -m <module> <args> --root <root>` with this repo's code; (exit status, stdout + stderr)."""
+    env = {**scratch_env(Path(__file__).resolve().parent.parent), "PREFECT_API_URL": prefect_api}
+    proc = subprocess.run([sys.executable, "-m", module, *args, "--root", str(root)],
+                          cwd=Path(__file__).resolve().parent.parent, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    return proc.returncode, proc.stdout
+
+
+def debug_log_of(output: str) -> Path:
+    match = re.search(r"\(full log: ([^)]+)\)", output)
+    assert match, output
+    return Path(match.group(1))
+
+
+@pytest.mark.parametrize(("edit", "args", "message"), [
+    ((r"^(\s*)uplink_mbps: .*$", r"\1uplink_mbps: -5"), ["run", "--no-track"],
+     "params.yaml: network.uplink_mbps = -5; allowed:"),
+    ((r"^(\s*)uplink_mbps:", r"\1uplink_mbsp:"), ["run", "--no-track"],
+     "params.yaml: network.uplink_mbsp is not a known key"),
+    (None, ["experiment", "--no-track", "-S", "network.uplink_mbps=-5"],
+     "params.yaml with -S network.uplink_mbps=-5: network.uplink_mbps = -5"),
+], ids=["negative-uplink", "typo", "experiment-S"])
+def test_cli_bad_params_error_printed_once_without_traceback(tmp_path: Path, prefect_api: str, edit, args,
+                                                             message: str) -> None:
+    root = cli_project(tmp_path / "p", edit)
+    rc, output = run_cli(root, prefect_api, *args)
+    assert rc == 1, output
+    assert output.count(message) == 1, output
+    assert "params.yaml: params.yaml" not in output
+    assert "Traceback" not in output, output
+    assert "Finished in state Failed" in output  # Prefect's own line stays, without the error again
+    log = debug_log_of(output)
+    assert log.is_relative_to(root / ".prefect") and "Traceback" in log.read_text()
+    assert not (root / ".dvc").exists()  # nothing ran, not even the lock
+
+
+def test_cli_busy_workspace_error_printed_once_without_traceback(tmp_path: Path, prefect_api: str) -> None:
+    from pipeline.orchestration.lock import workspace_lock
+
+    root = cli_project(tmp_path / "p")
+    with workspace_lock(root, "flow benchmark (the test holds it)"):
+        rc, output = run_cli(root, prefect_api, "run", "--no-track", "--wait", "1")
+    assert rc == 1, output
+    assert output.count("is busy: flow benchmark (the test holds it) (pid ") == 1, output
+    assert output.count("DVC cannot run twice in one workspace") == 1, output
+    assert "Traceback" not in output, output
+    assert "Traceback" in debug_log_of(output).read_text()
+
+
+def test_cli_failed_stage_error_printed_once_without_traceback(tmp_path: Path, prefect_api: str) -> None:
+    root = micro_project(tmp_path / "micro", "python -c \"import sys; sys.exit('boom: bad input')\"")
+    rc, output = run_cli(root, prefect_api, "run", "--no-track")
+    assert rc == 1, output
+    assert output.count("stage bad failed (exit status") == 1, output
+    assert len(re.findall(r"- boom: bad input$", output, flags=re.M)) == 1, output  # streamed once, not repeated
+    assert "Traceback" not in output, output
+
+
+def test_sweep_cli_bad_point_error_printed_once_without_traceback(tmp_path: Path, prefect_api: str) -> None:
+    root = cli_project(tmp_path / "p")
+    params = (root / "params.yaml").read_text()
+    rc, output = run_cli(root, prefect_api, "--uplink", "10", "-5", module="pipeline.sweep")
+    assert rc == 1, output
+    assert output.count("network.uplink_mbps = -5.0; allowed:") == 1, output
+    assert "python -m pipeline.sweep: sweep point -S network.uplink_mbps=-5.0" in output
+    assert "Traceback" not in output, output
+    assert (root / "params.yaml").read_text() == params and not (root / ".dvc").exists()  # checked before any run

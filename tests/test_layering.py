@@ -25,10 +25,11 @@ def imported_modules(path: Path) -> set[str]:
 
 
 def stage_modules() -> set[str]:
-    """The modules dvc.yaml runs as stages (``python -m pipeline.<name>``)."""
+    """The modules dvc.yaml runs as stages (``python -m pipeline <name>``: pipeline/<name>.py)."""
     stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     cmds = [spec.get("do", spec)["cmd"] for spec in stages.values()]
-    return {c.split()[2] for c in cmds if c.startswith("python -m pipeline.")}
+    assert all(c.startswith("python -m pipeline ") for c in cmds), cmds
+    return {f"pipeline.{c.split()[3]}" for c in cmds}
 
 
 def test_library_imports_nothing_from_pipeline() -> None:
@@ -47,4 +48,37 @@ def test_no_stage_module_imports_another_stage() -> None:
                         or any(m.startswith(s + ".") for s in stages - {module}))
         if others:
             offenders[module] = others
+    assert offenders == {}
+
+
+def _closure(module: str, seen: set[str] | None = None) -> set[str]:
+    """``module`` and every pipeline/ or eeoffload module it imports, transitively (from the source)."""
+    seen = set() if seen is None else seen
+    if module in seen:
+        return seen
+    seen.add(module)
+    base = ROOT / "src" if module.startswith("eeoffload") else ROOT
+    path = base / (module.replace(".", "/") + ".py")
+    if not path.is_file():
+        path = base / module.replace(".", "/") / "__init__.py"
+    if not path.is_file():
+        return seen
+    for m in imported_modules(path):
+        if m.split(".")[0] in ("pipeline", "eeoffload"):
+            _closure(m, seen)
+    return seen
+
+
+def test_no_stage_imports_prefect_or_mlflow() -> None:
+    """The stages run where DVC, Prefect and MLflow are not installed (the GPU machine): only
+    pipeline/orchestration (and the CLI shims beside it) may import Prefect or MLflow."""
+    offenders = {}
+    for module in stage_modules():
+        for m in _closure(module):
+            base = ROOT / "src" if m.startswith("eeoffload") else ROOT
+            path = base / (m.replace(".", "/") + ".py")
+            if path.is_file():
+                bad = sorted(x for x in imported_modules(path) if x.split(".")[0] in ("prefect", "mlflow", "dvc"))
+                if bad:
+                    offenders[m] = bad
     assert offenders == {}

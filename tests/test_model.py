@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eeoffload.model import BAlexNet, BranchPlacementError, branchable_layers, trunk_output_shapes
+from eeoffload.layout import BRANCHABLE_LAYERS
+from eeoffload.model import BAlexNet, BranchPlacementError, trunk_output_shapes
 from eeoffload.training import augment_batch, images_to_tensor, weighted_exit_loss
 
 
@@ -18,7 +19,7 @@ def test_trunk_shapes_follow_chainer_ceil_pooling() -> None:
     assert shapes["fc3"] == (10,)
 
 
-@pytest.mark.parametrize("layer", branchable_layers())
+@pytest.mark.parametrize("layer", BRANCHABLE_LAYERS)
 def test_every_relu_and_pool_accepts_a_branch(layer: str) -> None:
     model = BAlexNet([layer]).eval()
     exits = model(torch.zeros(2, 3, 32, 32))
@@ -37,7 +38,7 @@ def test_layout_names_match_the_model() -> None:
 
 
 def test_branchable_layers_are_relus_and_pools() -> None:
-    assert branchable_layers() == ["relu1", "pool1", "relu2", "pool2", "relu3", "relu4", "relu5", "pool5",
+    assert list(BRANCHABLE_LAYERS) == ["relu1", "pool1", "relu2", "pool2", "relu3", "relu4", "relu5", "pool5",
                                    "relu6", "relu7"]
 
 

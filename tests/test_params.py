@@ -87,7 +87,10 @@ CASES = [
     ("train.augment", "yes", P.train_params, "train.augment = 'yes'; allowed: true | false"),
     ("train.trunk_epochs", -1, P.train_params, "train.trunk_epochs = -1"),
     ("train.num_threads", -1, P.train_params, "train.num_threads = -1; allowed: an integer >= 0"),
-    ("train.seed", "0", P.train_params, "train.seed = '0'"),
+    ("train.seeds", "0", P.train_params, "train.seeds = '0'"),
+    ("train.seeds", [], P.train_params, "train.seeds = []"),
+    ("train.seeds", [0, 0], P.train_params, "train.seeds = [0, 0]"),
+    ("train.seeds", [-1], P.train_params, "train.seeds = [-1]"),
     ("train.epochs", 3, P.train_params, "train.epochs is not a known key"),
     # latency
     ("latency.repeats", 0, P.latency_params, "latency.repeats = 0; allowed: an integer >= 1"),

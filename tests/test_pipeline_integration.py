@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -29,7 +31,7 @@ def test_repro_succeeds(tiny_run: TinyRun) -> None:
 
 @pytest.mark.parametrize(("variant", "n_exits"), [("one_branch", 2), ("two_branch", 3)])
 def test_logits_parquet_schema(tiny_run: TinyRun, variant: str, n_exits: int) -> None:
-    df = pd.read_parquet(tiny_run.root / "data" / "logits" / f"{variant}.parquet")
+    df = pd.read_parquet(tiny_run.root / "data" / "logits" / variant / "seed0.parquet")
     assert list(df.columns) == list(LOGIT_SCHEMA)
     for col, dtype in LOGIT_SCHEMA.items():
         if dtype:
@@ -59,7 +61,39 @@ def test_uplink_change_reruns_only_evaluate_and_below(tiny_run: TinyRun) -> None
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     proc = dvc_repro(tiny_run.root)
     assert proc.returncode == 0, proc.stderr
-    assert set(ran_stages(proc.stdout)) == {"evaluate", "trajectory", "plots", "report"}
+    assert set(ran_stages(proc.stdout)) == {"validate", "evaluate", "trajectory", "plots", "report"}
+
+
+def _tree_digest(folder: Path) -> dict[str, str]:
+    return {str(f.relative_to(folder)): hashlib.sha256(f.read_bytes()).hexdigest()
+            for f in sorted(folder.rglob("*")) if f.is_file()}
+
+
+def test_bad_param_through_dvc_repro_keeps_every_result(tiny_run: TinyRun) -> None:
+    """A value only evaluate reads, made invalid: `dvc repro` stops at stage validate with one line
+    naming the key, and evaluate's outputs (cache: false, so DVC could not restore them) are
+    byte-identical afterwards; the fixed params then re-run validate alone."""
+    root = tiny_run.root
+    params_path = root / "params.yaml"
+    good = params_path.read_text()
+    metrics_json = (root / "reports/metrics.json").read_bytes()
+    before = {d: _tree_digest(root / d) for d in ("reports/metrics", "reports/plots", "reports/figures")}
+    params = yaml.safe_load(good)
+    params["network"]["uplink_mbps"] = -5
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    try:
+        proc = dvc_repro(root)
+        assert proc.returncode != 0
+        errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "network.uplink_mbps = -5" in line]
+        assert len(errors) == 1 and "allowed" in errors[0], proc.stdout + proc.stderr
+        assert ran_stages(proc.stdout) == ["validate"]
+        assert (root / "reports/metrics.json").read_bytes() == metrics_json
+        assert {d: _tree_digest(root / d) for d in before} == before
+    finally:
+        params_path.write_text(good)
+    again = dvc_repro(root)
+    assert again.returncode == 0, again.stderr
+    assert ran_stages(again.stdout) == ["validate"]
 
 
 def test_dvc_metrics_show(tiny_run: TinyRun) -> None:
@@ -77,4 +111,24 @@ def test_certify_change_reruns_only_certify_and_the_report(tiny_run: TinyRun) ->
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
     proc = dvc_repro(tiny_run.root)
     assert proc.returncode == 0, proc.stderr
-    assert set(ran_stages(proc.stdout)) == {"certify@one_branch", "certify@two_branch", "report"}
+    seeds = TINY_PARAMS["train"]["seeds"]
+    assert set(ran_stages(proc.stdout)) == {"validate", "report"} | {
+        f"certify@{v}-{k}" for v in ("one_branch", "two_branch") for k in seeds}
+
+
+def test_a_new_seed_trains_that_seed_only(tiny_run: TinyRun) -> None:
+    """Adding a seed to train.seeds costs one training per variant: the new seed's runs, then the
+    aggregating stages; the other seeds' runs are kept."""
+    params_path = tiny_run.root / "params.yaml"
+    params = yaml.safe_load(params_path.read_text())
+    new = max(params["train"]["seeds"]) + 1
+    params["train"]["seeds"] = [*params["train"]["seeds"], new]
+    params_path.write_text(yaml.safe_dump(params, sort_keys=False))
+    proc = dvc_repro(tiny_run.root)
+    assert proc.returncode == 0, proc.stderr
+    per_run = {f"{stage}@{v}-{new}" for stage in ("train", "logits", "calibrate", "certify")
+               for v in ("one_branch", "two_branch")}
+    assert set(ran_stages(proc.stdout)) == {"validate", "evaluate", "trajectory", "plots", "report"} | per_run
+    aggregate = pd.read_parquet(tiny_run.root / "reports/metrics/one_branch/offload.parquet")
+    assert (aggregate["n_seeds"] == len(params["train"]["seeds"])).all()
+    assert aggregate["p_device_seed_lo"].notna().any()  # a t-interval from 3 seeds on

@@ -19,16 +19,35 @@ BLOCKED = ("dvc", "prefect", "mlflow", "pydantic")
 
 def test_plan_expands_foreach_and_orders_by_deps() -> None:
     names = [s.name for s in plan(ROOT)]
-    variants = list(yaml.safe_load((ROOT / "params.yaml").read_text())["variants"])
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    variants, seeds = list(params["variants"]), params["train"]["seeds"]
     dvc_stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     expected = {f"{n}@{v}" for n, spec in dvc_stages.items() if "foreach" in spec for v in variants}
-    expected |= {n for n, spec in dvc_stages.items() if "foreach" not in spec}
+    expected |= {f"{n}@{v}-{k}" for n, spec in dvc_stages.items() if "matrix" in spec for v in variants for k in seeds}
+    expected |= {n for n, spec in dvc_stages.items() if "foreach" not in spec and "matrix" not in spec}
     assert set(names) == expected and len(names) == len(expected)
+    # the names DVC itself gives the instances
+    listed = subprocess.run([sys.executable, "-m", "dvc", "stage", "list", "--name-only"], cwd=ROOT,
+                            env=scratch_env(ROOT), text=True, capture_output=True)
+    assert listed.returncode == 0, listed.stderr
+    assert set(listed.stdout.split()) == expected
     assert names[0] == "prepare" and names[-1] == "report"
     for v in variants:
-        assert names.index(f"train@{v}") < names.index(f"logits@{v}") < names.index(f"calibrate@{v}")
-        assert names.index(f"calibrate@{v}") < names.index("evaluate") < names.index("plots")
+        for k in seeds:
+            run = f"{v}-{k}"
+            assert names.index(f"train@{run}") < names.index(f"logits@{run}") < names.index(f"calibrate@{run}")
+            assert names.index(f"calibrate@{run}") < names.index("evaluate") < names.index("plots")
         assert names.index(f"profile@{v}") < names.index("evaluate")
+
+
+def test_matrix_expands_over_params_lists_and_mappings() -> None:
+    dvc = {"stages": {"s": {"matrix": {"variant": "${variants}", "seed": "${train.seeds}"},
+                            "cmd": "run ${item.variant} ${item.seed}", "deps": ["in/${item.variant}"],
+                            "outs": ["out/${item.variant}/seed${item.seed}"]}}}
+    stages = expand_stages(dvc, {"variants": {"a": {}, "b": {}}, "train": {"seeds": [3, 7]}})
+    assert [(s.name, s.cmd, s.outs) for s in stages] == [
+        ("s@a-3", "run a 3", ("out/a/seed3",)), ("s@a-7", "run a 7", ("out/a/seed7",)),
+        ("s@b-3", "run b 3", ("out/b/seed3",)), ("s@b-7", "run b 7", ("out/b/seed7",))]
 
 
 def test_a_dep_inside_or_containing_an_out_orders_the_stages() -> None:
@@ -45,7 +64,7 @@ def test_a_cycle_and_other_templates_are_clear_errors() -> None:
     with pytest.raises(PlanError, match=r"\$\{item.x\} is not supported"):
         expand_stages({"stages": {"s": {"foreach": "${variants}", "do": {"cmd": "run ${item.x}"}}}},
                       {"variants": {"v": {}}})
-    with pytest.raises(PlanError, match="foreach must name a params.yaml mapping"):
+    with pytest.raises(PlanError, match="foreach: must name a params.yaml mapping or list"):
         expand_stages({"stages": {"s": {"foreach": "${nothing}", "do": {"cmd": "run"}}}}, {})
 
 

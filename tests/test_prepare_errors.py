@@ -82,7 +82,7 @@ def test_unknown_branch_name(tmp_path: Path) -> None:
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
     params["variants"]["one_branch"]["branches"] = ["relu9"]
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = run_stage(tmp_path, "train", "one_branch")
+    proc = run_stage(tmp_path, "train", "one_branch", "0")
     assert_clean_failure(proc, "relu9", "variants.one_branch.branches", "relu1")
     assert not (tmp_path / "data/models").exists()
 

@@ -36,6 +36,7 @@ TINY: dict[str, Any] = {
 def write_params(root: Path, archive: Path, **sections: dict[str, Any]) -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
     params["variants"] = {VARIANT: params["variants"][VARIANT]}
+    params["train"]["seeds"] = [0]
     for overrides in (copy.deepcopy(TINY), sections):
         for name, values in overrides.items():
             params[name].update(values)
@@ -85,8 +86,8 @@ def reference(tmp_path_factory: pytest.TempPathFactory, archive: Path) -> Path:
     root = tmp_path_factory.mktemp("reference")
     write_params(root, archive)
     ok(run_stage(root, "prepare"))
-    ok(run_stage(root, "train", VARIANT))
-    ok(run_stage(root, "logits", VARIANT))
+    ok(run_stage(root, "train", VARIANT, "0"))
+    ok(run_stage(root, "logits", VARIANT, "0"))
     return root
 
 
@@ -106,7 +107,7 @@ def test_atomic_path_killed_mid_write_leaves_no_target(tmp_path: Path) -> None:
     assert not (out / "result.parquet").exists()
     leftovers = temporaries(out)
     assert len(leftovers) == 1 and leftovers[0].startswith(".result.parquet.") and leftovers[0].endswith(".tmp")
-    from pipeline.io import atomic_write_bytes
+    from pipeline.atomic import atomic_write_bytes
 
     atomic_write_bytes(out / "result.parquet", b"complete")
     assert (out / "result.parquet").read_bytes() == b"complete"
@@ -158,38 +159,38 @@ def test_train_killed_after_epoch_one_resumes_to_identical_weights(tmp_path: Pat
     root = tmp_path / "p"
     write_params(root, archive)
     ok(run_stage(root, "prepare"))
-    proc = popen_stage(root, "train", VARIANT)
+    proc = popen_stage(root, "train", VARIANT, "0")
     seen = []
     assert proc.stdout is not None
     for line in proc.stdout:
         seen.append(line)
-        if f"{VARIANT} epoch 1/" in line:
+        if f"{VARIANT}/seed0 epoch 1/" in line:
             proc.send_signal(signal.SIGKILL)
             break
     proc.communicate(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "".join(seen)
-    assert not (root / f"data/models/{VARIANT}.pt").exists()
-    assert (root / f"data/checkpoints/{VARIANT}.pt").is_file()
+    assert not (root / f"data/models/{VARIANT}/seed0.pt").exists()
+    assert (root / f"data/checkpoints/{VARIANT}_seed0.pt").is_file()
 
-    resumed = ok(run_stage(root, "train", VARIANT))
-    assert f"resuming {VARIANT}" in resumed.stdout and f"{VARIANT} epoch 1/" not in resumed.stdout
-    assert not (root / f"data/checkpoints/{VARIANT}.pt").exists()  # removed once the model is written
+    resumed = ok(run_stage(root, "train", VARIANT, "0"))
+    assert f"resuming {VARIANT}/seed0" in resumed.stdout and f"{VARIANT}/seed0 epoch 1/" not in resumed.stdout
+    assert not (root / f"data/checkpoints/{VARIANT}_seed0.pt").exists()  # removed once the model is written
 
-    load = lambda r: torch.load(r / f"data/models/{VARIANT}.pt", map_location="cpu", weights_only=True)  # noqa: E731
+    load = lambda r: torch.load(r / f"data/models/{VARIANT}/seed0.pt", map_location="cpu", weights_only=True)  # noqa: E731
     a, b = load(reference)["state_dict"], load(root)["state_dict"]
     assert list(a) == list(b)
     for name in a:
         assert torch.equal(a[name], b[name]), name
-    history_a = pd.read_csv(reference / f"reports/training/{VARIANT}.csv")
-    history_b = pd.read_csv(root / f"reports/training/{VARIANT}.csv")
+    history_a = pd.read_csv(reference / f"reports/training/{VARIANT}/seed0.csv")
+    history_b = pd.read_csv(root / f"reports/training/{VARIANT}/seed0.csv")
     pd.testing.assert_frame_equal(history_a, history_b)
 
     # Determinism: two runs with the same params and seed (this one interrupted) give the same split
     # files and the same logits file, byte for byte.
     for name in ("train.npz", "val.npz", "test.npz", "meta.json"):
         assert sha256(reference / "data/prepared" / name) == sha256(root / "data/prepared" / name), name
-    ok(run_stage(root, "logits", VARIANT))
-    assert sha256(reference / f"data/logits/{VARIANT}.parquet") == sha256(root / f"data/logits/{VARIANT}.parquet")
+    ok(run_stage(root, "logits", VARIANT, "0"))
+    assert sha256(reference / f"data/logits/{VARIANT}/seed0.parquet") == sha256(root / f"data/logits/{VARIANT}/seed0.parquet")
 
 
 def test_same_params_and_seed_give_identical_split_files(tmp_path: Path, archive: Path, reference: Path) -> None:
@@ -215,9 +216,9 @@ def copy_project(reference: Path, dest: Path) -> Path:
 
 def test_logits_file_missing_a_column(tmp_path: Path, reference: Path) -> None:
     root = copy_project(reference, tmp_path / "p")
-    path = root / f"data/logits/{VARIANT}.parquet"
+    path = root / f"data/logits/{VARIANT}/seed0.parquet"
     pd.read_parquet(path).drop(columns=["label"]).to_parquet(path, index=False)
-    assert_one_line_error(run_stage(root, "calibrate", VARIANT), f"data/logits/{VARIANT}.parquet", "'label'")
+    assert_one_line_error(run_stage(root, "calibrate", VARIANT, "0"), f"data/logits/{VARIANT}/seed0.parquet", "'label'")
     assert not (root / "data/calibration").exists() and not (root / "reports").exists()
 
 
@@ -225,12 +226,12 @@ def test_model_file_that_is_not_a_state_dict(tmp_path: Path, reference: Path) ->
     import torch
 
     root = copy_project(reference, tmp_path / "p")
-    path = root / f"data/models/{VARIANT}.pt"
+    path = root / f"data/models/{VARIANT}/seed0.pt"
     torch.save([torch.zeros(3), torch.ones(2)], path)
-    assert_one_line_error(run_stage(root, "logits", VARIANT), f"data/models/{VARIANT}.pt", "state_dict")
+    assert_one_line_error(run_stage(root, "logits", VARIANT, "0"), f"data/models/{VARIANT}/seed0.pt", "state_dict")
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "branches": ["relu1"]}, path)
-    assert_one_line_error(run_stage(root, "logits", VARIANT), f"data/models/{VARIANT}.pt", "not a B-AlexNet")
-    assert sha256(root / f"data/logits/{VARIANT}.parquet") == sha256(reference / f"data/logits/{VARIANT}.parquet")
+    assert_one_line_error(run_stage(root, "logits", VARIANT, "0"), f"data/models/{VARIANT}/seed0.pt", "not a B-AlexNet")
+    assert sha256(root / f"data/logits/{VARIANT}/seed0.parquet") == sha256(reference / f"data/logits/{VARIANT}/seed0.parquet")
 
 
 class _Exploit:
@@ -242,8 +243,8 @@ def test_model_file_with_arbitrary_pickle_is_refused_without_running_it(tmp_path
     import torch
 
     root = copy_project(reference, tmp_path / "p")
-    torch.save({"state_dict": _Exploit(), "branches": ["relu1"]}, root / f"data/models/{VARIANT}.pt")
-    assert_one_line_error(run_stage(root, "logits", VARIANT), f"data/models/{VARIANT}.pt", "not a readable weights")
+    torch.save({"state_dict": _Exploit(), "branches": ["relu1"]}, root / f"data/models/{VARIANT}/seed0.pt")
+    assert_one_line_error(run_stage(root, "logits", VARIANT, "0"), f"data/models/{VARIANT}/seed0.pt", "not a readable weights")
     assert not (root / "pwned").exists()
 
 
@@ -253,17 +254,17 @@ def test_prepared_split_with_missing_array_or_pickled_object(tmp_path: Path, ref
     with np.load(path) as f:
         images, labels = f["images"], f["labels"]
     np.savez(path, images=images, labels=labels)  # sample_id missing
-    assert_one_line_error(run_stage(root, "logits", VARIANT), "data/prepared/val.npz", "sample_id")
+    assert_one_line_error(run_stage(root, "logits", VARIANT, "0"), "data/prepared/val.npz", "sample_id")
     np.savez(path, images=images, labels=labels, sample_id=np.array([{"x": 1}], dtype=object))
-    assert_one_line_error(run_stage(root, "logits", VARIANT), "data/prepared/val.npz", "not a readable .npz")
+    assert_one_line_error(run_stage(root, "logits", VARIANT, "0"), "data/prepared/val.npz", "not a readable .npz")
 
 
 def test_calibration_json_missing_key(tmp_path: Path, reference: Path) -> None:
     root = copy_project(reference, tmp_path / "p")
-    ok(run_stage(root, "calibrate", VARIANT))
-    (root / f"data/calibration/{VARIANT}.json").write_text('{"method": "per_exit"}')
+    ok(run_stage(root, "calibrate", VARIANT, "0"))
+    (root / f"data/calibration/{VARIANT}/seed0.json").write_text('{"method": "per_exit"}')
     (root / "data/profile").mkdir(parents=True)
     (root / f"data/profile/{VARIANT}.json").write_text(
         '{"device_ms_to_exit": {"1": 1.0}, "offload_edge_ms": 1.0, "upload_bytes": 4, "cloud_ms": 1.0}')
-    assert_one_line_error(run_stage(root, "evaluate"), f"data/calibration/{VARIANT}.json", "temperatures")
+    assert_one_line_error(run_stage(root, "evaluate"), f"data/calibration/{VARIANT}/seed0.json", "temperatures")
     assert not (root / "reports/metrics").exists()

@@ -204,3 +204,15 @@ def test_report_in_headless_chromium(reported: Path, tmp_path: Path) -> None:
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 50_000
     width, height = struct.unpack(">II", data[16:24])
     assert (width, height) == (1280, 4000)
+
+
+def test_report_commit_is_the_projects_in_a_scratch_copy(tmp_path: Path) -> None:
+    """A scratch copy (make smoke, tests) shows the commit of the project it was copied from."""
+    from pipeline.io import git_commit, project_commit
+    from pipeline.scratch import ROOT as PROJECT
+    from pipeline.scratch import make_scratch_project
+
+    copy = make_scratch_project(tmp_path / "p", vcs=False)
+    shown = project_commit(copy)
+    assert shown.startswith(git_commit(PROJECT).split()[0]) and str(PROJECT) in shown
+    assert project_commit(tmp_path) == "unknown"  # neither a copy nor a repository

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.measure_link import paths
+from pipeline.registry import link_dir
 
 CLAIM_ID = "link_model"
 CLAIM_FIGURE = "Fig. 5 (latency model)"
@@ -30,7 +30,7 @@ STYLES = {("conventional", "modelled"): ("tab:red", "-"), ("conventional", "meas
 
 
 def _load(variant: str, root: Path) -> dict[str, Any] | None:
-    out = root / paths(variant).out
+    out = root / link_dir(variant)
     files = {name: out / f"{name}.parquet" for name in ("samples", "deadline", "encodings")}
     if not (out / "summary.json").is_file() or not all(f.is_file() for f in files.values()):
         return None

@@ -12,7 +12,6 @@ Parquet, docs/interfaces.md) and turns one split of it into an (n_exits, N, C) a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 

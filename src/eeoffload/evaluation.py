@@ -127,3 +127,102 @@ def evaluate_run(logits: np.ndarray, labels: np.ndarray, temperatures: list[floa
         headline[name] = numbers
     return RunMetrics(pd.concat(offload_tables, ignore_index=True), pd.concat(deadline_tables, ignore_index=True),
                       headline)
+
+
+# --------------------------------------------------------------------------- over training seeds
+
+#: Rate columns of the two tables that are averaged over seeds (with the seeds' spread and t-interval).
+OFFLOAD_RATES = ["p_device", "conf_device", "acc_device", "acc_total", "outage", "outage_resampled", "outage_low",
+                 "outage_high"]
+DEADLINE_RATES = ["missed_deadline"]
+#: Population intervals recomputed on the counts pooled over seeds: column -> (interval, k, n), k and
+#: n as functions of a per-seed table (Wilson for sample proportions, Clopper-Pearson for batch counts).
+_POOLED = {
+    "p_device": ("wilson", lambda t: t["n_device"], lambda t: t["n_samples"]),
+    "acc_device": ("wilson", lambda t: np.round(t["acc_device"].fillna(0) * t["n_device"]), lambda t: t["n_device"]),
+    "acc_total": ("wilson", lambda t: np.round(t["acc_total"] * t["n_samples"]), lambda t: t["n_samples"]),
+    "outage": ("cp", lambda t: t["n_outage_batches"], lambda t: t["n_batches"]),
+}
+_BOUNDS = {"p_device": ("p_device_lo", "p_device_hi"), "acc_device": ("acc_device_lo", "acc_device_hi"),
+           "acc_total": ("acc_total_lo", "acc_total_hi"), "outage": ("outage_lo", "outage_hi")}
+
+
+def _pooled_interval(kind: str, k: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return stats.wilson_interval(k, n) if kind == "wilson" else stats.clopper_pearson_interval(k, n)
+
+
+def aggregate_offload(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """The offload tables of one variant's seeds (one per seed, :data:`OFFLOAD_COLUMNS`) as one table
+    per (calibration, p_tar): the rates are means over the seeds where defined, with
+    ``<rate>_seed_min/_max`` (spread), ``<rate>_seed_lo/_hi`` (t-interval, >= 3 seeds) and
+    ``<rate>_seed_n`` (:func:`eeoffload.statistics.aggregate_over_seeds`); the counts are totals over
+    the seeds; the population intervals (``p_device_lo`` ...) are Wilson / Clopper-Pearson 95% on
+    those pooled counts: the uncertainty of the test sample, given the trained networks. One seed
+    gives back its own numbers (seed columns added). Rules: docs/metrics.md, "Over seeds"."""
+    keys = ["calibration", "p_tar"]
+    out = stats.aggregate_over_seeds(tables, keys, OFFLOAD_RATES)
+    pooled = pd.concat(tables, ignore_index=True)
+    counts = ["n_batches", "n_samples", "n_device", "n_batches_empty", "n_outage_batches"]
+    extra = {}
+    for column, (kind, k_of, n_of) in _POOLED.items():
+        extra[f"_k_{column}"], extra[f"_n_{column}"] = k_of(pooled).to_numpy(float), n_of(pooled).to_numpy(float)
+    sums = pooled.assign(**extra).groupby(keys, sort=False)[counts + list(extra)].sum().reset_index()
+    out = out.merge(sums, on=keys, how="left", validate="one_to_one")
+    for column, (kind, _, _) in _POOLED.items():
+        lo, hi = _pooled_interval(kind, out[f"_k_{column}"].to_numpy(), out[f"_n_{column}"].to_numpy())
+        out[_BOUNDS[column][0]], out[_BOUNDS[column][1]] = lo, hi
+    out = out.drop(columns=list(extra)).astype({c: np.int64 for c in counts})
+    return out[OFFLOAD_COLUMNS + [c for c in out.columns if c not in OFFLOAD_COLUMNS]]
+
+
+def aggregate_deadline(tables: list[pd.DataFrame]) -> pd.DataFrame:
+    """The deadline tables of one variant's seeds as one: ``missed_deadline`` averaged over seeds
+    (with its seed columns), the batch counts totalled, ``missed_lo/_hi`` Clopper-Pearson 95% on the
+    pooled counts (as :func:`aggregate_offload`)."""
+    keys = ["calibration", "p_tar", "t_tar_ms"]
+    out = stats.aggregate_over_seeds(tables, keys, DEADLINE_RATES)
+    sums = pd.concat(tables, ignore_index=True).groupby(keys, sort=False)[["n_batches", "n_missed_batches"]].sum()
+    out = out.merge(sums.reset_index(), on=keys, how="left", validate="one_to_one")
+    out["missed_lo"], out["missed_hi"] = stats.clopper_pearson_interval(out["n_missed_batches"].to_numpy(),
+                                                                        out["n_batches"].to_numpy())
+    out = out.astype({"n_batches": np.int64, "n_missed_batches": np.int64})
+    return out[DEADLINE_COLUMNS + [c for c in out.columns if c not in DEADLINE_COLUMNS]]
+
+
+def aggregate_headline(headlines: list[dict[str, dict[str, float | None]]]) -> dict[str, dict[str, float | None]]:
+    """The headline numbers of one variant's seeds as one dict of the same shape: each key is the
+    mean over the seeds where it is defined, with ``<key>_seed_lo/_hi`` (t-interval, None below 3
+    seeds) and ``<key>_seed_min/_max``; plus ``n_seeds``."""
+    out: dict[str, dict[str, float | None]] = {}
+    for calibration in headlines[0]:
+        numbers: dict[str, float | None] = {}
+        for key in headlines[0][calibration]:
+            values = [h[calibration].get(key) for h in headlines]
+            t = stats.t_interval([np.nan if v is None else v for v in values])
+            numbers[key] = _json_number(t["mean"])
+            for part in ("lo", "hi", "min", "max"):
+                numbers[f"{key}_seed_{part}"] = _json_number(t[part])
+        numbers["n_seeds"] = len(headlines)
+        out[calibration] = numbers
+    return out
+
+
+def aggregate_runs(runs: list[RunMetrics]) -> RunMetrics:
+    """One variant's :class:`RunMetrics` over its training seeds (in seed order): the three
+    aggregates above, with the headline's population bounds (``acc_device_lo@0.85`` ...) taken from
+    the aggregated grid (pooled counts) where its p_tar is on the grid, else None."""
+    if not runs:
+        raise ValueError("aggregate_runs needs at least one run")
+    offload_table = aggregate_offload([r.offload for r in runs])
+    headline = aggregate_headline([r.headline for r in runs])
+    grid = offload_table["p_tar"].to_numpy(dtype=float)
+    for calibration, numbers in headline.items():
+        rows = offload_table[offload_table["calibration"] == calibration]
+        for key in [k for k in numbers if "_seed_" not in k and ("_lo@" in k or "_hi@" in k)]:
+            column, _, p = key.partition("@")
+            at = np.flatnonzero(np.isclose(rows["p_tar"].to_numpy(dtype=float), float(p), atol=1e-9)) \
+                if len(grid) else []
+            numbers[key] = _json_number(float(rows[column].iloc[at[0]])) if len(at) else None
+            for part in ("lo", "hi", "min", "max"):
+                numbers.pop(f"{key}_seed_{part}", None)
+    return RunMetrics(offload_table, aggregate_deadline([r.deadline for r in runs]), headline)

@@ -1,39 +1,50 @@
-"""Per-layer latency profile of B-AlexNet and the latency model of the missed-deadline metric.
+"""The latency model of the missed-deadline metric (paper section IV-E), and its per-layer tables.
 
 Paper section IV-E ("Missed Deadline Probability"): a sample classified at the device costs only
 the device's processing delay; an offloaded sample costs the device's processing delay, the
 upload of the partition layer's output (its size divided by the uplink rate) and the cloud's
-processing delay. The paper takes the edge delays per layer from an AlexNet measured on an Intel
-i7 CPU [16] and the cloud delays from a Colab Tesla K80; here both are measured per layer on the
-host (:func:`time_layers`), or the edge profile comes from a CSV measured on a real device
-(:func:`edge_profile_from_csv`). :func:`latency_model` sums them into the four numbers the
-evaluate stage needs.
+processing delay. :func:`exit_latency_ms` is that formula, the one used by the whole pipeline
+(:meth:`eeoffload.offload.LatencyProfile.exit_ms`). The paper takes the edge delays per layer
+from an AlexNet measured on an Intel i7 CPU [16] and the cloud delays from a Colab Tesla K80; here
+both are measured per layer on the host (:mod:`eeoffload.latency_measure`, which does all the
+timing), or the edge profile comes from a CSV measured on a real device
+(:func:`edge_profile_from_csv`). :func:`latency_model` sums the per-layer times into the four
+numbers the evaluate stage needs.
 
-Per-layer tables (DataFrames) have one row per trunk layer and one per side branch:
+The checks that tell a disturbed measurement from a clean one (quantised timings, too much spread,
+a cloud slower than the edge) are in :mod:`eeoffload.latency_checks` (docs/latency.md,
+"Trustworthy profiles").
+
+Per-layer tables (DataFrames, :data:`COLUMNS`) have one row per trunk layer and one per side branch:
 
 - ``layer``: the trunk layer's name (``conv1``, ``relu1``, ...) or ``branch<k>`` for the k-th side
   branch (k = 1, 2, ... in trunk order, the exit number), timed as a whole;
 - ``part``: ``trunk`` or ``branch<k>``;
-- ``ms``: forward time at batch size 1 in milliseconds;
-- ``output_elements``: number of elements of the layer's output for one sample.
+- ``ms``: median forward time at batch size 1 in milliseconds;
+- ``output_elements``: number of elements of the layer's output for one sample;
+- ``p10_ms``, ``p90_ms``: 10th and 90th percentiles of the timed calls (NaN for a CSV value);
+- ``spread``: ``(p90_ms - p10_ms) / ms``, the relative spread of the timed calls (NaN for a CSV
+  value or a zero median).
 """
 
 from __future__ import annotations
 
 import math
 import re
-import statistics
-import time
-from collections.abc import Collection
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
-import torch
-from torch import nn
-from tqdm import tqdm
 
-from eeoffload.model import INPUT_SHAPE, BAlexNet
+from eeoffload.latency_checks import timing_quantiles
 
-COLUMNS = ["layer", "part", "ms", "output_elements"]
+if TYPE_CHECKING:
+    from eeoffload.model import BAlexNet
+
+COLUMNS = ["layer", "part", "ms", "output_elements", "p10_ms", "p90_ms", "spread"]
+_DTYPES = {"layer": str, "part": str, "ms": "float64", "output_elements": "int64", "p10_ms": "float64",
+           "p90_ms": "float64", "spread": "float64"}
 _BRANCH_NAME = re.compile(r"branch([1-9][0-9]*)")
 
 
@@ -64,102 +75,30 @@ def cloud_layer_names(model: BAlexNet) -> list[str]:
     return names[names.index(model.partition_layer) + 1 :]
 
 
-def _inputs(model: BAlexNet, device: torch.device) -> list[tuple[str, str, nn.Module, torch.Tensor]]:
-    """(row name, part, module, the input tensor it sees) for every trunk layer and branch."""
-    x = torch.zeros(1, *INPUT_SHAPE, device=device)
-    rows = []
-    branch_k = {name: k for k, name in enumerate(model.branch_points, start=1)}
-    with torch.no_grad():
-        for name, layer in model.trunk.named_children():
-            rows.append((name, "trunk", layer, x))
-            x = layer(x)
-            if name in branch_k:
-                k = branch_k[name]
-                rows.append((branch_name(k), branch_name(k), model.branches[name], x))
-    return rows
+# --- per-layer tables -------------------------------------------------------------------------------
 
 
-def output_elements(model: BAlexNet) -> dict[str, int]:
-    """Output elements per sample of every trunk layer and branch (``branch<k>``)."""
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        return {name: int(module(x).numel()) for name, _, module, x in _inputs(model, device)}
-
-
-def _time_once(module: nn.Module, x: torch.Tensor, cuda: bool) -> float:
-    if cuda:
-        torch.cuda.synchronize(x.device)
-    start = time.perf_counter()
-    module(x)
-    if cuda:
-        torch.cuda.synchronize(x.device)
-    return (time.perf_counter() - start) * 1e3
-
-
-def time_layers(
-    model: BAlexNet,
-    device: str | torch.device = "cpu",
-    threads: int | None = None,
-    warmup: int = 10,
-    repeats: int = 50,
-    progress: bool = True,
-    only: Collection[str] | None = None,
+def layer_table(
+    layer: Sequence[str], part: Sequence[str], output_elements: Sequence[int], samples_ms: Any, scale: float = 1.0
 ) -> pd.DataFrame:
-    """Measure each trunk layer's and each side branch's forward time at batch size 1.
+    """The per-layer table (:data:`COLUMNS`) of timed calls ``samples_ms`` ((n_rows, repeats)), every
+    time multiplied by ``scale`` (the edge slowdown, 1 / the cloud speedup; the spread is unchanged)."""
+    samples = np.asarray(samples_ms, dtype=np.float64)
+    if len(layer):
+        median, p10, p90 = timing_quantiles(samples.reshape(len(layer), -1))
+    else:
+        median = p10 = p90 = np.empty(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = np.where(median > 0, (p90 - p10) / np.where(median > 0, median, 1.0), np.nan)
+    df = pd.DataFrame({
+        "layer": list(layer), "part": list(part), "ms": median * scale,
+        "output_elements": list(output_elements), "p10_ms": p10 * scale, "p90_ms": p90 * scale,
+        "spread": spread,
+    })
+    return df.astype(_DTYPES)
 
-    Section IV-E's computing delays, measured on this host: every module is fed the real tensor
-    shape it sees in the network (a zero image propagated through the trunk), run ``warmup``
-    times untimed, then ``repeats`` times timed one by one; the median is kept. Eval mode and
-    ``torch.no_grad``; on CUDA the device is synchronised before and after each timed call.
-    ``threads`` sets torch's intra-op thread count for the measurement (restored afterwards;
-    None leaves it). The model is moved to ``device`` and left there (its train/eval mode is
-    restored). ``only`` restricts the rows to these names (e.g. the cloud's layers).
 
-    Progress (if ``progress``): a tqdm bar on a terminal; otherwise one printed line per part
-    (trunk, branch<k>).
-
-    Returns:
-        DataFrame with columns ``layer``, ``part``, ``ms`` (float64), ``output_elements`` (int64),
-        rows in execution order (each branch right after the trunk layer it follows).
-    """
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be >= 1, got {threads}")
-    device = torch.device(device)
-    cuda = device.type == "cuda"
-    old_threads = torch.get_num_threads()
-    was_training = model.training
-    try:
-        if threads is not None:
-            torch.set_num_threads(threads)
-        model.to(device).eval()
-        rows = [r for r in _inputs(model, device) if only is None or r[0] in only]
-        records = []
-        bar = tqdm(
-            rows, desc=f"timing on {device}", unit="layer", leave=False,
-            disable=None if progress else True,
-        )
-        per_part: dict[str, list[float]] = {}
-        with torch.no_grad():
-            for name, part, module, x in bar:
-                for _ in range(warmup):
-                    module(x)
-                ms = statistics.median(_time_once(module, x, cuda) for _ in range(repeats))
-                out = module(x)
-                records.append((name, part, ms, int(out.numel())))
-                per_part.setdefault(part, []).append(ms)
-        bar.close()
-        if progress and bar.disable:
-            for part, times in per_part.items():
-                print(f"timed {part} on {device}: {len(times)} layer(s), {sum(times):.4f} ms")
-    finally:
-        torch.set_num_threads(old_threads)
-        model.train(was_training)
-    df = pd.DataFrame.from_records(records, columns=COLUMNS)
-    return df.astype({"layer": str, "part": str, "ms": "float64", "output_elements": "int64"})
+# --- tables into the latency model's inputs ---------------------------------------------------------
 
 
 def edge_profile_from_csv(table: pd.DataFrame, model: BAlexNet) -> pd.DataFrame:
@@ -179,9 +118,11 @@ def edge_profile_from_csv(table: pd.DataFrame, model: BAlexNet) -> pd.DataFrame:
             missing ``ms``, or a layer the device runs that has no row.
 
     Returns:
-        The device's rows in execution order: ``layer``, ``part``, ``ms``, ``output_elements``
-        (from the model's shapes).
+        The device's rows in execution order (:data:`COLUMNS`; ``output_elements`` from the model's
+        shapes; ``p10_ms``, ``p90_ms`` and ``spread`` NaN: a CSV has one value per layer).
     """
+    from eeoffload.latency_measure import output_elements
+
     missing_cols = [c for c in ("layer", "ms") if c not in table.columns]
     if missing_cols:
         raise ProfileError(
@@ -209,10 +150,10 @@ def edge_profile_from_csv(table: pd.DataFrame, model: BAlexNet) -> pd.DataFrame:
         raise ProfileError(f"no row for layer(s) the device runs: {absent}")
     elements = output_elements(model)
     records = [
-        (n, n if _BRANCH_NAME.fullmatch(n) else "trunk", by_name[n], elements[n]) for n in needed
+        (n, n if _BRANCH_NAME.fullmatch(n) else "trunk", by_name[n], elements[n], math.nan, math.nan, math.nan)
+        for n in needed
     ]
-    df = pd.DataFrame.from_records(records, columns=COLUMNS)
-    return df.astype({"layer": str, "part": str, "ms": "float64", "output_elements": "int64"})
+    return pd.DataFrame.from_records(records, columns=COLUMNS).astype(_DTYPES)
 
 
 def _lookup(table: pd.DataFrame, names: list[str], which: str) -> dict[str, float]:
@@ -243,7 +184,7 @@ def latency_model(
 
     ``edge_layers`` / ``cloud_layers``: per-layer tables (``layer``, ``ms``; ``output_elements`` in
     ``edge_layers`` is used for the partition layer when present, else the model's shapes).
-    Extra rows are ignored.
+    Extra rows and columns are ignored.
 
     Raises:
         ProfileError: a needed layer has no row.
@@ -264,6 +205,8 @@ def latency_model(
         if len(match) and not pd.isna(match.iloc[0]):
             elements = int(match.iloc[0])
     if elements is None:
+        from eeoffload.latency_measure import output_elements
+
         elements = output_elements(model)[part]
     return {
         "device_ms_to_exit": device_ms_to_exit,
@@ -271,3 +214,47 @@ def latency_model(
         "upload_bytes": int(elements * bytes_per_element),
         "cloud_ms": sum(cloud.values()),
     }
+
+
+# --- the latency of a sample (section IV-E) -----------------------------------------------------------
+
+
+def upload_ms(upload_bytes: float, uplink_mbps: float) -> float:
+    """Transmission time of ``upload_bytes`` at ``uplink_mbps`` (10^6 bit/s), in ms:
+    bytes * 8 / (Mbps * 1e6) s. The round-trip time is not in it (:func:`offloaded_sample_ms`)."""
+    return float(upload_bytes) * 8.0 / (float(uplink_mbps) * 1e6) * 1e3
+
+
+def offloaded_sample_ms(
+    offload_edge_ms: float, upload_bytes: float, uplink_mbps: float, rtt_ms: float, cloud_ms: float
+) -> float:
+    """Time of an offloaded sample (section IV-E): edge compute up to the partition point, upload
+    of the partition tensor (:func:`upload_ms`), the round trip ``rtt_ms``, then cloud compute."""
+    return float(offload_edge_ms) + upload_ms(upload_bytes, uplink_mbps) + float(rtt_ms) + float(cloud_ms)
+
+
+def per_exit_ms(device_ms_to_exit: Sequence[float], offloaded_ms: float) -> np.ndarray:
+    """(n_exits,) per-sample time by exit: device time to side branch k, then ``offloaded_ms``."""
+    return np.array([*device_ms_to_exit, offloaded_ms], dtype=np.float64)
+
+
+def _field(profile: Any, key: str) -> Any:
+    return profile[key] if isinstance(profile, Mapping) else getattr(profile, key)
+
+
+def exit_latency_ms(profile: Any, uplink_mbps: float, rtt_ms: float) -> np.ndarray:
+    """(n_exits,) latency of one sample by the exit that classifies it (paper section IV-E).
+
+    Exit k < n (a side branch, on the device): ``device_ms_to_exit[k]``, the edge time of the trunk
+    to branch point k and of branches 1..k. Exit n (offloaded, the final exit in the cloud):
+    ``offload_edge_ms + upload_bytes * 8 / (uplink_mbps * 1e6) * 1e3 + rtt_ms + cloud_ms``.
+
+    ``profile``: a :class:`eeoffload.offload.LatencyProfile` or a mapping with its four fields
+    (``device_ms_to_exit`` a sequence in exit order, or the profile JSON's ``{"1": .., "2": ..}``).
+    """
+    to_exit = _field(profile, "device_ms_to_exit")
+    if isinstance(to_exit, Mapping):
+        to_exit = [to_exit[k] for k in sorted(to_exit, key=int)]
+    offloaded = offloaded_sample_ms(_field(profile, "offload_edge_ms"), _field(profile, "upload_bytes"),
+                                    uplink_mbps, rtt_ms, _field(profile, "cloud_ms"))
+    return per_exit_ms([float(t) for t in to_exit], offloaded)

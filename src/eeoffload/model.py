@@ -171,11 +171,6 @@ def trunk_layers(num_classes: int = NUM_CLASSES) -> list[tuple[str, nn.Module]]:
     ]
 
 
-def branchable_layers() -> list[str]:
-    """Names of the layers a side branch may follow: every ReLU and pooling layer of the trunk."""
-    return list(BRANCHABLE_LAYERS)
-
-
 def trunk_output_shapes() -> dict[str, tuple[int, ...]]:
     """Output shape (without the batch dimension) of every trunk layer for a 3x32x32 input."""
     shapes: dict[str, tuple[int, ...]] = {}

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from eeoffload import latency
 from eeoffload.temperature import as_array, softmax
 
 BATCH_ORDERS = ("sample_id", "shuffled")
@@ -283,18 +284,10 @@ def resampled_outage(
     return mean, low, high
 
 
-def offloaded_sample_ms(
-    offload_edge_ms: float, upload_bytes: float, uplink_mbps: float, rtt_ms: float, cloud_ms: float
-) -> float:
-    """Time of an offloaded sample (section IV-E): edge compute up to the partition point, upload
-    of the partition tensor (bytes * 8 / (Mbps * 1e6) s), round trip, then cloud compute."""
-    upload_ms = upload_bytes * 8.0 / (uplink_mbps * 1e6) * 1e3
-    return offload_edge_ms + upload_ms + rtt_ms + cloud_ms
-
-
-def exit_latency_ms(device_ms_to_exit: Sequence[float], offloaded_ms: float) -> np.ndarray:
-    """(n_exits,) per-sample time by exit: device time to side branch k, then the offloaded time."""
-    return np.array([*device_ms_to_exit, offloaded_ms], dtype=np.float64)
+# The latency formula of section IV-E lives in eeoffload.latency (one definition for the pipeline).
+# These two names stay importable from here for eeoffload.link_model and pipeline/link/analysis.py.
+offloaded_sample_ms = latency.offloaded_sample_ms
+exit_latency_ms = latency.per_exit_ms  # (device_ms_to_exit, offloaded_ms) -> (n_exits,)
 
 
 @dataclass(frozen=True)
@@ -307,14 +300,9 @@ class LatencyProfile:
     cloud_ms: float  # cloud time of the remaining layers
 
     def exit_ms(self, uplink_mbps: float, rtt_ms: float) -> np.ndarray:
-        """(n_exits,) per-sample latency by exit (section IV-E): the one latency model of the pipeline."""
-        offloaded = offloaded_sample_ms(self.offload_edge_ms, self.upload_bytes, uplink_mbps, rtt_ms, self.cloud_ms)
-        return exit_latency_ms(self.device_ms_to_exit, offloaded)
-
-
-def sample_latency_ms(exit_index: Any, exit_ms: Any) -> np.ndarray:
-    """Per-sample time for exit indices from :func:`first_confident_exit` (same shape)."""
-    return np.asarray(exit_ms, dtype=np.float64)[np.asarray(exit_index)]
+        """(n_exits,) per-sample latency by exit (section IV-E): :func:`eeoffload.latency.exit_latency_ms`,
+        the one latency model of the pipeline."""
+        return latency.exit_latency_ms(self, uplink_mbps, rtt_ms)
 
 
 def missed_deadline_probability(

@@ -1,0 +1,16 @@
+"""Orchestration over the DVC pipeline: Prefect flows, the workspace lock, sweeps, the UI services.
+
+Modules (each importable on its own; only ``flows``, ``sweep`` and ``cli`` import Prefect):
+
+* ``project``: the project root, the environment of DVC subprocesses, the MLflow store ``make ui``
+  serves (one tracking URI for flows, smoke runs and the UI), where debug logs go.
+* ``dag``: the stage graph, read from DVC (``dvc.repo.Repo(...).index.graph``).
+* ``lock``: the workspace lock (``filelock``), one flow per workspace.
+* ``flows``: the Prefect tasks and flows ``benchmark`` and ``benchmark-experiment``.
+* ``cli``: ``python -m pipeline.flows run|experiment|serve|dag``; one-line errors, tracebacks to a log file.
+* ``sweep``: the flow ``benchmark-sweep`` and its CLI (``python -m pipeline.sweep``).
+* ``services``: ``make ui`` / ``make ui-stop``: the Prefect server and the MLflow UI on 127.0.0.1.
+
+``pipeline/flows.py``, ``pipeline/sweep.py`` and ``pipeline/services.py`` are thin shims that keep
+``python -m pipeline.<name>`` working. docs/orchestration.md describes the whole.
+"""

@@ -1,0 +1,328 @@
+"""Prefect 3 flows over the DVC pipeline: every stage a task, DVC decides what is up to date.
+
+* ``benchmark``: one task per DVC stage instance, in the order of the DAG that DVC builds from
+  ``dvc.yaml`` (pipeline.orchestration.dag); each runs ``dvc repro --single-item <stage>`` and
+  streams its output to the Prefect logger. A stage DVC skips ends in a completed state named
+  ``Cached``; a failing stage fails its task with the stage's output in the error. The flow ends
+  with a markdown artifact (headline metrics, path of ``reports/index.html``) and MLflow logging
+  (``pipeline.orchestration.tracking``).
+* ``benchmark-experiment``: the parameterised run for the Prefect UI (``make serve``). Its
+  parameters become ``dvc exp run -n <name> -S key=value ...``: a named DVC experiment, then the
+  same artifact and MLflow runs.
+
+Never two runs in one workspace: every flow takes the workspace lock (pipeline.orchestration.lock)
+before touching DVC. The params are checked (pipeline.params) before that. The CLI is
+pipeline.orchestration.cli (``python -m pipeline.flows``).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import re
+import subprocess
+import sys
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Completed
+
+from pipeline.orchestration.dag import stage_graph
+from pipeline.orchestration.lock import workspace_lock
+from pipeline.orchestration.project import dvc_env, resolve_root
+from pipeline.overlay import set_args
+
+HEADLINE = ("p_device@0.85", "acc_device@0.85", "acc_total@0.85", "outage@0.85", "min_missed_deadline@0.85")
+
+
+class StageFailed(RuntimeError):
+    """A DVC stage (or `dvc exp run`) exited non-zero. The message: ``headline`` (what failed, its
+    exit status, a hint), then the command's last output lines (``tail``)."""
+
+    def __init__(self, headline: str, tail: str = "") -> None:
+        super().__init__(f"{headline}; its last output lines follow:\n{tail}" if tail else headline)
+        self.headline, self.tail = headline, tail
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # pickled with the task's state
+        return type(self), (self.headline, self.tail)
+
+
+class BadParams(ValueError):
+    """params.yaml (or the settings of an experiment or sweep point) fails the typed schema."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Params: checked before any DVC command
+# ---------------------------------------------------------------------------------------------
+
+def check_params(params: dict[str, Any] | None, source: str) -> None:
+    """The typed schema of pipeline.params on the whole file (``params``, or read from the path
+    ``source`` if None), before any DVC command runs: a typo fails the flow in a second with one
+    line ``<source>: <key> = <value>; allowed: ...`` (not an hour later in a stage)."""
+    from pipeline.io import StageError, read_params
+    from pipeline.params import validate_params
+
+    try:
+        validate_params(read_params(Path(source)) if params is None else params)
+    except StageError as e:
+        message = str(e)
+        for prefix in (f"{source}: ", "params.yaml: "):  # pipeline.params names the file itself
+            message = message.removeprefix(prefix)
+        raise BadParams(f"{source}: {message}") from None
+
+
+def with_settings(params: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with the dotted ``flat`` settings written in (what `dvc exp run -S` will make)."""
+    out = copy.deepcopy(params)
+    for key, value in flat.items():
+        node = out
+        *parents, leaf = key.split(".")
+        for name in parents:
+            node = node.setdefault(name, {})
+            if not isinstance(node, dict):
+                raise BadParams(f"-S {key}={value!r}: {name} is not a section of params.yaml")
+        node[leaf] = value
+    return out
+
+
+def exp_set_args(flat: dict[str, Any]) -> list[str]:
+    """``-S key=value`` arguments for `dvc exp run` (pipeline.overlay.set_args), each on one line:
+    DVC's override grammar rejects the line breaks YAML puts into long lists."""
+    return [re.sub(r"\n\s*", " ", arg) for arg in set_args(flat)]
+
+
+def experiment_settings(uplink_mbps: float | None = None, rtt_ms: float | None = None,
+                        p_tar: dict[str, float] | None = None, deadline_p_tar: list[float] | None = None,
+                        branches: dict[str, list[str]] | None = None, trunk_epochs: int | None = None,
+                        joint_epochs: int | None = None, extra: dict[str, Any] | None = None,
+                        params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Flat {dotted.key: value} for `dvc exp run -S`; a branch list of a new length gets matching
+    exit_weights (1.0 for the first branch down to 0.3 for the final exit)."""
+    flat: dict[str, Any] = {}
+    if uplink_mbps is not None:
+        flat["network.uplink_mbps"] = float(uplink_mbps)
+    if rtt_ms is not None:
+        flat["network.rtt_ms"] = float(rtt_ms)
+    if p_tar:
+        for k, v in p_tar.items():
+            flat[f"evaluate.p_tar.{k}"] = float(v)
+    if deadline_p_tar:
+        flat["evaluate.deadline_p_tar"] = [float(v) for v in deadline_p_tar]
+    if trunk_epochs is not None:
+        flat["train.trunk_epochs"] = int(trunk_epochs)
+    if joint_epochs is not None:
+        flat["train.joint_epochs"] = int(joint_epochs)
+    for variant, names in (branches or {}).items():
+        names = list(names)
+        flat[f"variants.{variant}.branches"] = names
+        current = ((params or {}).get("variants") or {}).get(variant) or {}
+        if len(current.get("exit_weights") or []) != len(names) + 1:
+            n = len(names) + 1
+            flat[f"variants.{variant}.exit_weights"] = [round(1.0 - 0.7 * i / max(n - 1, 1), 3) for i in range(n)]
+    flat.update(extra or {})
+    return flat
+
+
+# ---------------------------------------------------------------------------------------------
+# Running DVC commands with their output in the Prefect log
+# ---------------------------------------------------------------------------------------------
+
+def stream_command(cmd: list[str], root: Path, logger: Any) -> tuple[int, list[str]]:
+    """Run ``cmd`` in ``root``, every output line to ``logger``; (exit status, all lines)."""
+    logger.info("$ %s", " ".join(cmd[2:] if cmd[:2] == [sys.executable, "-m"] else cmd))
+    proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, bufsize=1, errors="replace")
+    lines: list[str] = []
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        line = raw.rstrip()
+        if line.strip():
+            lines.append(line)
+            logger.info("%s", line)
+    return proc.wait(), lines
+
+
+def command_failed(what: str, rc: int, lines: list[str]) -> StageFailed:
+    """The error of a failed DVC command: what, its exit status, a hint, its last output lines."""
+    text = "\n".join(deque(lines, maxlen=25))
+    headline = f"{what} failed (exit status {rc})"
+    if "Unable to acquire lock" in text:
+        headline += (": DVC's repository lock is held by another DVC command in this workspace "
+                     "(a `dvc repro` or `dvc exp run` started outside this flow); wait for it and rerun")
+    return StageFailed(headline, text)
+
+
+def run_dvc(root: Path, args: list[str], what: str, logger: Any) -> list[str]:
+    """``python -m dvc <args>`` in ``root`` with its output in the log; its lines, or StageFailed."""
+    rc, lines = stream_command([sys.executable, "-m", "dvc", *args], Path(root), logger)
+    if rc != 0:
+        raise command_failed(what, rc, lines)
+    return lines
+
+
+def stage_status(stage: str, lines: list[str]) -> str:
+    """'ran' if DVC ran the stage's command, else 'cached' (up to date, or restored from run cache)."""
+    return "ran" if any(line.startswith(f"Running stage '{stage}'") for line in lines) else "cached"
+
+
+def ran_stages(lines: list[str]) -> list[str]:
+    return [m.group(1) for line in lines if (m := re.match(r"Running stage '([^']+)'", line))]
+
+
+@task(name="dvc-stage", task_run_name="{stage}", cache_policy=NO_CACHE)
+def dvc_stage(root: str, stage: str) -> Any:
+    """`dvc repro --single-item <stage>`: DVC runs it only if its deps, params or outs changed."""
+    logger = get_run_logger()
+    lines = run_dvc(Path(root), ["repro", "--single-item", stage], f"stage {stage}", logger)
+    if stage_status(stage, lines) == "cached":
+        logger.info("stage %s is up to date: DVC skipped it (cached)", stage)
+        return Completed(name="Cached", message=f"DVC skipped {stage}: up to date",
+                         data={"stage": stage, "status": "cached"})
+    return {"stage": stage, "status": "ran"}
+
+
+def run_stages(root: Path) -> dict[str, str]:
+    """Every stage as a task in DAG order, upstream task runs as wait_for (the UI draws the DAG)."""
+    states: dict[str, Any] = {}
+    statuses: dict[str, str] = {}
+    for stage, upstream in stage_graph(root):
+        state = dvc_stage(str(root), stage, wait_for=[states[u] for u in upstream if u in states],
+                          return_state=True)
+        states[stage] = state
+        statuses[stage] = state.result()["status"]  # raises the stage's error if it failed
+    return statuses
+
+
+@task(name="dvc-exp-run", task_run_name="dvc exp run -n {name}", cache_policy=NO_CACHE)
+def dvc_exp_run(root: str, name: str, flat: dict[str, Any]) -> dict[str, str]:
+    """`dvc exp run -n <name> -S ...` in the workspace: a named DVC experiment; output to the log."""
+    lines = run_dvc(Path(root), ["exp", "run", "-n", name, *exp_set_args(flat)], f"dvc exp run -n {name}",
+                    get_run_logger())
+    ran = set(ran_stages(lines))
+    return {stage: ("ran" if stage in ran else "cached") for stage, _ in stage_graph(Path(root))}
+
+
+# ---------------------------------------------------------------------------------------------
+# Summary artifact and tracking
+# ---------------------------------------------------------------------------------------------
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
+
+
+def summary_markdown(root: Path, statuses: dict[str, str], title: str = "Benchmark") -> str:
+    """Markdown: headline metrics per variant and calibration, stage statuses, path of the report."""
+    lines = [f"# {title}", ""]
+    metrics_path = root / "reports" / "metrics.json"
+    if metrics_path.exists():
+        metrics = json.loads(metrics_path.read_text())
+        lines += ["| variant | calibration | " + " | ".join(HEADLINE) + " |",
+                  "|---|---|" + "---|" * len(HEADLINE)]
+        for variant, by_cal in metrics.items():
+            for calibration, values in by_cal.items():
+                lines.append(f"| {variant} | {calibration} | "
+                             + " | ".join(_fmt(values.get(k)) for k in HEADLINE) + " |")
+    else:
+        lines.append("reports/metrics.json is missing.")
+    report = root / "reports" / "index.html"
+    lines += ["", f"Report: `{report}`" + ("" if report.exists() else " (missing)"), ""]
+    if statuses:
+        ran = [s for s, v in statuses.items() if v == "ran"]
+        cached = [s for s, v in statuses.items() if v != "ran"]
+        lines += [f"Stages run: {', '.join(ran) or 'none'}", "",
+                  f"Stages cached (skipped by DVC): {', '.join(cached) or 'none'}"]
+    return "\n".join(lines) + "\n"
+
+
+@task(name="summary", task_run_name="summary", cache_policy=NO_CACHE)
+def publish_summary(root: str, statuses: dict[str, str], title: str = "Benchmark") -> str:
+    markdown = summary_markdown(Path(root), statuses, title)
+    create_markdown_artifact(markdown=markdown, key="benchmark-summary",
+                             description="Headline metrics (reports/metrics.json) and the report's path")
+    get_run_logger().info("report: %s", Path(root) / "reports" / "index.html")
+    return markdown
+
+
+@task(name="mlflow", task_run_name="mlflow", cache_policy=NO_CACHE)
+def track_run(root: str, dvc_exp_name: str | None = None) -> str | None:
+    """Log the pipeline's outputs to MLflow (pipeline.orchestration.tracking); TrackingError says what failed."""
+    from pipeline.orchestration.tracking import log_pipeline_run
+
+    return log_pipeline_run(Path(root), dvc_exp_name=dvc_exp_name, log=get_run_logger().info)
+
+
+# ---------------------------------------------------------------------------------------------
+# Flows
+# ---------------------------------------------------------------------------------------------
+
+@flow(name="benchmark", log_prints=True)
+def benchmark(root: str | None = None, track: bool = True, wait_s: float = 0.0) -> dict[str, str]:
+    """The DVC pipeline as Prefect tasks (one per stage), then the summary artifact and MLflow runs.
+
+    root: the project (default: current directory). track: log to MLflow ($MLFLOW_TRACKING_URI,
+    default sqlite:///<root>/mlflow.db). wait_s: wait this long for a run already in progress in
+    the workspace instead of failing at once.
+    """
+    path = resolve_root(root)
+    check_params(None, str(path / "params.yaml"))
+    with workspace_lock(path, "flow benchmark", wait_s):
+        statuses = run_stages(path)
+        publish_summary(str(path), statuses)
+        if track:
+            track_run(str(path))
+    return statuses
+
+
+def default_exp_name(prefix: str = "ui") -> str:
+    return f"{prefix}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
+
+
+@flow(name="benchmark-experiment", log_prints=True)
+def benchmark_experiment(
+    name: str | None = None,
+    uplink_mbps: float | None = None,
+    rtt_ms: float | None = None,
+    p_tar: dict[str, float] | None = None,
+    deadline_p_tar: list[float] | None = None,
+    branches: dict[str, list[str]] | None = None,
+    trunk_epochs: int | None = None,
+    joint_epochs: int | None = None,
+    extra: dict[str, Any] | None = None,
+    track: bool = True,
+    wait_s: float = 0.0,
+    root: str | None = None,
+) -> dict[str, str]:
+    """A named DVC experiment (`dvc exp run -n <name> -S ...`) from these parameters, then MLflow.
+
+    Empty parameters keep params.yaml's values. p_tar: e.g. {"start": 0.5, "stop": 0.99, "step":
+    0.01}; branches: e.g. {"one_branch": ["relu2"]}; extra: any other {"section.key": value}.
+    """
+    path = resolve_root(root)
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    flat = experiment_settings(uplink_mbps, rtt_ms, p_tar, deadline_p_tar, branches, trunk_epochs, joint_epochs,
+                               extra, params)
+    check_params(with_settings(params, flat), f"params.yaml with {' '.join(exp_set_args(flat))}")
+    exp_name = name or default_exp_name()
+    with workspace_lock(path, f"flow benchmark-experiment {exp_name}", wait_s):
+        statuses = dvc_exp_run(str(path), exp_name, flat)
+        publish_summary(str(path), statuses, title=f"DVC experiment {exp_name}")
+        if track:
+            track_run(str(path), exp_name)
+    return statuses
+
+
+def serve(limit: int = 1) -> None:
+    """Serve both flows as deployments (runs from the Prefect UI); one run at a time."""
+    from prefect import serve as prefect_serve
+
+    prefect_serve(
+        benchmark.to_deployment(name="eeoffload", description="dvc repro, stage by stage, then MLflow"),
+        benchmark_experiment.to_deployment(name="eeoffload", description="a named DVC experiment with parameters"),
+        limit=limit,
+    )
