@@ -112,3 +112,46 @@ serve: venv .dvc/config
 ## Sweep uplink rates (and branch placements) as DVC experiments: reports/sweeps/sweep/.
 sweep: venv .dvc/config
 	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.sweep --uplink $(UPLINK) $(if $(BRANCHES),--branches $(BRANCHES)) $(if $(WAIT),--wait $(WAIT))
+
+# Sweeps that outgrow one machine (docs/scale-out.md): one Prefect flow run per point in the work pool
+# eeoffload-sweep, picked up by process workers (here or on other machines), a DVC remote shared by
+# the points (outputs and run cache) and an MLflow tracking server they all log to.
+.PHONY: workers workers-stop tracking-server tracking-server-stop scaleout-status sweep-workers
+WORKERS ?= 2
+SEEDS ?=
+DVC_REMOTE ?=
+TRACKING_URI ?=
+MLFLOW_SERVER_PORT ?= 5001
+export MLFLOW_SERVER_PORT
+SWEEP_API = $(or $(PREFECT_API_URL),http://127.0.0.1:$(PREFECT_PORT)/api)
+SWEEP_TRACKING = $(or $(TRACKING_URI),http://127.0.0.1:$(MLFLOW_SERVER_PORT))
+
+## Start WORKERS local process workers of the pool (those not already running; PID files in .prefect/scaleout/).
+workers: venv
+	PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline.orchestration.scaleout workers-start $(WORKERS)
+
+## Stop exactly the local workers `make workers` started.
+workers-stop:
+	$(BIN)/python -m pipeline.orchestration.scaleout workers-stop
+
+## The MLflow tracking server (mlflow server, artifacts served through it) on 127.0.0.1:$(MLFLOW_SERVER_PORT);
+## MLFLOW_HOST=0.0.0.0 MLFLOW_BACKEND_STORE_URI=postgresql://... MLFLOW_ARTIFACTS_DESTINATION=s3://... for several machines.
+tracking-server: venv
+	$(BIN)/python -m pipeline.orchestration.scaleout tracking-start
+
+tracking-server-stop:
+	$(BIN)/python -m pipeline.orchestration.scaleout tracking-stop
+
+scaleout-status:
+	$(BIN)/python -m pipeline.orchestration.scaleout status
+
+## The sweep as one flow run per point over the work pool: starts the Prefect server (make ui) unless
+## PREFECT_API_URL is set, the tracking server unless TRACKING_URI is set, and WORKERS local workers
+## (WORKERS=0: only the workers already running, here or elsewhere). reports/sweeps/sweep/.
+sweep-workers: venv .dvc/config
+	$(if $(PREFECT_API_URL),,$(BIN)/python -m pipeline.services start)
+	$(if $(TRACKING_URI),,$(BIN)/python -m pipeline.orchestration.scaleout tracking-start)
+	PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline.orchestration.scaleout workers-start $(WORKERS)
+	PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline.orchestration.workpool sweep --uplink $(UPLINK) \
+		$(if $(BRANCHES),--branches $(BRANCHES)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DVC_REMOTE),--remote $(DVC_REMOTE)) \
+		--tracking-uri $(SWEEP_TRACKING)

@@ -9,6 +9,7 @@ one run (the machine is shared and noisy, so nothing here asserts on absolute ti
     startup          start-up (imports + params) of every stage command, heaviest imports
     gpu              full default pipeline on a CUDA device (skipped without one)
     time_to_result   quick recipe end to end on the CIFAR-10 archive (opt-in: long)
+    sweep_workers    4-point tiny sweep over a Prefect work pool, 1 worker vs 2 (opt-in: real servers)
 
 Each prints lines ``[name] figure ... | goal ... | MEETS / MISSES / INFO``.
 """

@@ -3,6 +3,7 @@ one after another (never two heavy ones at once), each printing its figures with
 
     python -m benchmarks                      # training_cpu metrics_engine incremental startup certify gpu
     python -m benchmarks time_to_result       # opt-in: the quick recipe end to end (~30 min, needs CIFAR10_ARCHIVE)
+    python -m benchmarks sweep_workers        # opt-in: 4-point tiny sweep over 1 vs 2 process workers (~4 min on 2 cores)
     python -m benchmarks training_cpu --compile   # options after a single name go to that benchmark
 """
 
@@ -13,7 +14,7 @@ import sys
 import time
 
 DEFAULT = ("training_cpu", "metrics_engine", "incremental", "startup", "certify", "gpu")
-OPT_IN = ("time_to_result",)
+OPT_IN = ("time_to_result", "sweep_workers")
 
 
 def main(argv: list[str]) -> int:

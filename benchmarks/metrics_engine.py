@@ -1,5 +1,5 @@
 """Figure 2: the whole evaluate grid, vectorised (eeoffload.offload) vs the plain-loop reference
-(benchmarks.reference_metrics), results checked equal; and the evaluate stage's wall time on
+(tests/reference_metrics.py, the oracle the tests use), results checked equal; and the evaluate stage's wall time on
 synthetic full-size inputs.
 
     python -m benchmarks.metrics_engine [--ref-resamples 3]
@@ -25,7 +25,7 @@ import numpy as np
 import yaml
 
 from benchmarks import ROOT, figure, note, project_env, run_python
-from benchmarks import reference_metrics as ref
+from tests import reference_metrics as ref
 from eeoffload import offload
 
 BENCH = "metrics_engine"

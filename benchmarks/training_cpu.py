@@ -26,7 +26,7 @@ import copy
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -34,7 +34,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks import ROOT, figure, note, run_python
-from eeoffload.model import BAlexNet, Flatten, LocalResponseNorm
+from tests.model_oracles import with_torch_flatten, with_torch_lrn
+from eeoffload.model import BAlexNet
 from eeoffload.training import train_epoch, weighted_exit_loss
 from pipeline.runtime import keep_freed_memory
 
@@ -42,26 +43,6 @@ BENCH = "training_cpu"
 GOAL = ">= 70% of the fp32 matmul rate"
 BATCH = 512
 VARIANTS = {"one_branch": (["relu1"], [1.0, 0.3]), "two_branch": (["relu1", "relu2"], [1.0, 0.65, 0.3])}
-
-
-def _replace_modules(model: nn.Module, kind: type[nn.Module], make: Callable[[nn.Module], nn.Module]) -> nn.Module:
-    """A copy of ``model`` with every ``kind`` submodule ``m`` replaced by ``make(m)``."""
-    model = copy.deepcopy(model)
-    for parent in list(model.modules()):
-        for name, child in parent.named_children():
-            if isinstance(child, kind):
-                setattr(parent, name, make(child))
-    return model
-
-
-def with_torch_lrn(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with torch's LocalResponseNorm in place of eeoffload's (the original model)."""
-    return _replace_modules(model, LocalResponseNorm, lambda m: nn.LocalResponseNorm(m.size, m.alpha, m.beta, m.k))
-
-
-def with_torch_flatten(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` with ``nn.Flatten`` in place of eeoffload's layout-keeping Flatten."""
-    return _replace_modules(model, Flatten, lambda m: nn.Flatten())
 
 
 class Contiguous(nn.Module):

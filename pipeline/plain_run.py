@@ -151,7 +151,14 @@ def stage_groups(stages: list[Stage], parallel: set[str]) -> list[list[Stage]]:
 
 
 def _command(stage: Stage) -> list[str]:
-    return [sys.executable if w == "python" else w for w in shlex.split(stage.cmd)]
+    """The stage's command with this interpreter; ``python -m pipeline <stage> ...`` (the typer CLI,
+    pipeline/cli.py) as ``python -m pipeline.<stage> ...``, the stage module's own entry point with
+    the same arguments and exit statuses, which needs neither typer nor pydantic (absent on the GPU
+    machine)."""
+    words = [sys.executable if w == "python" else w for w in shlex.split(stage.cmd)]
+    if words[1:3] == ["-m", "pipeline"] and len(words) > 3:
+        words = [words[0], "-m", f"pipeline.{words[3]}", *words[4:]]
+    return words
 
 
 def run_group(group: list[Stage], root: Path) -> int:

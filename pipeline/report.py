@@ -99,8 +99,13 @@ def timings(folder: Path) -> list[dict[str, Any]]:
                 t = json.loads(f.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as e:
                 raise StageError(f"{f}: not valid JSON: {e}") from e
-            rows.append({"stage": t.get("stage", f.stem), "variant": t.get("variant") or "",
-                         "seconds": float(t.get("seconds", float("nan")))})
+            seed = t.get("seed")
+            instance = f.stem.partition("@")[2]  # variant-seed for a per-run stage (older files lack "seed")
+            if seed is None and instance.rpartition("-")[2].isdigit():
+                seed = instance.rpartition("-")[2]
+            variant = t.get("variant") or ""
+            rows.append({"stage": t.get("stage", f.stem), "variant": f"{variant} seed {seed}" if seed is not None
+                         else variant, "seconds": float(t.get("seconds", float("nan")))})
     rank = {s: i for i, s in enumerate(STAGE_ORDER)}
     rows.sort(key=lambda r: (rank.get(r["stage"], len(rank)), r["variant"]))
     return rows

@@ -17,8 +17,7 @@ def keep_freed_memory(keep: bool = True) -> bool:
     By default glibc maps every block over 32 MiB (a 512x32x32x32 float activation is 64 MiB)
     with mmap and unmaps it on free, so each training step pays page faults and kernel zeroing for
     its largest tensors again. ``mallopt(M_MMAP_MAX, 0)`` and a 1 GiB trim threshold keep them in
-    the heap: training steps a median 1.16x faster on this project's CPU (0.95-1.33x over 12
-    noisy runs; docs/performance.md), no change in any value. ``keep=False`` restores glibc's defaults (without its dynamic mmap threshold).
+    the heap: faster training steps (measured in docs/performance.md), no change in any value. ``keep=False`` restores glibc's defaults (without its dynamic mmap threshold).
     Returns whether the setting was applied (False off glibc, e.g. macOS or musl).
     """
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":

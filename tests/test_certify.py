@@ -218,7 +218,7 @@ def test_bad_certify_params_give_one_line(key: str, value: object, text: str) ->
 
 
 def small_project(tmp: Path, n_val: int = 300, n_test: int = 700, **certify: object) -> Path:
-    from benchmarks.certify import synthetic_logits_frame
+    from tests.synthetic_logits import synthetic_logits_frame
 
     tmp.mkdir(parents=True, exist_ok=True)
     params = json.loads(json.dumps(BASE))
@@ -295,7 +295,7 @@ def test_stage_names_a_missing_logits_file(tmp_path: Path) -> None:
 def test_dvc_runs_the_certify_stage_alone(tmp_path: Path) -> None:
     """dvc.yaml's certify@two_branch (params, deps, outs as declared) runs in a scratch DVC project
     on synthetic logits, and a second `dvc repro` of it is a no-op."""
-    from benchmarks.certify import synthetic_logits_frame
+    from tests.synthetic_logits import synthetic_logits_frame
     from pipeline.scratch import dvc_repro, make_scratch_project
 
     root = make_scratch_project(tmp_path / "p", {"certify": {"splits": 10, "bootstrap": 5}, "train": {"seeds": [0]}})

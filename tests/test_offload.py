@@ -1,5 +1,5 @@
 """Offloading model and metrics (eeoffload.offload) on hand-computed cases and against the
-plain-loop reference of benchmarks/reference_metrics.py."""
+plain-loop reference of tests/reference_metrics.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from benchmarks import reference_metrics as ref
+from tests import reference_metrics as ref
 from eeoffload import offload
 
 # Two side branches, a dozen samples (exit index 0 = branch 1, 1 = branch 2, 2 = offloaded).

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.training_cpu import with_torch_lrn
+from tests.model_oracles import with_torch_lrn
 from eeoffload.layout import BRANCHABLE_LAYERS
 from eeoffload.model import _LRN, BAlexNet, Flatten, LocalResponseNorm
 from eeoffload.training import weighted_exit_loss

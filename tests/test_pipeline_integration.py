@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,19 +117,22 @@ def test_certify_change_reruns_only_certify_and_the_report(tiny_run: TinyRun) ->
         f"certify@{v}-{k}" for v in ("one_branch", "two_branch") for k in seeds}
 
 
-def test_a_new_seed_trains_that_seed_only(tiny_run: TinyRun) -> None:
+def test_a_new_seed_trains_that_seed_only(tiny_run: TinyRun, tmp_path: Path) -> None:
     """Adding a seed to train.seeds costs one training per variant: the new seed's runs, then the
-    aggregating stages; the other seeds' runs are kept."""
-    params_path = tiny_run.root / "params.yaml"
+    aggregating stages; the other seeds' runs are kept. On a copy of the tiny project (git, DVC
+    and its cache included), so the session's project keeps its files."""
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_run.root, root, symlinks=True)
+    params_path = root / "params.yaml"
     params = yaml.safe_load(params_path.read_text())
     new = max(params["train"]["seeds"]) + 1
     params["train"]["seeds"] = [*params["train"]["seeds"], new]
     params_path.write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = dvc_repro(tiny_run.root)
+    proc = dvc_repro(root)
     assert proc.returncode == 0, proc.stderr
     per_run = {f"{stage}@{v}-{new}" for stage in ("train", "logits", "calibrate", "certify")
                for v in ("one_branch", "two_branch")}
     assert set(ran_stages(proc.stdout)) == {"validate", "evaluate", "trajectory", "plots", "report"} | per_run
-    aggregate = pd.read_parquet(tiny_run.root / "reports/metrics/one_branch/offload.parquet")
+    aggregate = pd.read_parquet(root / "reports/metrics/one_branch/offload.parquet")
     assert (aggregate["n_seeds"] == len(params["train"]["seeds"])).all()
     assert aggregate["p_device_seed_lo"].notna().any()  # a t-interval from 3 seeds on

@@ -97,7 +97,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, archive: Path) -> Path:
 def test_atomic_path_killed_mid_write_leaves_no_target(tmp_path: Path) -> None:
     """A writer SIGKILLed inside atomic_path: no target, only a hidden temporary that the next
     writer of that target removes."""
-    script = ("import os, signal\nfrom pipeline.io import atomic_path\n"
+    script = ("import os, signal\nfrom pipeline.atomic import atomic_path\n"
               "with atomic_path('out/result.parquet') as tmp:\n"
               "    tmp.write_bytes(b'PAR1' + b'x' * 1000)\n"
               "    os.kill(os.getpid(), signal.SIGKILL)\n")

@@ -148,11 +148,11 @@ def test_report_summary(reported: Path) -> None:
 def test_report_missing_input_names_the_file(reported: Path, tmp_path: Path) -> None:
     root = tmp_path / "p"
     shutil.copytree(reported, root)
-    (root / "reports" / "calibration" / "two_branch_exits.parquet").unlink()
+    (root / "reports" / "calibration" / "two_branch" / "seed0_exits.parquet").unlink()
     before = (root / "reports" / "index.html").read_bytes()
     proc = stage(root, "report")
     assert proc.returncode == 2
-    assert "reports/calibration/two_branch_exits.parquet" in proc.stderr and "Traceback" not in proc.stderr
+    assert "reports/calibration/two_branch/seed0_exits.parquet" in proc.stderr and "Traceback" not in proc.stderr
     assert (root / "reports" / "index.html").read_bytes() == before
 
 

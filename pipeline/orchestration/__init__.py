@@ -10,6 +10,10 @@ Modules (each importable on its own; only ``flows``, ``sweep`` and ``cli`` impor
 * ``cli``: ``python -m pipeline.flows run|experiment|serve|dag``; one-line errors, tracebacks to a log file.
 * ``sweep``: the flow ``benchmark-sweep`` and its CLI (``python -m pipeline.sweep``).
 * ``services``: ``make ui`` / ``make ui-stop``: the Prefect server and the MLflow UI on 127.0.0.1.
+* ``tracking``, ``tracking_tables``, ``tracking_views``: MLflow logging of a finished pipeline run,
+  what it logs, and the experiment's kind and saved views.
+* ``workpool``, ``sweep_point``, ``scaleout``: sweeps over Prefect work-pool workers on any number of
+  machines, sharing a DVC remote and an MLflow tracking server (docs/scale-out.md).
 
 ``pipeline/flows.py``, ``pipeline/sweep.py`` and ``pipeline/services.py`` are thin shims that keep
 ``python -m pipeline.<name>`` working. docs/orchestration.md describes the whole.

@@ -38,12 +38,11 @@ def point_name(prefix: str, uplink: float, branches: list[str]) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", f"{prefix}-u{uplink:g}-{'+'.join(branches)}")
 
 
-@task(name="sweep-point", task_run_name="{name}", cache_policy=NO_CACHE)
-def sweep_point(root: str, name: str, flat: dict[str, Any], variant: str, placement: list[str],
-                p_tar: list[float], t_tar_ms: list[float]) -> list[dict[str, Any]]:
-    """One `dvc exp run -n <name> -S ...`; the missed-deadline rows of ``variant`` it produced."""
+def point_rows(root: Path, name: str, uplink_mbps: float, variant: str, placement: list[str],
+               p_tar: list[float], t_tar_ms: list[float]) -> list[dict[str, Any]]:
+    """The comparison rows of one point: the missed-deadline rows of ``variant`` in ``root``'s
+    ``reports/metrics/<variant>/`` (also used by the work-pool sweep, pipeline.orchestration.workpool)."""
     path = Path(root)
-    run_dvc(path, ["exp", "run", "-n", name, *exp_set_args(flat)], f"dvc exp run -n {name}", get_run_logger())
     deadline = pd.read_parquet(path / "reports" / "metrics" / variant / "deadline.parquet")
     offload = pd.read_parquet(path / "reports" / "metrics" / variant / "offload.parquet")
     rows = []
@@ -56,13 +55,22 @@ def sweep_point(root: str, name: str, flat: dict[str, Any], variant: str, placem
                 rows.append({
                     "experiment": name, "variant": variant,
                     "branches": "+".join(placement),
-                    "uplink_mbps": flat["network.uplink_mbps"], "calibration": calibration, "p_tar": p,
+                    "uplink_mbps": float(uplink_mbps), "calibration": calibration, "p_tar": p,
                     "t_tar_ms": t,
                     "missed_deadline": float(hit["missed_deadline"].iloc[0]) if not hit.empty else np.nan,
                     "p_device": float(o["p_device"].iloc[0]) if not o.empty else np.nan,
                     "acc_total": float(o["acc_total"].iloc[0]) if not o.empty else np.nan,
                 })
     return rows
+
+
+@task(name="sweep-point", task_run_name="{name}", cache_policy=NO_CACHE)
+def sweep_point(root: str, name: str, flat: dict[str, Any], variant: str, placement: list[str],
+                p_tar: list[float], t_tar_ms: list[float]) -> list[dict[str, Any]]:
+    """One `dvc exp run -n <name> -S ...`; the missed-deadline rows of ``variant`` it produced."""
+    path = Path(root)
+    run_dvc(path, ["exp", "run", "-n", name, *exp_set_args(flat)], f"dvc exp run -n {name}", get_run_logger())
+    return point_rows(path, name, flat["network.uplink_mbps"], variant, placement, p_tar, t_tar_ms)
 
 
 def comparison_figure(df: pd.DataFrame, path: Path) -> None:
@@ -92,6 +100,25 @@ def comparison_figure(df: pd.DataFrame, path: Path) -> None:
     plt.close(fig)
 
 
+def write_comparison(root: Path, prefix: str, df: pd.DataFrame, extra_markdown: str = "") -> Path:
+    """``reports/sweeps/<prefix>/comparison.csv`` and ``missed_deadline_vs_uplink.png`` of ``df``
+    (rows of point_rows), the markdown artifact ``benchmark-sweep``; the folder."""
+    out = Path(root) / "reports" / "sweeps" / prefix
+    out.mkdir(parents=True, exist_ok=True)
+    (Path(root) / "reports" / "sweeps" / ".gitignore").write_text("*\n")
+    df.to_csv(out / "comparison.csv", index=False)
+    table = "(no point finished)"
+    if not df.empty:
+        comparison_figure(df, out / "missed_deadline_vs_uplink.png")
+        table = df.pivot_table(index=["branches", "uplink_mbps", "p_tar", "t_tar_ms"], columns="calibration",
+                               values="missed_deadline").reset_index().to_markdown(index=False)
+    create_markdown_artifact(key="benchmark-sweep",
+                             markdown=f"# Sweep {prefix}\n\n{table}\n\n{extra_markdown}"
+                                      f"CSV: `{out / 'comparison.csv'}`\n\nFigure: `{out / 'missed_deadline_vs_uplink.png'}`\n")
+    print(f"sweep {prefix}: {out / 'comparison.csv'}, {out / 'missed_deadline_vs_uplink.png'}")
+    return out
+
+
 @flow(name="benchmark-sweep", log_prints=True)
 def sweep(uplink_mbps: list[float], branch_placements: list[list[str]] | None = None,
           variant: str = "one_branch", p_tar: list[float] | None = None, t_tar_ms: list[float] | None = None,
@@ -119,18 +146,7 @@ def sweep(uplink_mbps: list[float], branch_placements: list[list[str]] | None = 
                 rows += sweep_point(str(path), name, flat, variant, placement, p_tar, t_tar_ms)
         finally:
             params_file.write_text(original)
-    out = path / "reports" / "sweeps" / prefix
-    out.mkdir(parents=True, exist_ok=True)
-    (path / "reports" / "sweeps" / ".gitignore").write_text("*\n")
-    df = pd.DataFrame(rows)
-    df.to_csv(out / "comparison.csv", index=False)
-    comparison_figure(df, out / "missed_deadline_vs_uplink.png")
-    table = df.pivot_table(index=["branches", "uplink_mbps", "p_tar", "t_tar_ms"], columns="calibration",
-                           values="missed_deadline").reset_index()
-    create_markdown_artifact(key="benchmark-sweep",
-                             markdown=f"# Sweep {prefix}\n\n{table.to_markdown(index=False)}\n\n"
-                                      f"CSV: `{out / 'comparison.csv'}`\n\nFigure: `{out / 'missed_deadline_vs_uplink.png'}`\n")
-    print(f"sweep {prefix}: {out / 'comparison.csv'}, {out / 'missed_deadline_vs_uplink.png'}")
+    out = write_comparison(path, prefix, pd.DataFrame(rows))
     return str(out / "comparison.csv")
 
 

@@ -117,7 +117,8 @@ def evaluate_run(logits: np.ndarray, labels: np.ndarray, temperatures: list[floa
         for key in ("p_device", "acc_device", "acc_total", "outage", "outage_resampled"):
             for j, pt in enumerate(headline_p_tar):
                 numbers[f"{key}@{pt:g}"] = _json_number(at_headline[key][j])
-        for key in ("acc_device_lo", "acc_device_hi", "outage_lo", "outage_hi"):
+        for key in ("p_device_lo", "p_device_hi", "acc_device_lo", "acc_device_hi", "acc_total_lo", "acc_total_hi",
+                    "outage_lo", "outage_hi"):
             for j, pt in enumerate(headline_p_tar):
                 numbers[f"{key}@{pt:g}"] = _json_number(at_headline[key][j])
         numbers["p_device_mean"] = _json_number(float(np.mean(table["p_device"])))
@@ -210,7 +211,7 @@ def aggregate_headline(headlines: list[dict[str, dict[str, float | None]]]) -> d
 def aggregate_runs(runs: list[RunMetrics]) -> RunMetrics:
     """One variant's :class:`RunMetrics` over its training seeds (in seed order): the three
     aggregates above, with the headline's population bounds (``acc_device_lo@0.85`` ...) taken from
-    the aggregated grid (pooled counts) where its p_tar is on the grid, else None."""
+    the aggregated grid (pooled counts) where its p_tar is on the grid, else (several seeds) None."""
     if not runs:
         raise ValueError("aggregate_runs needs at least one run")
     offload_table = aggregate_offload([r.offload for r in runs])
@@ -222,7 +223,10 @@ def aggregate_runs(runs: list[RunMetrics]) -> RunMetrics:
             column, _, p = key.partition("@")
             at = np.flatnonzero(np.isclose(rows["p_tar"].to_numpy(dtype=float), float(p), atol=1e-9)) \
                 if len(grid) else []
-            numbers[key] = _json_number(float(rows[column].iloc[at[0]])) if len(at) else None
+            if len(at):
+                numbers[key] = _json_number(float(rows[column].iloc[at[0]]))
+            else:  # p_tar off the grid: a single run keeps its own bound; pooled counts are not at hand
+                numbers[key] = runs[0].headline[calibration][key] if len(runs) == 1 else None
             for part in ("lo", "hi", "min", "max"):
                 numbers.pop(f"{key}_seed_{part}", None)
     return RunMetrics(offload_table, aggregate_deadline([r.deadline for r in runs]), headline)

@@ -132,14 +132,16 @@ def _band(ax, x: pd.Series, rows: pd.DataFrame, column: str, color: str, label: 
 def _seed_band(ax, x: pd.Series, rows: pd.DataFrame, column: str, color: str, cal: str) -> None:
     """The spread of ``column`` over training seeds (written by evaluate's seed aggregate), hatched so
     it stays apart from the population band: the t-interval of the mean where defined (>= 3 seeds),
-    else the seeds' min-max; nothing for one seed."""
+    else the seeds' min-max; nothing for one seed. Every banded column is a probability, so the
+    t-interval (which can pass 0 or 1 with 3 seeds) is drawn clipped to [0, 1]."""
     n = rows["n_seeds"].max() if "n_seeds" in rows.columns else 1
     if not n or n < 2:
         return
     for lo, hi, what in ((f"{column}_seed_lo", f"{column}_seed_hi", "t-interval 95%"),
                          (f"{column}_seed_min", f"{column}_seed_max", "min-max")):
         if lo in rows.columns and hi in rows.columns and rows[lo].notna().any():
-            ax.fill_between(x, rows[lo], rows[hi], facecolor="none", edgecolor=color, hatch="////",
+            ax.fill_between(x, rows[lo].clip(0.0, 1.0), rows[hi].clip(0.0, 1.0), facecolor="none", edgecolor=color,
+                            hatch="////",
                             linewidth=0.0, alpha=0.55, label=f"{cal}, {int(n)} seeds: {what}")
             return
 

@@ -63,8 +63,8 @@ class _ChannelLRN(torch.autograd.Function):
     channels, window c - size//2 .. c + (size-1)//2, as torch pads it). The channel window sum is
     one small matmul with a banded 0/1 (C, C) matrix over the channels-last view (N, H, W, C), and
     the gradient is dx = g / d**beta - 2 alpha beta / size * x * band^T(g * y / d): a few
-    elementwise passes, mostly in place, instead of torch's pad + avg_pool3d + pow graph (about
-    4x faster on CPU). For beta = 3/4 (AlexNet's), d**-beta is rsqrt(d) * sqrt(rsqrt(d)), cheaper
+    elementwise passes, mostly in place, instead of torch's pad + avg_pool3d + pow graph (faster on
+    CPU; measured in docs/performance.md). For beta = 3/4 (AlexNet's), d**-beta is rsqrt(d) * sqrt(rsqrt(d)), cheaper
     than pow.
     """
 
@@ -223,8 +223,8 @@ def _same_parameter_free_layer(a: nn.Module, b: nn.Module) -> bool:
 def forward_plan(trunk: nn.Sequential, heads: dict[str, nn.Sequential]) -> list[ForwardStep]:
     """The order :meth:`BAlexNet.forward` runs the layers in: the plain definition
     (:meth:`BAlexNet.reference_forward`) with two rewrites that change no value and no gradient
-    (tests/test_perf_equivalence.py) and make a CPU training step 1.14-1.16x faster
-    (docs/performance.md):
+    (tests/test_perf_equivalence.py) and make a CPU training step faster (measured in
+    docs/performance.md):
 
     1. Shared head layers. A head that starts with the same parameter-free layers as the trunk
        after its branch point (after relu1: pool 3/2 and LRN in both) would recompute the same
