@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tarfile
@@ -34,6 +32,7 @@ from pathlib import Path
 
 from benchmarks import ROOT
 from pipeline import registry as R
+from pipeline.orchestration.processes import terminate_group
 from pipeline.scratch import make_scratch_project, scratch_env
 
 VARIANTS = ("one_branch", "two_branch")
@@ -63,11 +62,7 @@ def start(cmd: list[str], cwd: Path, logfile: Path) -> subprocess.Popen[bytes]:
 
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        terminate_group(proc.pid, 15, alive=lambda: proc.poll() is None)
 
 
 def progress(logfile: Path) -> tuple[int, int, float] | None:

@@ -27,7 +27,7 @@ from eeoffload.latency import (
     per_exit_ms,
     upload_ms,
 )
-from eeoffload.latency_measure import measure_layers, time_layers
+from eeoffload.latency_measure import measure_layers
 from eeoffload.model import BAlexNet
 from eeoffload.offload import LatencyProfile
 
@@ -91,11 +91,11 @@ def test_latency_model_missing_layer():
         latency_model(edge, _table(model, {}, 0.5), model)
 
 
-def test_time_layers_schema_and_threads():
+def test_layer_table_schema_and_threads():
     model = BAlexNet(["relu1", "pool2"])
     before = torch.get_num_threads()
     lines = []
-    df = time_layers(model, "cpu", threads=1, warmup=0, repeats=3, log=lines.append)
+    df = measure_layers(model, "cpu", threads=1, warmup=0, repeats=3, log=lines.append).table()
     assert torch.get_num_threads() == before
     assert list(df.columns) == COLUMNS
     assert list(df.columns) == ["layer", "part", "ms", "output_elements", "p10_ms", "p90_ms", "spread"]
@@ -109,7 +109,7 @@ def test_time_layers_schema_and_threads():
     elements = dict(zip(df["layer"], df["output_elements"]))
     assert elements["relu1"] == 32 * 32 * 32 and elements["pool2"] == 64 * 8 * 8
     assert elements["branch1"] == 10 and elements["fc3"] == 10
-    only = time_layers(model, "cpu", 1, 0, 1, only=set(cloud_layer_names(model)))
+    only = measure_layers(model, "cpu", 1, 0, 1, only=set(cloud_layer_names(model))).table()
     assert list(only["layer"]) == cloud_layer_names(model)
 
 

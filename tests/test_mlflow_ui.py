@@ -9,7 +9,6 @@ import html
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -70,13 +69,11 @@ def wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: fl
 
 
 def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    from pipeline.orchestration.processes import terminate_group
+
     if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=15)
+        terminate_group(proc.pid, 15, alive=lambda: proc.poll() is None)
+    proc.wait(timeout=15)
 
 
 def page_text(dom: str) -> str:

@@ -71,7 +71,9 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
         try:
             yield Servers(PREFECT_API_URL.value(), url, base)
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
+            from pipeline.orchestration.processes import terminate_group
+
+            terminate_group(proc.pid, 30, alive=lambda: proc.poll() is None)
             proc.wait(timeout=30)
             os.environ.pop("EEOFFLOAD_SCALEOUT_STATE", None)
 

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+from pipeline.orchestration.processes import healthy, read_pidfile, terminate_group
 from pipeline.orchestration.project import PROJECT_ROOT, QUIET_ENV, mlflow_artifact_root, mlflow_store_uri
 
 POOL = "eeoffload-sweep"  # = workpool.POOL (not imported: this module stays free of Prefect imports)
@@ -40,21 +39,6 @@ def state_dir() -> Path:
     return Path(os.environ.get("EEOFFLOAD_SCALEOUT_STATE") or PROJECT_ROOT / ".prefect" / "scaleout")
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-    except OSError:
-        return []
-
-
-def healthy(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=2).close()  # noqa: S310
-        return True
-    except OSError:
-        return False
-
-
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -62,13 +46,8 @@ def free_port() -> int:
 
 
 def running(name: str) -> dict | None:
-    path = state_dir() / f"{name}.pid"
-    if not path.exists():
-        return None
-    info = json.loads(path.read_text())
-    tail = info["argv"][1:]
-    cmd = _cmdline(info["pid"])
-    return info if cmd and cmd[-len(tail):] == tail else None
+    """The recorded {pid, argv} of worker or server ``name`` if that PID still runs that command."""
+    return read_pidfile(state_dir() / f"{name}.pid")
 
 
 def spawn(name: str, argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:
@@ -88,18 +67,11 @@ def stop(name: str, timeout: float = 20.0) -> str:
     if info is None:
         return f"{name}: not running"
     pid = info["pid"]
-    try:
-        os.killpg(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return f"{name}: gone"
     began = time.monotonic()
-    while _cmdline(pid) and time.monotonic() - began < timeout:
-        time.sleep(0.25)
-    if _cmdline(pid):
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    result = terminate_group(pid, timeout)
+    if result == "gone":
+        return f"{name}: gone"
+    if result == "killed":
         return f"{name} (pid {pid}): killed (no exit {timeout:.0f} s after SIGTERM)"
     return f"{name} (pid {pid}): stopped in {time.monotonic() - began:.0f} s"
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
+from pipeline.orchestration.processes import healthy, read_pidfile, terminate_group
 from pipeline.orchestration.project import PROJECT_ROOT, QUIET_ENV, mlflow_artifact_root, mlflow_store_uri
 
 ROOT = PROJECT_ROOT
@@ -66,30 +65,9 @@ def url_of(name: str) -> str:
     return f"http://{HOST}:{ports()[name]}"
 
 
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]
-    except OSError:
-        return []
-
-
 def running(name: str) -> dict | None:
     """The recorded {pid, argv} of ``name`` if that PID still runs that command."""
-    path = STATE / f"{name}.pid"
-    if not path.exists():
-        return None
-    info = json.loads(path.read_text())
-    cmd = _cmdline(info["pid"])
-    tail = info["argv"][1:]  # argv[0] may show as the interpreter running the script
-    return info if cmd and cmd[-len(tail):] == tail else None
-
-
-def healthy(url: str) -> bool:
-    try:
-        urllib.request.urlopen(url, timeout=2).close()  # noqa: S310 (loopback)
-        return True
-    except OSError:
-        return False
+    return read_pidfile(STATE / f"{name}.pid")
 
 
 def say(message: str) -> None:
@@ -140,19 +118,8 @@ def stop(timeout: float = 15.0) -> None:
         pid = info["pid"]
         began = time.monotonic()
         say(f"stopping {LABEL[name]} (pid {pid}) ...")
-        try:
-            os.killpg(pid, signal.SIGTERM)  # its own session: the server and its workers only
-        except ProcessLookupError:
-            pass
-        while _cmdline(pid) and time.monotonic() - began < timeout:
-            time.sleep(0.25)
-        how = "stopped"
-        if _cmdline(pid):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            how = f"killed (no exit {timeout:.0f} s after SIGTERM)"
+        result = terminate_group(pid, timeout)  # its own session: the server and its workers only
+        how = f"killed (no exit {timeout:.0f} s after SIGTERM)" if result == "killed" else "stopped"
         pidfile.unlink(missing_ok=True)
         say(f"{LABEL[name]} {how} in {time.monotonic() - began:.0f} s")
 

@@ -133,17 +133,3 @@ def measure_layers(
         model.train(was_training)
     array = np.asarray(samples, dtype=np.float64).reshape(len(names), repeats)
     return LayerTimes(names, parts, elements, array, str(device), threads)
-
-
-def time_layers(
-    model: BAlexNet,
-    device: str | torch.device = "cpu",
-    threads: int | None = None,
-    warmup: int = 10,
-    repeats: int = 50,
-    only: Collection[str] | None = None,
-    log: Callable[[str], None] | None = None,
-) -> pd.DataFrame:
-    """:func:`measure_layers`, summarised into the per-layer table
-    (:data:`eeoffload.latency.COLUMNS`: median ``ms`` and its spread)."""
-    return measure_layers(model, device, threads, warmup, repeats, only, log).table()
