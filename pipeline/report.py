@@ -181,6 +181,8 @@ def headline_table(headline: Any) -> list[dict[str, Any]]:
                 t_lo, t_hi = m.get(f"{key}_seed_lo"), m.get(f"{key}_seed_hi")
                 kind = "t 95%" if t_lo is not None and t_hi is not None else "min-max"
                 lo, hi = (t_lo, t_hi) if kind == "t 95%" else (m.get(f"{key}_seed_min"), m.get(f"{key}_seed_max"))
+                if kind == "t 95%":  # every shown number is a probability: the t-interval drawn within [0, 1]
+                    lo, hi = max(0.0, lo), min(1.0, hi)
                 pop = (m.get(f"{name}_lo@{p}"), m.get(f"{name}_hi@{p}")) if p else (None, None)
                 rows.append({"variant": v, "calibration": cal, "metric": key, "value": m[key],
                              "seed_lo": lo, "seed_hi": hi, "seed_kind": kind, "n_seeds": m.get("n_seeds", 1),

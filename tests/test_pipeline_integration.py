@@ -97,6 +97,26 @@ def test_bad_param_through_dvc_repro_keeps_every_result(tiny_run: TinyRun) -> No
     assert ran_stages(again.stdout) == ["validate"]
 
 
+def test_outputs_deleted_by_a_killed_repro_come_back_with_dvc_checkout(tiny_run: TinyRun) -> None:
+    """DVC deletes a stage's outputs before it runs the stage; if the stage is then killed, the
+    outputs dvc.lock records come back with one command, `dvc checkout` (every output but the two
+    git-tracked DVC-experiment files is cached: dvc.yaml)."""
+    root = tiny_run.root
+    kept = {d: _tree_digest(root / d) for d in ("reports/metrics", "reports/figures", "reports/trajectory")}
+    metrics_json = (root / "reports/metrics.json").read_bytes()
+    for d in kept:
+        shutil.rmtree(root / d)
+    (root / "reports/metrics.json").unlink()
+    (root / "data/models/one_branch/seed0.pt").unlink()
+    proc = subprocess.run([sys.executable, "-m", "dvc", "checkout"], cwd=root, env=scratch_env(root), text=True,
+                          capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    assert {d: _tree_digest(root / d) for d in kept} == kept
+    assert (root / "reports/metrics.json").read_bytes() == metrics_json
+    assert (root / "data/models/one_branch/seed0.pt").is_file()
+    assert ran_stages(dvc_repro(root).stdout) == []  # and the project is up to date again
+
+
 def test_dvc_metrics_show(tiny_run: TinyRun) -> None:
     proc = subprocess.run([sys.executable, "-m", "dvc", "metrics", "show", "--json"], cwd=tiny_run.root,
                           env=scratch_env(tiny_run.root), text=True, capture_output=True)
