@@ -28,8 +28,7 @@ import torch
 from tqdm import tqdm
 
 from eeoffload.model import BAlexNet
-from eeoffload.temperature import fit_temperature
-from eeoffload.training import exit_metrics, images_to_tensor, predict_exits, train_epoch
+from eeoffload.training import fit, images_to_tensor, training_schedule
 from pipeline import registry
 from pipeline.atomic import atomic_dir, atomic_path, atomic_write_parquet, atomic_write_text
 from pipeline.io import StageError, read_params, run_run_stage
@@ -99,7 +98,7 @@ def main(variant: str, seed: int) -> None:
     model = BAlexNet(vp.branches).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
     generator = torch.Generator().manual_seed(seed)
-    schedule = ["trunk"] * tp.trunk_epochs + ["joint"] * tp.joint_epochs
+    schedule = training_schedule(tp.trunk_epochs, tp.joint_epochs)
     history: list[dict[str, float | int | str]] = []
 
     ckpt_path = registry.checkpoint_path(variant, seed)
@@ -125,45 +124,38 @@ def main(variant: str, seed: int) -> None:
                              f"epochs after {len(history)}, or delete {ckpt_path} to train from scratch")
 
     n_exits = model.num_exits
-    trunk_weights = [0.0] * (n_exits - 1) + [1.0]
     steps = -(-len(x) // tp.batch_size)
     start_time = time.perf_counter()
     interactive = sys.stderr.isatty()
-    for epoch in range(len(history) + 1, len(schedule) + 1):
-        phase = schedule[epoch - 1]
-        weights = trunk_weights if phase == "trunk" else vp.exit_weights
+    remaining = len(schedule) - len(history)
+    with tqdm(total=steps * remaining, desc=f"{run} training", disable=not interactive, leave=False,
+              unit="batch") as bar:
+        progress = (lambda v: (bar.update(1), bar.set_postfix(loss=f"{v:.3f}"))) if interactive else None
         t0 = time.perf_counter()
-        with tqdm(total=steps, desc=f"{run} epoch {epoch}/{len(schedule)} ({phase})",
-                  disable=not interactive, leave=False, unit="batch") as bar:
-            progress = (lambda v: (bar.update(1), bar.set_postfix(loss=f"{v:.3f}"))) if interactive else None
-            loss = train_epoch(model, optimizer, x, y, weights, tp.batch_size, generator, tp.augment,
-                               on_batch=progress)
-        val_logits = predict_exits(model, x_val, BATCH)
-        val_loss, val_acc = exit_metrics(val_logits, y_val, vp.exit_weights)
-        row: dict[str, float | int | str] = {"epoch": epoch, "phase": phase, "train_loss": round(loss, 6),
-                                             "val_loss": round(val_loss, 6)}
-        row.update({f"val_acc_exit{k + 1}": round(a, 6) for k, a in enumerate(val_acc)})
-        # The temperature that calibrates each exit on val at this epoch (paper eq. 2): > 1 means
-        # over-confident. Traces miscalibration along training at the cost of one 1-D fit per exit.
-        row.update({f"val_temperature_exit{k + 1}": round(fit_temperature(z, y_val), 4)
-                    for k, z in enumerate(val_logits)})
-        history.append(row)
-        if epoch in tp.snapshot_epochs:
-            atomic_write_parquet(snapshot_dir / f"epoch_{epoch:03d}.parquet",
-                                 model_logits(model, snapshot_splits, device))
-        elapsed = time.perf_counter() - t0
-        eta = elapsed * (len(schedule) - epoch)
-        # The checkpoint first, then the line: once "epoch k/" is printed, epoch k survives a kill.
-        with atomic_path(ckpt_path) as tmp:
-            torch.save({"fingerprint": fp, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                        "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                        "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
-                        "history": history}, tmp)
-        accs = " ".join(f"exit{k + 1} {a:.3f}" for k, a in enumerate(val_acc))
-        temps = " ".join(f"{row[f'val_temperature_exit{k + 1}']:.2f}" for k in range(n_exits))
-        print(f"{run} epoch {epoch}/{len(schedule)} {phase}: loss {loss:.4f} val_loss {val_loss:.4f} "
-              f"val_acc {accs} T {temps}{' (snapshot)' if epoch in tp.snapshot_epochs else ''} "
-              f"({elapsed:.1f} s, eta {eta / 60:.1f} min)", flush=True)
+        for r in fit(model, optimizer, x, y, x_val, y_val, schedule, vp.exit_weights, tp.batch_size, generator,
+                     tp.augment, first_epoch=len(history) + 1, val_batch_size=BATCH, on_batch=progress):
+            row: dict[str, float | int | str] = {"epoch": r.epoch, "phase": r.phase,
+                                                 "train_loss": round(r.train_loss, 6), "val_loss": round(r.val_loss, 6)}
+            row.update({f"val_acc_exit{k + 1}": round(a, 6) for k, a in enumerate(r.val_accuracy)})
+            row.update({f"val_temperature_exit{k + 1}": round(t, 4) for k, t in enumerate(r.val_temperature)})
+            history.append(row)
+            if r.epoch in tp.snapshot_epochs:
+                atomic_write_parquet(snapshot_dir / f"epoch_{r.epoch:03d}.parquet",
+                                     model_logits(model, snapshot_splits, device))
+            elapsed = time.perf_counter() - t0
+            eta = elapsed * (len(schedule) - r.epoch)
+            # The checkpoint first, then the line: once "epoch k/" is printed, epoch k survives a kill.
+            with atomic_path(ckpt_path) as tmp:
+                torch.save({"fingerprint": fp, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                            "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
+                            "history": history}, tmp)
+            accs = " ".join(f"exit{k + 1} {a:.3f}" for k, a in enumerate(r.val_accuracy))
+            temps = " ".join(f"{row[f'val_temperature_exit{k + 1}']:.2f}" for k in range(n_exits))
+            print(f"{run} epoch {r.epoch}/{len(schedule)} {r.phase}: loss {r.train_loss:.4f} val_loss "
+                  f"{r.val_loss:.4f} val_acc {accs} T {temps}{' (snapshot)' if r.epoch in tp.snapshot_epochs else ''} "
+                  f"({elapsed:.1f} s, eta {eta / 60:.1f} min)", flush=True)
+            t0 = time.perf_counter()
 
     with atomic_path(registry.model_path(variant, seed)) as tmp:
         torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},

@@ -114,6 +114,8 @@ def mean_over_seeds(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """``table`` (one row per seed and key) as the mean over seeds per key (NaN left out), the keys'
     first-appearance order kept, and ``n_seeds``."""
     values = [c for c in table.columns if c not in (*keys, "seed")]
+    if table.empty:  # no snapshots (train.snapshot_epochs past the schedule): an empty table, same columns
+        return pd.DataFrame(columns=[*keys, *values, "n_seeds"])
     grouped = table.groupby(keys, sort=False)
     out = grouped[values].mean().reset_index()
     out["n_seeds"] = grouped["seed"].nunique().to_numpy().astype(np.int64)

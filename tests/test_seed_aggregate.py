@@ -85,3 +85,14 @@ def test_deadline_aggregate_pools_batches() -> None:
     assert row["n_missed_batches"] == k and row["n_batches"] == n
     assert (row["missed_lo"], row["missed_hi"]) == pytest.approx((float(lo), float(hi)))
     assert math.isnan(row["missed_deadline_seed_lo"])  # a t-interval needs 3 seeds
+
+
+def test_trajectory_mean_over_seeds_with_and_without_snapshots() -> None:
+    from pipeline.trajectory import mean_over_seeds
+
+    table = pd.DataFrame({"variant": ["a", "a", "a", "a"], "seed": [0, 1, 0, 1], "epoch": [1, 1, 2, 2],
+                          "x": [0.1, 0.3, 0.5, np.nan]})
+    out = mean_over_seeds(table, ["variant", "epoch"])
+    assert out["x"].tolist() == pytest.approx([0.2, 0.5]) and out["n_seeds"].tolist() == [2, 2]
+    empty = mean_over_seeds(pd.DataFrame(), ["variant", "epoch"])  # train.snapshot_epochs past the schedule
+    assert empty.empty and list(empty.columns) == ["variant", "epoch", "n_seeds"]

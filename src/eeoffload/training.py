@@ -7,12 +7,15 @@ Augmentation (random crop with 4-pixel padding, horizontal flip) runs on whole t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from eeoffload.temperature import fit_temperature
 
 # CIFAR-10 training-set channel statistics.
 MEAN = (0.4914, 0.4822, 0.4465)
@@ -101,3 +104,57 @@ def exit_metrics(
     loss = float(weighted_exit_loss(logits, labels, weights))
     accs = [float((z.argmax(1) == labels).float().mean()) for z in logits]
     return loss, accs
+
+
+# --------------------------------------------------------------------------- the schedule
+
+TRUNK, JOINT = "trunk", "joint"
+
+
+def training_schedule(trunk_epochs: int, joint_epochs: int) -> list[str]:
+    """BranchyNet's two phases (paper Section IV-A): ``trunk_epochs`` epochs of the trunk alone
+    (final exit only), then ``joint_epochs`` of all exits with the weighted loss; one phase name
+    per epoch, epoch 1 first."""
+    if trunk_epochs < 0 or joint_epochs < 0 or trunk_epochs + joint_epochs == 0:
+        raise ValueError(f"need at least one epoch, got trunk {trunk_epochs}, joint {joint_epochs}")
+    return [TRUNK] * trunk_epochs + [JOINT] * joint_epochs
+
+
+def phase_weights(phase: str, exit_weights: Sequence[float]) -> list[float]:
+    """The loss weight per exit in ``phase``: the final exit's alone in the trunk phase (the side
+    branches get no gradient, so an optimiser leaves them as they are), ``exit_weights`` jointly."""
+    if phase == TRUNK:
+        return [0.0] * (len(exit_weights) - 1) + [1.0]
+    if phase == JOINT:
+        return [float(w) for w in exit_weights]
+    raise ValueError(f"unknown phase {phase!r}; allowed: {TRUNK}, {JOINT}")
+
+
+@dataclass(frozen=True)
+class EpochResult:
+    """One finished epoch of :func:`fit`: the training loss and the exits on the validation split."""
+
+    epoch: int  # 1-based
+    phase: str
+    train_loss: float
+    val_loss: float
+    val_accuracy: list[float]  # per exit
+    val_temperature: list[float]  # per exit, fitted on val (eq. 2): > 1 over-confident
+
+
+def fit(model: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, x_val: torch.Tensor,
+        y_val: torch.Tensor, schedule: Sequence[str], exit_weights: Sequence[float], batch_size: int,
+        generator: torch.Generator, augment: bool, first_epoch: int = 1, val_batch_size: int = 1000,
+        on_batch: Callable[[float], None] | None = None) -> Iterator[EpochResult]:
+    """Train ``model`` through ``schedule`` (:func:`training_schedule`) from epoch ``first_epoch``
+    (a resumed run: model, optimiser and generator restored by the caller), yielding after each
+    epoch, before the next starts: the caller checkpoints, writes snapshots or stops there. The
+    validation loss uses the joint ``exit_weights`` in both phases, and every exit's temperature is
+    fitted on the validation logits (miscalibration along training at the cost of one 1-D fit)."""
+    for epoch in range(first_epoch, len(schedule) + 1):
+        phase = schedule[epoch - 1]
+        loss = train_epoch(model, optimizer, x, y, phase_weights(phase, exit_weights), batch_size, generator,
+                           augment, on_batch=on_batch)
+        val_logits = predict_exits(model, x_val, val_batch_size)
+        val_loss, val_acc = exit_metrics(val_logits, y_val, exit_weights)
+        yield EpochResult(epoch, phase, loss, val_loss, val_acc, [fit_temperature(z, y_val) for z in val_logits])
