@@ -11,7 +11,11 @@ span sections (for flows and CI); exit status 0 when valid, 2 with that one line
 Plain dataclasses, not pydantic: the stage scripts must run on a GPU box that has only torch,
 numpy, pandas, pyarrow, pyyaml, tqdm, seaborn and jinja2, and the rules are few and flat. This
 module imports neither torch nor pandas at import time (branch names are checked with a lazy
-import of :mod:`eeoffload.model`).
+import of the torch-free :mod:`eeoffload.layout`).
+
+Length (about 620 lines): the schema of all nine sections with their one-line errors, in one
+place so that a reader sees every knob's allowed values together; it runs on a machine with only
+numpy and PyYAML (the torch-free layer names of eeoffload.layout aside).
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ calibration, latency, network, evaluate.
 The claims table is computed here from the metrics files by :mod:`eeoffload.claims`. The page
 references nothing outside itself: every image is a ``data:`` URI and the only links are
 in-page anchors. This stage records no timing (it reads reports/timings/).
+
+Length (about 385 lines): it turns every artifact the page shows into rows (timings, per-exit and
+headline tables over seeds, trajectory, claims) beside the one render call; each helper is a few
+lines over one input, and they stay next to the template they feed.
 """
 
 from __future__ import annotations

@@ -52,6 +52,9 @@ procedure ``violation_rate/t0.85/fixed_sequence``, ``p_device/...``, ``acc_devic
 CLI: ``python -m pipeline.tracking [--root DIR] [--exp-name NAME]``. The metrics and tables come from
 :mod:`pipeline.orchestration.tracking_tables`, the experiment's kind and views from
 :mod:`pipeline.orchestration.tracking_views`.
+
+Length (about 320 lines): the MLflow calls of one logging pass (experiment, parent, children,
+model, calibrators); what is logged is in tracking_tables, the experiment's look in tracking_views.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ m_k >= p_tar, so exit k is taken exactly for p_tar in (m_{k-1}, m_k]: an interva
 grid. Batch metrics count, per batch, how many samples take each exit at every grid point with
 difference arrays over those intervals (one bincount + cumsum), which makes the R re-batchings of
 the outage interval cheap.
+
+Length (about 360 lines): the decision rule and every metric of sections III-IV-E share one
+vectorised counting scheme (sorted confidences, cumulative counts, per-batch difference arrays);
+kept together so that counting is written once.
 """
 
 from __future__ import annotations
