@@ -193,8 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     for s in seeds:
         for v in VARIANTS:
             ckpt = R.checkpoint_path(v, s)
-            members = ["params.yaml", str(R.training_csv(v, s)), str(R.timing_path(f"train@{v}-{s}")),
-                       str(R.timing_path(f"logits@{v}-{s}")), str(R.logits_path(v, s)), str(R.snapshots_dir(v, s)),
+            members = ["params.yaml", str(R.training_csv(v, s)), str(R.timing_path(R.stage_instance("train", v, s))),
+                       str(R.timing_path(R.stage_instance("logits", v, s))), str(R.logits_path(v, s)), str(R.snapshots_dir(v, s)),
                        str(ckpt), str(ckpt.with_name(ckpt.stem + "_snapshots"))]
             if s == first:
                 members += [str(R.model_path(v, s)), str(R.profile_path(v)), str(R.profile_layers_path(v))]

@@ -57,14 +57,12 @@ def main() -> None:
     per_seed: dict[str, list[RunMetrics]] = {}
     latency: dict[str, dict] = {}
     for variant, spec in P.variants_params(params).items():
-        per_seed[variant] = []
-        for seed in seeds:
-            run = read_run_inputs(variant, seed, spec)
-            exit_ms = run.profile.exit_ms(network.uplink_mbps, network.rtt_ms)
-            latency[variant] = {"uplink_mbps": network.uplink_mbps, "rtt_ms": network.rtt_ms,
-                                "exit_ms": {str(k): float(ms) for k, ms in enumerate(exit_ms, start=1)}}
-            per_seed[variant].append(evaluate_run(run.test.logits, run.test.labels, run.temperatures, exit_ms,
-                                                  settings))
+        runs = [read_run_inputs(variant, seed, spec) for seed in seeds]
+        exit_ms = runs[0].profile.exit_ms(network.uplink_mbps, network.rtt_ms)  # the variant's profile, every seed
+        latency[variant] = {"uplink_mbps": network.uplink_mbps, "rtt_ms": network.rtt_ms,
+                            "exit_ms": {str(k): float(ms) for k, ms in enumerate(exit_ms, start=1)}}
+        per_seed[variant] = [evaluate_run(r.test.logits, r.test.labels, r.temperatures, exit_ms, settings)
+                             for r in runs]
     results = {variant: aggregate_runs(runs) for variant, runs in per_seed.items()}
     # reports/metrics/ is one DVC output folder: built beside it and swapped in whole, so a kill
     # never leaves a temporary or a half-written file inside it.

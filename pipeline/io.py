@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from pipeline import registry
 from pipeline.atomic import atomic_write_json
 
 PARAMS_FILE = Path("params.yaml")
@@ -134,11 +135,10 @@ def load_weights(path: str | os.PathLike[str], writer: str) -> Any:
 def write_timing(stage: str, variant: str | None, seconds: float, seed: int | None = None) -> None:
     """Record a stage's wall time in reports/timings/ (read by the report), named as DVC names the
     stage instance: ``evaluate``, ``profile@one_branch``, ``train@one_branch-0`` (variant, seed)."""
-    name = stage if variant is None else f"{stage}@{variant}" if seed is None else f"{stage}@{variant}-{seed}"
     record: dict[str, Any] = {"stage": stage, "variant": variant, "seconds": round(seconds, 3)}
     if seed is not None:
         record["seed"] = int(seed)
-    atomic_write_json(Path("reports/timings") / f"{name}.json", record)
+    atomic_write_json(registry.timing_path(registry.stage_instance(stage, variant, seed)), record)
 
 
 def run_stage(stage: str, main: Any, *args: Any, record_timing: bool = True) -> None:

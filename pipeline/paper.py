@@ -87,9 +87,12 @@ def stage_bundle(bundle: Path, seeds: list[int], project: Path) -> None:
             _copy(logits, project / R.logits_path(variant, seed))
             _copy(source / "data" / "snapshots" / variant, project / R.snapshots_dir(variant, seed))
             _copy(source / "reports" / "training" / f"{variant}.csv", project / R.training_csv(variant, seed))
-            for stage in ("train", "logits"):
-                _copy(source / "reports" / "timings" / f"{stage}@{variant}.json",
-                      project / R.timing_path(f"{stage}@{variant}-{seed}"))
+            for stage in ("train", "logits"):  # the bundle's files predate the seed field: added here
+                timing = source / "reports" / "timings" / f"{stage}@{variant}.json"
+                if timing.is_file():
+                    out = project / R.timing_path(R.stage_instance(stage, variant, seed))
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    out.write_text(json.dumps({**json.loads(timing.read_text()), "seed": seed}) + "\n")
     _copy(bundle / f"seed{seeds[0]}" / "data" / "profile", project / R.PROFILE)
 
 
@@ -207,8 +210,8 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
             # the run's files in the pipeline's layout (pipeline.registry) -> the bundle's layout
             wanted = {R.logits_path(variant, seed): f"data/logits/{variant}.parquet",
                       R.training_csv(variant, seed): f"reports/training/{variant}.csv",
-                      R.timing_path(f"train@{variant}-{seed}"): f"reports/timings/train@{variant}.json",
-                      R.timing_path(f"logits@{variant}-{seed}"): f"reports/timings/logits@{variant}.json"}
+                      R.timing_path(R.stage_instance("train", variant, seed)): f"reports/timings/train@{variant}.json",
+                      R.timing_path(R.stage_instance("logits", variant, seed)): f"reports/timings/logits@{variant}.json"}
             if seed_name == "seed0":
                 wanted |= {R.snapshots_dir(variant, seed): f"data/snapshots/{variant}",
                            R.profile_path(variant): f"data/profile/{variant}.json",
@@ -224,7 +227,7 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
                 (staged / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
             final = out / "data" / "snapshots" / variant / f"epoch_{_final_epoch(src):03d}.parquet"
             final.unlink(missing_ok=True)  # the final epoch's snapshot is data/logits: shipped once
-            timing = json.loads((src / R.timing_path(f"train@{variant}-{seed}")).read_text())
+            timing = json.loads((src / R.timing_path(R.stage_instance("train", variant, seed))).read_text())
             provenance["runs"][f"{seed_name}/{variant}"] = {"train_seconds": timing["seconds"]}
         for parquet in staged.rglob("*.parquet"):
             _compact(parquet)

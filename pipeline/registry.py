@@ -112,8 +112,16 @@ def curves_dir(variant: str) -> Path:
     return CURVES / variant
 
 
+def stage_instance(stage: str, variant: str | None = None, seed: int | None = None) -> str:
+    """A stage instance as DVC names it: ``evaluate``, ``profile@one_branch`` (foreach),
+    ``train@one_branch-0`` (the variant x seed matrix)."""
+    if variant is None:
+        return stage
+    return f"{stage}@{variant}" if seed is None else f"{stage}@{variant}-{int(seed)}"
+
+
 def timing_path(stage: str) -> Path:
-    """Wall time of one stage instance (``train@one_branch-0``)."""
+    """Wall time of one stage instance (``train@one_branch-0``: :func:`stage_instance`)."""
     return TIMINGS / f"{stage}.json"
 
 

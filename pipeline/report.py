@@ -103,10 +103,7 @@ def timings(folder: Path) -> list[dict[str, Any]]:
                 t = json.loads(f.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as e:
                 raise StageError(f"{f}: not valid JSON: {e}") from e
-            seed = t.get("seed")
-            instance = f.stem.partition("@")[2]  # variant-seed for a per-run stage (older files lack "seed")
-            if seed is None and instance.rpartition("-")[2].isdigit():
-                seed = instance.rpartition("-")[2]
+            seed = t.get("seed")  # per-run stages (pipeline.io.write_timing)
             variant = t.get("variant") or ""
             rows.append({"stage": t.get("stage", f.stem), "variant": f"{variant} seed {seed}" if seed is not None
                          else variant, "seconds": float(t.get("seconds", float("nan")))})

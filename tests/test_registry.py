@@ -78,3 +78,9 @@ def test_readme_pipeline_table_names_the_registry_paths() -> None:
                  "reports/metrics/v/seed<k>/{offload,deadline}.parquet", "data/params_valid.json"):
         assert path in readme, path
     assert R.model_path("v", 7) == Path("data/models/v/seed7.pt")  # the README's <k> convention
+
+
+def test_stage_instance_names_match_dvc() -> None:
+    assert set(STAGES) >= {R.stage_instance("train", v, k) for v, k in RUNS}
+    assert {R.stage_instance("profile", v) for v in PARAMS["variants"]} <= set(STAGES)
+    assert R.stage_instance("evaluate") in STAGES
