@@ -15,7 +15,8 @@ import time
 
 import torch
 
-from eeoffload.model import BAlexNet
+from eeoffload.layout import ModelSpec
+from eeoffload.model import build_model
 from eeoffload.training import weighted_exit_loss
 from pipeline import params as P
 from pipeline.io import read_params, run_stage
@@ -24,11 +25,14 @@ from pipeline.runtime import keep_freed_memory
 TIMED_STEPS = 3
 
 
-def step_seconds(branches: list[str], weights: list[float], batch_size: int, device: str) -> float:
-    """Mean wall time of one training step (forward, backward, Adam) of this variant on ``device``."""
-    model = BAlexNet(branches).to(device).to(memory_format=torch.channels_last)
+def step_seconds(branches: list[str], weights: list[float], batch_size: int, device: str,
+                 spec: ModelSpec | None = None) -> float:
+    """Mean wall time of one training step (forward, backward, Adam) of this variant on ``device``
+    (network ``spec``, params ``model``; initial weights do not matter for timing)."""
+    spec = spec or ModelSpec()
+    model = build_model(spec, branches, load_init_weights=False).to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    x = torch.randn(batch_size, 3, 32, 32, device=device).contiguous(memory_format=torch.channels_last)
+    x = torch.randn(batch_size, *model.input_shape, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch_size,), device=device)
 
     def step() -> None:
@@ -59,8 +63,9 @@ def main() -> None:
     epochs = tp.trunk_epochs + tp.joint_epochs
     steps = -(-n_train // tp.batch_size) * epochs
     total = 0.0
+    model = P.model_spec(params)
     for variant, spec in P.variants_params(params).items():
-        seconds = step_seconds(list(spec.branches), list(spec.exit_weights), tp.batch_size, device) * steps
+        seconds = step_seconds(list(spec.branches), list(spec.exit_weights), tp.batch_size, device, model) * steps
         total += seconds * len(tp.seeds)
         print(f"estimate: train@{variant}: {epochs} epochs x {steps // epochs} steps ~ {seconds / 60:.0f} min "
               f"per seed on {device} ({name}), x {len(tp.seeds)} seeds", flush=True)

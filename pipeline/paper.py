@@ -42,7 +42,7 @@ DOWNSTREAM = ("calibrate", "evaluate", "trajectory", "plots", "report")
 #: With --certify, also the certified thresholds (about a minute per variant on 2 cores; seed 0 only).
 CERTIFY = "certify"
 #: Sections of params that describe how the shipped logits were made (taken from the bundle).
-RECIPE_SECTIONS = ("data", "variants", "train")
+RECIPE_SECTIONS = ("data", "model", "variants", "train")
 #: With --ship: the analysis copied into the bundle's analysis/ folder, so that it can be read
 #: without running anything (small: tables and JSON, and the report with its figures inline).
 SHIPPED_ANALYSIS = ("reports/index.html", "reports/metrics.json", "reports/headline.json", "reports/metrics",
@@ -104,7 +104,9 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stage_bundle(bundle, seeds, project)
     epoch = _final_epoch(project)
-    if epoch in params["train"].get("snapshot_epochs", []):  # the final epoch's snapshot is the final logits
+    early_stopped = int(params["train"].get("early_stopping_patience", 0) or 0) > 0
+    # the final epoch's snapshot is the final logits (not with early stopping: those are the best epoch's)
+    if epoch in params["train"].get("snapshot_epochs", []) and not early_stopped:
         for seed in seeds:
             for variant in params["variants"]:
                 folder = project / R.snapshots_dir(variant, seed)
@@ -185,50 +187,61 @@ def _compact(path: Path) -> None:
     pq.write_table(table, path, compression="zstd", compression_level=19, use_byte_stream_split=floats or False)
 
 
-def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown") -> None:
-    """The device tarballs into ``bundle`` (replaced whole, written beside it then swapped in)."""
+def _unpack_runs(device_out: Path, tmp: Path) -> list[Path]:
+    """The per-run tarballs: ``seed<N>_<variant>.tgz`` beside each other (benchmarks/paper_gpu.py),
+    or inside ``runs_<variant>.tar`` (benchmarks/recipe_gpu.py)."""
     tarballs = sorted(device_out.glob("seed*_*.tgz"))
-    if not tarballs:
-        raise BundleError(f"{device_out}: no seed<N>_<variant>.tgz (written by benchmarks/device_gpu.sh)")
+    for outer in sorted(device_out.glob("runs_*.tar")):
+        with tarfile.open(outer) as tar:
+            tar.extractall(tmp / "runs", filter="data")
+    return tarballs + sorted((tmp / "runs").glob("seed*_*.tgz"))
+
+
+def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown") -> None:
+    """The device tarballs into ``bundle`` (replaced whole, written beside it then swapped in). A
+    seed is imported when every variant's run finished (its logits exist); the others are named."""
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
+        tarballs = _unpack_runs(device_out, tmp)
+        if not tarballs:
+            raise BundleError(f"{device_out}: no seed<N>_<variant>.tgz or runs_<variant>.tar "
+                              "(written by benchmarks/device_gpu.sh or benchmarks/device_recipes.sh)")
         staged = bundle.parent / f".{bundle.name}.new"
         shutil.rmtree(staged, ignore_errors=True)
-        log = (device_out / "paper_gpu.log").read_text().splitlines() if (device_out / "paper_gpu.log").is_file() \
-            else []
+        logfile = next((f for f in (device_out / "paper_gpu.log", device_out / "recipe_gpu.log") if f.is_file()), None)
+        log = logfile.read_text().splitlines() if logfile else []
         done = next((line for line in log if "done after" in line), "")
-        provenance: dict = {"made_by": "bash benchmarks/device_gpu.sh (benchmarks/paper_gpu.py), then "
-                                       "python -m pipeline.paper import",
+        made_by = ("bash benchmarks/device_recipes.sh (benchmarks/recipe_gpu.py)" if any(device_out.glob("runs_*.tar"))
+                   else "bash benchmarks/device_gpu.sh (benchmarks/paper_gpu.py)")
+        provenance: dict = {"made_by": f"{made_by}, then python -m pipeline.paper import",
                             "commit": commit, "machine": log[:2], "call": done.split("] ", 1)[-1].split(";")[0],
-                            "runs": {}}
+                            "runs": {}, "skipped": {}}
+        unpacked: dict[tuple[int, str], Path] = {}
         for tgz in tarballs:
             seed_name, variant = tgz.stem.split("_", 1)
             with tarfile.open(tgz) as tar:
                 tar.extractall(tmp / tgz.stem, filter="data")
-            src, out = tmp / tgz.stem, staged / seed_name
-            seed = int(seed_name.removeprefix("seed"))
-            # the run's files in the pipeline's layout (pipeline.registry) -> the bundle's layout
-            wanted = {R.logits_path(variant, seed): f"data/logits/{variant}.parquet",
-                      R.training_csv(variant, seed): f"reports/training/{variant}.csv",
-                      R.timing_path(R.stage_instance("train", variant, seed)): f"reports/timings/train@{variant}.json",
-                      R.timing_path(R.stage_instance("logits", variant, seed)): f"reports/timings/logits@{variant}.json"}
-            if seed_name == "seed0":
-                wanted |= {R.snapshots_dir(variant, seed): f"data/snapshots/{variant}",
-                           R.profile_path(variant): f"data/profile/{variant}.json",
-                           R.profile_layers_path(variant): f"data/profile/{variant}_layers.parquet"}
-            for rel, shipped in wanted.items():
-                if not (src / rel).exists():
-                    raise BundleError(f"{tgz}: {rel} is missing (the run did not finish?)")
-                (out / shipped).parent.mkdir(parents=True, exist_ok=True)
-                (shutil.copytree if (src / rel).is_dir() else shutil.copy2)(src / rel, out / shipped)
-            if not (staged / "params.yaml").exists():
-                params = yaml.safe_load((src / "params.yaml").read_text())
-                params["train"]["seeds"] = [0]
-                (staged / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-            final = out / "data" / "snapshots" / variant / f"epoch_{_final_epoch(src):03d}.parquet"
-            final.unlink(missing_ok=True)  # the final epoch's snapshot is data/logits: shipped once
-            timing = json.loads((src / R.timing_path(R.stage_instance("train", variant, seed))).read_text())
-            provenance["runs"][f"{seed_name}/{variant}"] = {"train_seconds": timing["seconds"]}
+            unpacked[(int(seed_name.removeprefix("seed")), variant)] = tmp / tgz.stem
+        variants = sorted({v for _, v in unpacked})
+        first = min(s for s, _ in unpacked)
+        for seed in sorted({s for s, _ in unpacked}):
+            missing = [v for v in variants if not ((unpacked.get((seed, v)) or tmp / "none") / R.logits_path(v, seed)).is_file()]
+            if missing:
+                provenance["skipped"][f"seed{seed}"] = f"unfinished: {', '.join(missing)}"
+                print(f"paper import: seed {seed} skipped (unfinished: {', '.join(missing)})", file=sys.stderr)
+                continue
+            for variant in variants:
+                _import_run(unpacked[(seed, variant)], staged, seed, variant, seed == first, provenance)
+        if not provenance["runs"]:
+            raise BundleError(f"{device_out}: no seed finished every variant")
+        search = device_out / "search.tgz"
+        if search.is_file():  # the recipe search: every candidate's history, the options, the choice
+            with tarfile.open(search) as tar:
+                tar.extractall(tmp / "search", filter="data")
+            for name in ("search_histories.csv", "search_options.csv", "choice.json"):
+                _copy(tmp / "search" / "logs" / name, staged / "search" / name)
+        if (device_out / "chosen.yaml").is_file():
+            shutil.copy2(device_out / "chosen.yaml", staged / "recipe.yaml")
         for parquet in staged.rglob("*.parquet"):
             _compact(parquet)
         (staged / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
@@ -237,6 +250,36 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
             bundle.rename(old)
         staged.rename(bundle)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _import_run(src: Path, staged: Path, seed: int, variant: str, first: bool, provenance: dict) -> None:
+    """One run's files in the pipeline's layout (pipeline.registry) -> the bundle's layout."""
+    seed_name, out = f"seed{seed}", staged / f"seed{seed}"
+    wanted = {R.logits_path(variant, seed): f"data/logits/{variant}.parquet",
+              R.training_csv(variant, seed): f"reports/training/{variant}.csv",
+              R.timing_path(R.stage_instance("train", variant, seed)): f"reports/timings/train@{variant}.json",
+              R.timing_path(R.stage_instance("logits", variant, seed)): f"reports/timings/logits@{variant}.json"}
+    optional = {}
+    if first:
+        wanted |= {R.profile_path(variant): f"data/profile/{variant}.json",
+                   R.profile_layers_path(variant): f"data/profile/{variant}_layers.parquet"}
+        optional = {R.snapshots_dir(variant, seed): f"data/snapshots/{variant}",
+                    R.model_path(variant, seed): f"data/models/{variant}.pt"}
+    for rel, shipped in wanted.items():
+        if not (src / rel).exists():
+            raise BundleError(f"{src.name}: {rel} is missing (the run did not finish?)")
+    for rel, shipped in (wanted | optional).items():
+        if (src / rel).exists():
+            (out / shipped).parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if (src / rel).is_dir() else shutil.copy2)(src / rel, out / shipped)
+    if not (staged / "params.yaml").exists():
+        params = yaml.safe_load((src / "params.yaml").read_text())
+        params["train"]["seeds"] = [0]
+        (staged / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    final = out / "data" / "snapshots" / variant / f"epoch_{_final_epoch(src):03d}.parquet"
+    final.unlink(missing_ok=True)  # the final epoch's snapshot is data/logits: shipped once
+    timing = json.loads((src / R.timing_path(R.stage_instance("train", variant, seed))).read_text())
+    provenance["runs"][f"{seed_name}/{variant}"] = {"train_seconds": timing["seconds"]}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,7 +47,12 @@ BYTES_PER_ELEMENT = (1, 2, 4, 8)  # int8, float16, float32, float64
 DATA_KEYS = ("archive", "seed", "n_train", "n_val", "n_test")
 VARIANT_KEYS = ("branches", "exit_weights")
 TRAIN_KEYS = ("device", "seeds", "trunk_epochs", "joint_epochs", "batch_size", "lr", "weight_decay", "augment",
-              "num_threads", "snapshot_epochs")
+              "num_threads", "snapshot_epochs", "optimizer", "momentum", "nesterov", "schedule",
+              "early_stopping_patience", "precision")
+#: train keys that may be left out (params files from before they existed), and their default.
+TRAIN_OPTIONAL = {"optimizer": "adam", "momentum": 0.9, "nesterov": False, "schedule": "constant",
+                  "early_stopping_patience": 0, "precision": "fp32"}
+MODEL_KEYS = ("arch", "head", "init_weights", "batch_norm", "width")
 LATENCY_KEYS = ("warmup", "repeats", "edge_threads", "edge_slowdown", "edge_profile", "cloud_device",
                 "cloud_speedup", "bytes_per_element", "remeasure")
 LATENCY_OPTIONAL = {"edge_profile": "", "remeasure": 2}  # latency keys that may be left out, and their default
@@ -56,7 +61,7 @@ NETWORK_KEYS = ("uplink_mbps", "rtt_ms")
 EVALUATE_KEYS = ("p_tar", "deadline_p_tar", "t_tar_ms", "batch_size", "batch_order", "resamples", "seed")
 CERTIFY_KEYS = ("target_accuracy", "delta", "splits", "calibration_fraction", "fit_fraction", "procedures", "p_value",
                 "family", "thresholds", "bootstrap", "seed")
-SECTIONS = ("data", "variants", "train", "latency", "calibration", "network", "evaluate", "certify", "link")
+SECTIONS = ("data", "model", "variants", "train", "latency", "calibration", "network", "evaluate", "certify", "link")
 
 
 # --------------------------------------------------------------------------- primitives
@@ -189,6 +194,49 @@ def data_params(params: dict[str, Any]) -> DataParams:
     )
 
 
+# --------------------------------------------------------------------------- model
+
+
+def model_spec(params: dict[str, Any]) -> Any:
+    """Section ``model`` (optional; missing keys take today's B-AlexNet): the architecture, the
+    side-branch head, optional initial weights and the deviations (batch_norm, width); an
+    :class:`eeoffload.layout.ModelSpec`."""
+    from eeoffload.layout import ARCHS, HEADS, ModelSpec
+
+    s = params.get("model", {})
+    if s is None:
+        s = {}
+    if not isinstance(s, dict):
+        raise StageError("params.yaml: section 'model' is not a mapping")
+    _known(s, "model", MODEL_KEYS)
+    d = ModelSpec()
+    spec = ModelSpec(
+        arch=_choice(s, "model", "arch", ARCHS) if "arch" in s else d.arch,
+        head=_choice(s, "model", "head", HEADS) if "head" in s else d.head,
+        init_weights=_path(s, "model", "init_weights", 'a path to a torchvision AlexNet state dict (.pth), or ""'),
+        batch_norm=_bool(s, "model", "batch_norm") if "batch_norm" in s else d.batch_norm,
+        width=_int(s, "model", "width", 1) if "width" in s else d.width,
+    )
+    if spec.init_weights and spec.arch != "alexnet224":
+        raise bad("model.init_weights", spec.init_weights, f'"" with model.arch = {spec.arch} (weights load into alexnet224 only)')
+    if spec.arch == "alexnet224" and (spec.batch_norm or spec.width != 1):
+        raise bad("model.batch_norm / model.width", [spec.batch_norm, spec.width],
+                  "false / 1 with model.arch = alexnet224 (the deviations are defined for balexnet32)")
+    if spec.init_weights and not Path(spec.init_weights).is_file():
+        raise bad("model.init_weights", spec.init_weights, 'an existing file (a torchvision AlexNet state dict), or ""')
+    return spec
+
+
+def model_arch(params: dict[str, Any]) -> str:
+    """``model.arch`` alone (branch placements are checked against its layers)."""
+    from eeoffload.layout import ARCHS
+
+    s = params.get("model") or {}
+    if not isinstance(s, dict) or "arch" not in s:
+        return "balexnet32"
+    return _choice(s, "model", "arch", ARCHS)
+
+
 # --------------------------------------------------------------------------- variants
 
 
@@ -235,7 +283,7 @@ def variant_branches(params: dict[str, Any], name: str) -> list[str]:
     from eeoffload.layout import BranchPlacementError, validate_branches
 
     try:
-        ordered = validate_branches(branches)
+        ordered = validate_branches(branches, model_arch(params))
     except BranchPlacementError as e:
         raise StageError(f"params.yaml: {key}: {e}") from None
     if ordered != branches:
@@ -272,9 +320,15 @@ class TrainParams:
     batch_size: int
     lr: float
     weight_decay: float
-    augment: bool
+    augment: str  # eeoffload.training.AUGMENTATIONS
     num_threads: int
     snapshot_epochs: tuple[int, ...] = ()
+    optimizer: str = "adam"  # adam | sgd
+    momentum: float = 0.9  # sgd only
+    nesterov: bool = False  # sgd only
+    schedule: str = "constant"  # constant | cosine (per epoch, to 0 at the last epoch)
+    early_stopping_patience: int = 0  # 0 = off
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
 
 
 def _snapshot_epochs(section: dict[str, Any], total: int) -> tuple[int, ...]:
@@ -316,10 +370,45 @@ def train_params(params: dict[str, Any]) -> TrainParams:
         batch_size=_int(s, "train", "batch_size"),
         lr=_number(s, "train", "lr", 0.0, strict=True),
         weight_decay=_number(s, "train", "weight_decay", 0.0, strict=False),
-        augment=_bool(s, "train", "augment"),
+        augment=_augment(s),
         num_threads=_int(s, "train", "num_threads", 0),
         snapshot_epochs=_snapshot_epochs(s, trunk + joint),
+        **_train_optional(s),
     )
+
+
+def _augment(section: dict[str, Any]) -> str:
+    """``train.augment``: none | crop_flip | authors; the booleans of older params files mean
+    none (false) and crop_flip (true)."""
+    from eeoffload.training_options import AUGMENTATIONS
+
+    value = _require(section, "train", "augment", " | ".join(AUGMENTATIONS))
+    if isinstance(value, bool):
+        return "crop_flip" if value else "none"
+    if not isinstance(value, str) or value not in AUGMENTATIONS:
+        raise bad("train.augment", value, " | ".join(AUGMENTATIONS))
+    return value
+
+
+def _train_optional(s: dict[str, Any]) -> dict[str, Any]:
+    """The optimiser, schedule, early-stopping and precision keys, each defaulting to today's recipe."""
+    from eeoffload.training_options import OPTIMIZERS, PRECISIONS, SCHEDULES
+
+    d = TRAIN_OPTIONAL
+    out = {
+        "optimizer": _choice(s, "train", "optimizer", OPTIMIZERS) if "optimizer" in s else d["optimizer"],
+        "momentum": _number(s, "train", "momentum", 0.0, strict=False) if "momentum" in s else d["momentum"],
+        "nesterov": _bool(s, "train", "nesterov") if "nesterov" in s else d["nesterov"],
+        "schedule": _choice(s, "train", "schedule", SCHEDULES) if "schedule" in s else d["schedule"],
+        "early_stopping_patience": (_int(s, "train", "early_stopping_patience", 0)
+                                    if "early_stopping_patience" in s else d["early_stopping_patience"]),
+        "precision": _choice(s, "train", "precision", PRECISIONS) if "precision" in s else d["precision"],
+    }
+    if out["momentum"] >= 1:
+        raise bad("train.momentum", out["momentum"], "a number in [0, 1)")
+    if out["nesterov"] and (out["optimizer"] != "sgd" or out["momentum"] == 0):
+        raise bad("train.nesterov", True, "false unless train.optimizer = sgd with train.momentum > 0")
+    return out
 
 
 @dataclass(frozen=True)
@@ -457,6 +546,7 @@ def evaluate_params(params: dict[str, Any]) -> EvaluateParams:
 @dataclass(frozen=True)
 class Params:
     data: DataParams
+    model: Any  # eeoffload.layout.ModelSpec
     variants: dict[str, VariantParams]
     train: TrainParams
     latency: LatencyParams
@@ -469,6 +559,7 @@ def validate_params(params: dict[str, Any]) -> Params:
     """Every section, then the rules that span sections; StageError on the first problem."""
     p = Params(
         data=data_params(params),
+        model=model_spec(params),
         variants=variants_params(params),
         train=train_params(params),
         latency=latency_params(params),

@@ -2,12 +2,13 @@
 
     python -m pipeline.profile <variant>
 
-Reads params ``latency`` and ``variants.<variant>.branches`` only. The edge device is the host
+Reads params ``latency``, ``model`` and ``variants.<variant>.branches`` only. The edge device is the host
 CPU with ``latency.edge_threads`` threads, every time multiplied by ``latency.edge_slowdown``,
 unless ``latency.edge_profile`` names a CSV (``layer,ms``) measured on a real device; the cloud is
 CUDA when present (``cloud_device: auto``) else the host CPU with all its threads, every time
 divided by ``latency.cloud_speedup``. Weights do not matter for timing: the model is randomly
-initialised (seeded).
+initialised (seeded; ``model.init_weights`` is not read). The network is params ``model``'s
+architecture: its trunk layers, output sizes and upload size follow it.
 
 Every measurement is checked (eeoffload.latency_checks: quantised timings, too much spread between the
 timed calls, the cloud slower than the edge on the same CPU); one that fails a check is measured
@@ -28,7 +29,7 @@ from typing import Any
 
 from pipeline.atomic import atomic_write_json, atomic_write_parquet
 from pipeline.io import StageError, read_params, run_stage
-from pipeline.params import latency_params, variant_branches
+from pipeline.params import latency_params, model_spec, variant_branches
 
 OUT_DIR = Path("data/profile")
 SEED = 0
@@ -109,6 +110,7 @@ def main(variant: str) -> None:
     params = read_params()
     cfg = asdict(latency_params(params))
     branches = variant_branches(params, variant)
+    spec = model_spec(params)
     if cfg["edge_profile"] and not Path(cfg["edge_profile"]).is_file():
         raise StageError(f"latency.edge_profile: {cfg['edge_profile']}: file not found")
 
@@ -118,13 +120,15 @@ def main(variant: str) -> None:
 
     from eeoffload import latency_checks as L
     from eeoffload.latency import ProfileError, edge_profile_from_csv, latency_model
-    from eeoffload.model import BAlexNet, BranchPlacementError
+    from eeoffload.model import BranchPlacementError, build_model
 
     try:
         torch.manual_seed(SEED)
-        model = BAlexNet(branches)
+        model = build_model(spec, branches, load_init_weights=False)
     except BranchPlacementError as e:
         raise StageError(f"params.yaml: variants.{variant}.branches: {e}") from None
+    except ValueError as e:
+        raise StageError(f"params.yaml: model: {e}") from None
 
     if cfg["cloud_device"] == "cuda" and not torch.cuda.is_available():
         raise StageError(

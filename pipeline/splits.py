@@ -9,13 +9,15 @@ snapshots data/snapshots/<variant>/epoch_NNN.parquet; ``load_model`` reads data/
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import torch
 
-from eeoffload.model import NUM_CLASSES, BAlexNet
+from eeoffload.layout import ModelSpec
+from eeoffload.model import NUM_CLASSES, BAlexNet, build_model
 from eeoffload.training import images_to_tensor, predict_exits
 from pipeline.io import StageError, load_weights
 
@@ -80,20 +82,32 @@ def model_logits(model: torch.nn.Module, splits: dict[str, dict[str, np.ndarray]
     return pa.concat_tables(tables)
 
 
-def load_model(path: Path, branches: list[str]) -> BAlexNet:
+def load_model(path: Path, branches: list[str], spec: ModelSpec | None = None) -> BAlexNet:
     """The trained weights at ``path`` (weights_only=True: no arbitrary unpickling), checked to be a
-    B-AlexNet state dict for ``branches``; StageError naming the file otherwise."""
+    state dict for ``branches`` of the network the file names (its ``model``: a ModelSpec dict;
+    absent in files from before architectures were selectable: today's B-AlexNet). With ``spec``
+    (params ``model``), the file's network must be that one (``init_weights`` aside: the trained
+    weights replace them and the file is not read). StageError naming the file otherwise."""
     saved = load_weights(path, "train")
     if not isinstance(saved, dict) or not isinstance(saved.get("state_dict"), dict) \
             or not all(isinstance(v, torch.Tensor) for v in saved["state_dict"].values()):
-        raise StageError(f"{path}: expected {{'state_dict': {{name: tensor}}, 'branches': [...]}} "
+        raise StageError(f"{path}: expected {{'state_dict': {{name: tensor}}, 'branches': [...], 'model': {{...}}}} "
                          f"as written by the train stage")
     if saved.get("branches") != branches:
         raise StageError(f"{path}: trained with branches {saved.get('branches')}, params say {branches}")
-    model = BAlexNet(branches)
+    try:
+        saved_spec = ModelSpec.from_dict(saved.get("model") or {})
+    except (TypeError, ValueError) as e:
+        raise StageError(f"{path}: unreadable 'model' entry {saved.get('model')!r}: {e}") from None
+    if spec is not None and replace(spec, init_weights="") != replace(saved_spec, init_weights=""):
+        raise StageError(f"{path}: trained as model {saved_spec.as_dict()}, params say {spec.as_dict()}")
+    try:
+        model = build_model(saved_spec, branches, load_init_weights=False)
+    except ValueError as e:
+        raise StageError(f"{path}: cannot build its model {saved_spec.as_dict()}: {e}") from None
     try:
         model.load_state_dict(saved["state_dict"])
     except (KeyError, RuntimeError) as e:
         first = str(e).strip().splitlines()[0]
-        raise StageError(f"{path}: not a B-AlexNet state dict for {branches}: {first}") from None
+        raise StageError(f"{path}: not a {saved_spec.arch} state dict for {branches}: {first}") from None
     return model

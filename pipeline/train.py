@@ -27,24 +27,25 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from eeoffload.model import BAlexNet
-from eeoffload.training import fit, images_to_tensor, training_schedule
+from eeoffload.model import build_model
+from eeoffload.training import EarlyStopping, Recipe, fit, images_to_tensor, make_optimizer, training_schedule
 from pipeline import registry
 from pipeline.atomic import atomic_dir, atomic_path, atomic_write_parquet, atomic_write_text
 from pipeline.io import StageError, read_params, run_run_stage
-from pipeline.params import TrainParams, VariantParams, torch_device, train_params, variant_params
+from pipeline.params import TrainParams, VariantParams, model_spec, torch_device, train_params, variant_params
 from pipeline.runtime import keep_freed_memory
 from pipeline.splits import BATCH, PREPARED, load_split, model_logits
 
 
 
-def fingerprint(tp: TrainParams, vp: VariantParams, seed: int) -> str:
+def fingerprint(tp: TrainParams, vp: VariantParams, seed: int, spec: object = None) -> str:
     """What a checkpoint must match to be resumed: the params, the seed and the prepared data."""
     meta = (PREPARED / "meta.json").read_text() if (PREPARED / "meta.json").is_file() else ""
     # snapshot_epochs does not change the training; the snapshots already written are kept.
     # nor does the list of other seeds.
     trained = {k: v for k, v in tp.__dict__.items() if k not in ("snapshot_epochs", "seeds")} | {"seed": seed}
-    blob = json.dumps([trained, vp.__dict__, meta], sort_keys=True, default=str)
+    blob = json.dumps([trained, vp.__dict__, meta] + ([spec.as_dict()] if spec is not None else []),  # type: ignore[attr-defined]
+                      sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -79,7 +80,7 @@ def history_csv(history: list[dict[str, float | int | str]]) -> str:
 
 def main(variant: str, seed: int) -> None:
     params = read_params()
-    tp, vp = train_params(params), variant_params(params, variant)
+    tp, vp, spec = train_params(params), variant_params(params, variant), model_spec(params)
     device = torch_device(tp.device)
     torch.set_num_threads(tp.num_threads or os.cpu_count() or 1)
     keep_freed_memory()  # large activations stay in the heap between steps (pipeline.runtime)
@@ -95,15 +96,21 @@ def main(variant: str, seed: int) -> None:
     x_val = images_to_tensor(val["images"], device)
     y_val = torch.from_numpy(val["labels"])
 
-    model = BAlexNet(vp.branches).to(device).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=tp.lr, weight_decay=tp.weight_decay)
+    try:
+        model = build_model(spec, vp.branches)
+    except ValueError as e:  # e.g. init_weights that do not fit the architecture
+        raise StageError(f"params.yaml: model: {e}") from None
+    model = model.to(device).to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(model.parameters(), tp.optimizer, tp.lr, tp.weight_decay, tp.momentum, tp.nesterov)
+    recipe = Recipe(tp.lr, tp.schedule, tp.augment, tp.precision, tp.early_stopping_patience)
+    stopper = EarlyStopping(tp.early_stopping_patience) if tp.early_stopping_patience else None
     generator = torch.Generator().manual_seed(seed)
     schedule = training_schedule(tp.trunk_epochs, tp.joint_epochs)
     history: list[dict[str, float | int | str]] = []
 
     ckpt_path = registry.checkpoint_path(variant, seed)
     snapshot_dir = ckpt_path.with_name(ckpt_path.stem + "_snapshots")
-    fp = fingerprint(tp, vp, seed)
+    fp = fingerprint(tp, vp, seed, spec)
     ckpt = read_checkpoint(ckpt_path, fp)
     if ckpt is None and snapshot_dir.exists():
         shutil.rmtree(snapshot_dir)  # snapshots of another run
@@ -115,6 +122,8 @@ def main(variant: str, seed: int) -> None:
         if device == "cuda" and ckpt.get("cuda_rng") is not None:
             torch.cuda.set_rng_state_all(list(ckpt["cuda_rng"]))
         history = list(ckpt["history"])
+        if stopper is not None and ckpt.get("early_stopping") is not None:
+            stopper = EarlyStopping.from_state(ckpt["early_stopping"])
         print(f"resuming {run} from {ckpt_path} after epoch {len(history)}", flush=True)
         missing = [e for e in tp.snapshot_epochs
                    if e <= len(history) and not (snapshot_dir / f"epoch_{e:03d}.parquet").is_file()]
@@ -127,17 +136,22 @@ def main(variant: str, seed: int) -> None:
     steps = -(-len(x) // tp.batch_size)
     start_time = time.perf_counter()
     interactive = sys.stderr.isatty()
-    remaining = len(schedule) - len(history)
+    stopped = bool(history) and bool(history[-1].get("stopped", False))
+    remaining = 0 if stopped else len(schedule) - len(history)
     with tqdm(total=steps * remaining, desc=f"{run} training", disable=not interactive, leave=False,
               unit="batch") as bar:
         progress = (lambda v: (bar.update(1), bar.set_postfix(loss=f"{v:.3f}"))) if interactive else None
         t0 = time.perf_counter()
+        first = len(schedule) + 1 if stopped else len(history) + 1
         for r in fit(model, optimizer, x, y, x_val, y_val, schedule, vp.exit_weights, tp.batch_size, generator,
-                     tp.augment, first_epoch=len(history) + 1, val_batch_size=BATCH, on_batch=progress):
+                     recipe, first_epoch=first, val_batch_size=BATCH, on_batch=progress, early_stopping=stopper):
             row: dict[str, float | int | str] = {"epoch": r.epoch, "phase": r.phase,
                                                  "train_loss": round(r.train_loss, 6), "val_loss": round(r.val_loss, 6)}
             row.update({f"val_acc_exit{k + 1}": round(a, 6) for k, a in enumerate(r.val_accuracy)})
             row.update({f"val_temperature_exit{k + 1}": round(t, 4) for k, t in enumerate(r.val_temperature)})
+            if recipe != Recipe(tp.lr):  # a recipe beyond BranchyNet's: the columns that say how it went
+                row.update({"lr": round(r.lr, 8), "val_nll_final": round(r.val_nll_final, 6),
+                            "best_epoch": r.best_epoch, "stopped": int(r.stop)})
             history.append(row)
             if r.epoch in tp.snapshot_epochs:
                 atomic_write_parquet(snapshot_dir / f"epoch_{r.epoch:03d}.parquet",
@@ -149,7 +163,10 @@ def main(variant: str, seed: int) -> None:
                 torch.save({"fingerprint": fp, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                             "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
                             "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
-                            "history": history}, tmp)
+                            "history": history, "early_stopping": stopper.state() if stopper else None}, tmp)
+            if r.stop:
+                print(f"{run}: early stopping after epoch {r.epoch} (no lower final-exit val NLL for "
+                      f"{tp.early_stopping_patience} epochs); the weights of epoch {r.best_epoch} are kept", flush=True)
             accs = " ".join(f"exit{k + 1} {a:.3f}" for k, a in enumerate(r.val_accuracy))
             temps = " ".join(f"{row[f'val_temperature_exit{k + 1}']:.2f}" for k in range(n_exits))
             print(f"{run} epoch {r.epoch}/{len(schedule)} {r.phase}: loss {r.train_loss:.4f} val_loss "
@@ -157,16 +174,27 @@ def main(variant: str, seed: int) -> None:
                   f"({elapsed:.1f} s, eta {eta / 60:.1f} min)", flush=True)
             t0 = time.perf_counter()
 
+    saved: dict[str, object] = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                                "branches": vp.branches}
+    if spec != type(spec)():  # today's B-AlexNet files stay as they were
+        saved["model"] = spec.as_dict()
+    if stopper is not None:
+        if stopper.best_state is not None:
+            saved["state_dict"] = stopper.best_state
+            model.load_state_dict(stopper.best_state)
+        saved["best_epoch"] = stopper.best_epoch
+        saved["epochs_run"] = len(history)
     with atomic_path(registry.model_path(variant, seed)) as tmp:
-        torch.save({"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                    "branches": vp.branches}, tmp)
+        torch.save(saved, tmp)
     atomic_write_text(registry.training_csv(variant, seed), history_csv(history))
     with atomic_dir(registry.snapshots_dir(variant, seed)) as tmp:
         for epoch in tp.snapshot_epochs:
+            if epoch > len(history):  # past an early stop: that snapshot was never taken
+                continue
             shutil.copy2(snapshot_dir / f"epoch_{epoch:03d}.parquet", tmp / f"epoch_{epoch:03d}.parquet")
     ckpt_path.unlink(missing_ok=True)
     shutil.rmtree(snapshot_dir, ignore_errors=True)
-    print(f"trained {run} ({len(schedule)} epochs) in {(time.perf_counter() - start_time) / 60:.1f} min "
+    print(f"trained {run} ({len(history)} epochs{f', weights of epoch {stopper.best_epoch}' if stopper else ''}) in {(time.perf_counter() - start_time) / 60:.1f} min "
           f"on {device}", flush=True)
 
 

@@ -39,7 +39,7 @@ def test_lrn_is_branchynets() -> None:
 
 def test_default_recipe_is_branchynets() -> None:
     train = P.train_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    assert (train.trunk_epochs, train.joint_epochs, train.batch_size, train.augment) == (50, 100, 512, False)
+    assert (train.trunk_epochs, train.joint_epochs, train.batch_size, train.augment) == (50, 100, 512, "none")
     assert train.snapshot_epochs[-1] == 150
 
 

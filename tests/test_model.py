@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from eeoffload.layout import BRANCHABLE_LAYERS
+from eeoffload.layout import BRANCHABLE_LAYERS, ModelSpec
 from eeoffload.model import BAlexNet, BranchPlacementError, trunk_output_shapes
 from eeoffload.training import augment_batch, images_to_tensor, weighted_exit_loss
 
@@ -26,15 +26,23 @@ def test_every_relu_and_pool_accepts_a_branch(layer: str) -> None:
     assert [tuple(z.shape) for z in exits] == [(2, 10), (2, 10)]
 
 
-def test_layout_names_match_the_model() -> None:
+@pytest.mark.parametrize("spec", [ModelSpec(), ModelSpec(arch="alexnet224"), ModelSpec(batch_norm=True, width=2)],
+                         ids=["balexnet32", "alexnet224", "balexnet32-bn-w2"])
+def test_layout_names_match_the_model(spec: ModelSpec) -> None:
     from torch import nn
 
-    from eeoffload.layout import BRANCHABLE_LAYERS, TRUNK_LAYERS
-    from eeoffload.model import trunk_layers
+    from eeoffload.layout import BRANCHABLE_LAYERS, TRUNK_LAYERS, branchable_layers, trunk_layers_of
+    from eeoffload.model import trunk_layers_for
 
-    layers = trunk_layers()
-    assert tuple(name for name, _ in layers) == TRUNK_LAYERS
-    assert BRANCHABLE_LAYERS == tuple(n for n, m in layers if isinstance(m, (nn.ReLU, nn.MaxPool2d)))
+    layers = trunk_layers_for(spec)
+    assert tuple(name for name, _ in layers) == trunk_layers_of(spec.arch, spec.batch_norm)
+    assert branchable_layers(spec.arch) == tuple(n for n, m in layers if isinstance(m, (nn.ReLU, nn.MaxPool2d)))
+    model = BAlexNet(["relu1"], spec=spec)
+    assert tuple(n for n, _ in model.trunk.named_children()) == trunk_layers_of(spec.arch, spec.batch_norm)
+    assert model.spec == spec and model.input_shape == (3, 32, 32)
+    if spec == ModelSpec():
+        assert tuple(name for name, _ in layers) == TRUNK_LAYERS
+        assert branchable_layers("balexnet32") == BRANCHABLE_LAYERS
 
 
 def test_branchable_layers_are_relus_and_pools() -> None:

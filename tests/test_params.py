@@ -39,6 +39,17 @@ def changed(path: str, value: Any) -> dict[str, Any]:
 DELETE = object()
 
 
+def changed_in(params: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    """``params`` with one leaf replaced (like :func:`changed`, on any params)."""
+    out = copy.deepcopy(params)
+    *parents, leaf = path.split(".")
+    node = out
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return out
+
+
 def error(fn: Callable[[dict[str, Any]], Any], params: dict[str, Any]) -> str:
     with pytest.raises(StageError) as info:
         fn(params)
@@ -84,7 +95,23 @@ CASES = [
     ("train.lr", 0.0, P.train_params, "train.lr = 0.0; allowed: a number > 0"),
     ("train.lr", float("nan"), P.train_params, "train.lr = nan"),
     ("train.weight_decay", -0.1, P.train_params, "train.weight_decay = -0.1; allowed: a number >= 0"),
-    ("train.augment", "yes", P.train_params, "train.augment = 'yes'; allowed: true | false"),
+    ("train.augment", "yes", P.train_params, "train.augment = 'yes'; allowed: none | crop_flip | authors"),
+    ("train.optimizer", "rmsprop", P.train_params, "train.optimizer = 'rmsprop'; allowed: adam | sgd"),
+    ("train.schedule", "step", P.train_params, "train.schedule = 'step'; allowed: constant | cosine"),
+    ("train.precision", "fp16", P.train_params, "train.precision = 'fp16'; allowed: fp32 | bf16"),
+    ("train.momentum", 1.0, P.train_params, "train.momentum = 1.0; allowed: a number in [0, 1)"),
+    ("train.momentum", -0.5, P.train_params, "train.momentum = -0.5; allowed: a number >= 0"),
+    ("train.nesterov", True, P.train_params, "train.nesterov = True; allowed: false unless train.optimizer = sgd"),
+    ("train.nesterov", "yes", P.train_params, "train.nesterov = 'yes'; allowed: true | false"),
+    ("train.early_stopping_patience", -1, P.train_params,
+     "train.early_stopping_patience = -1; allowed: an integer >= 0"),
+    # model
+    ("model.arch", "resnet18", P.model_spec, "model.arch = 'resnet18'; allowed: balexnet32 | alexnet224"),
+    ("model.head", "big", P.model_spec, "model.head = 'big'; allowed: ours | branchynet_b1"),
+    ("model.width", 0, P.model_spec, "model.width = 0; allowed: an integer >= 1"),
+    ("model.batch_norm", "no", P.model_spec, "model.batch_norm = 'no'; allowed: true | false"),
+    ("model.init_weights", "w.pth", P.model_spec, "model.init_weights = 'w.pth'; allowed: \"\" with model.arch"),
+    ("model.depth", 3, P.model_spec, "model.depth is not a known key; allowed: arch, head"),
     ("train.trunk_epochs", -1, P.train_params, "train.trunk_epochs = -1"),
     ("train.num_threads", -1, P.train_params, "train.num_threads = -1; allowed: an integer >= 0"),
     ("train.seeds", "0", P.train_params, "train.seeds = '0'"),
@@ -171,8 +198,35 @@ def test_the_repo_params_and_overlays_are_valid() -> None:
     assert p.variants["two_branch"].branches == ["relu1", "relu2"]
     assert p.network.uplink_mbps == 18.8 and p.train.batch_size == 512
     assert 0.85 in p.evaluate.p_tar.tolist() and p.evaluate.t_tar_ms[-1] == 150.0
-    for overlay in sorted((ROOT / "configs").glob("*.yaml")):
-        P.validate_params(merge(BASE, load_overlay(overlay)))
+    for overlay in sorted((ROOT / "configs").glob("*.yaml")) + sorted((ROOT / "configs" / "recipes").glob("*.yaml")):
+        if overlay.name != "search.yaml":  # the search's candidates: tests/test_recipe_search.py
+            P.validate_params(merge(BASE, load_overlay(overlay)))
+
+
+def test_the_branchynet_recipe_is_params_yaml_as_it_is() -> None:
+    """configs/recipes/branchynet.yaml changes nothing: results/paper/ was made with params.yaml."""
+    assert merge(BASE, load_overlay(ROOT / "configs" / "recipes" / "branchynet.yaml")) == BASE
+
+
+def test_older_params_files_keep_their_meaning() -> None:
+    """A params file from before the recipes (no model section, no optimiser keys, augment as a
+    boolean) validates to today's recipe: results bundles keep their params.yaml."""
+    old = copy.deepcopy(BASE)
+    del old["model"]
+    for key in P.TRAIN_OPTIONAL:
+        old["train"].pop(key, None)
+    old["train"]["augment"] = False
+    assert P.validate_params(old).train == P.validate_params(BASE).train
+    assert P.model_spec(old) == P.model_spec(BASE)
+    old["train"]["augment"] = True
+    assert P.train_params(old).augment == "crop_flip"
+
+
+def test_branches_are_checked_against_the_architecture() -> None:
+    alex = changed("model.arch", "alexnet224")
+    assert P.variant_params(changed_in(alex, "variants.one_branch.branches", ["pool1"]), "one_branch").branches == ["pool1"]
+    message = error(variant("one_branch"), changed_in(alex, "variants.one_branch.branches", ["lrn1"]))
+    assert "lrn1" in message and "pool1" in message
 
 
 def test_ints_accepted_where_numbers_are_and_returned_as_float() -> None:

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from tests.model_oracles import with_torch_lrn
-from eeoffload.layout import BRANCHABLE_LAYERS
-from eeoffload.model import _LRN, BAlexNet, Flatten, LocalResponseNorm
+from eeoffload.layout import BRANCHABLE_LAYERS, ModelSpec
+from eeoffload.model import _LRN, BAlexNet, Flatten, LocalResponseNorm, build_model
 from eeoffload.training import weighted_exit_loss
 
 
@@ -91,6 +91,29 @@ def test_planned_forward_equals_the_definition(branches: list[str]) -> None:
     model = BAlexNet(branches).to(memory_format=torch.channels_last).eval()  # eval: no dropout draws
     x = torch.randn(8, 3, 32, 32).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (8,))
+    e1, l1, g1 = _step(model, model.forward, x, y)
+    e2, l2, g2 = _step(model, model.reference_forward, x, y)
+    for a, b in zip(e1, e2, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(l1, l2, rtol=1e-6, atol=1e-6)
+    for name in g2:
+        torch.testing.assert_close(g1[name], g2[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize(("spec", "branches", "batch"), [
+    (ModelSpec(arch="alexnet224"), ["relu1", "pool2"], 2),
+    (ModelSpec(arch="alexnet224", head="branchynet_b1"), ["pool1", "relu5", "relu7"], 2),
+    (ModelSpec(batch_norm=True), ["relu1", "relu2"], 8),
+    (ModelSpec(batch_norm=True, width=2, head="branchynet_b1"), ["relu1", "pool2", "relu6"], 8),
+    (ModelSpec(head="branchynet_b1"), ["relu1", "pool1", "relu2", "pool5"], 8),
+], ids=["alexnet224", "alexnet224-b1", "bn", "bn-w2-b1", "b1"])
+def test_planned_forward_equals_the_definition_for_every_spec(spec: ModelSpec, branches: list[str], batch: int) -> None:
+    """The same for the other architectures, heads and deviations (eval mode: no dropout draws,
+    BatchNorm on its running statistics)."""
+    torch.manual_seed(0)
+    model = build_model(spec, branches).to(memory_format=torch.channels_last).eval()
+    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
     e1, l1, g1 = _step(model, model.forward, x, y)
     e2, l2, g2 = _step(model, model.reference_forward, x, y)
     for a, b in zip(e1, e2, strict=True):

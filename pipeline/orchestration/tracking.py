@@ -174,10 +174,12 @@ def _log_model(root: Path, uri: str, run_id: str, variant: str, seed: int, branc
     import torch
 
     import eeoffload
-    from eeoffload.model import BAlexNet
+    from eeoffload.layout import ModelSpec
+    from eeoffload.model import build_model
 
     state = torch.load(root / registry.model_path(variant, seed), map_location="cpu", weights_only=True)
-    model = BAlexNet(state.get("branches", branches))
+    spec = ModelSpec.from_dict(state.get("model") or {})  # absent in older files: today's B-AlexNet
+    model = build_model(spec, state.get("branches", branches), load_init_weights=False)
     model.load_state_dict(state["state_dict"])
     model.eval()
     previous = mlflow.get_tracking_uri()

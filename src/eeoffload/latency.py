@@ -17,7 +17,8 @@ a cloud slower than the edge) are in :mod:`eeoffload.latency_checks` (docs/laten
 
 Per-layer tables (DataFrames, :data:`COLUMNS`) have one row per trunk layer and one per side branch:
 
-- ``layer``: the trunk layer's name (``conv1``, ``relu1``, ...) or ``branch<k>`` for the k-th side
+- ``layer``: the trunk layer's name (``conv1``, ``relu1``, ...; the model's own trunk, e.g.
+  alexnet224 starts with ``resize``) or ``branch<k>`` for the k-th side
   branch (k = 1, 2, ... in trunk order, the exit number), timed as a whole;
 - ``part``: ``trunk`` or ``branch<k>``;
 - ``ms``: median forward time at batch size 1 in milliseconds;

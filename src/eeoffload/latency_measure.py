@@ -1,4 +1,4 @@
-"""Timing the layers of B-AlexNet on a device (the measurement half of the latency model).
+"""Timing the layers of a branched AlexNet (any ``ModelSpec`` architecture) on a device (the measurement half of the latency model).
 
 The formulas that turn these timings into the latency of a sample (paper section IV-E) live in
 :mod:`eeoffload.latency`, the checks that tell a disturbed measurement from a clean one in
@@ -19,14 +19,15 @@ import torch
 from torch import nn
 
 from eeoffload.latency import branch_name, layer_table
-from eeoffload.model import INPUT_SHAPE, BAlexNet
+from eeoffload.model import BAlexNet
 
 
 def layer_inputs(model: BAlexNet, device: torch.device | str) -> list[tuple[str, str, nn.Module, torch.Tensor]]:
     """(row name, part, module, the input tensor it sees) for every trunk layer and side branch, in
-    execution order (each branch right after the trunk layer it follows): a zero image propagated
-    through the trunk, so every module gets the real shape it sees in the network."""
-    x = torch.zeros(1, *INPUT_SHAPE, device=device)
+    execution order (each branch right after the trunk layer it follows): a zero image of the
+    model's ``input_shape`` propagated through the trunk, so every module gets the real shape it sees
+    in the network (alexnet224's first row is its resize of the 32x32 input to 224x224)."""
+    x = torch.zeros(1, *model.input_shape, device=device)
     rows = []
     branch_k = {name: k for k, name in enumerate(model.branch_points, start=1)}
     with torch.no_grad():

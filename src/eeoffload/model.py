@@ -1,10 +1,15 @@
-"""B-AlexNet: BranchyNet's CIFAR-10 AlexNet (32x32 input) with side branches placed by layer name.
+"""B-AlexNet: an AlexNet trunk with side branches placed by layer name, built from a
+:class:`~eeoffload.layout.ModelSpec` (params section ``model``).
 
 Read top to bottom: the trunk is a list of named layers (paper Fig. 1; BranchyNet [5]); a side
 branch is a small classifier head attached after one trunk layer; the device runs every trunk
 layer up to the last branch point plus the branches, the cloud runs the remaining trunk layers.
+Every model takes normalised 3x32x32 CIFAR tensors (``model.input_shape``).
 
-Trunk (shapes for one 3x32x32 image):
+Architectures (``spec.arch``):
+
+* ``balexnet32`` (default): BranchyNet's CIFAR-10 B-AlexNet (kunglab/branchynet,
+  networks/alex_cifar10.py), shapes for one 3x32x32 image:
 
     conv1  5x5, 32, pad 2    -> 32x32x32
     relu1
@@ -26,17 +31,24 @@ Trunk (shapes for one 3x32x32 image):
     fc2 128, relu7, drop7 0.5
     fc3 10                   -> final exit
 
-Side branch after a layer with a CxHxW output (see :func:`branch_head`): pool 3/2 (only if H > 4),
-LRN, conv 3x3 32 pad 1, ReLU, pool 3/2 (only if the map is still larger than 4x4), flatten, FC 10.
-After a vector layer (relu6, relu7): FC 10.
+  Labelled deviations (docs/fidelity.md): ``batch_norm`` adds ``bnK`` (BatchNorm2d) after every
+  ``convK`` and after the head convolutions; ``width=k`` multiplies every trunk convolution's
+  output channels by k (fc1's input follows).
+* ``alexnet224``: torchvision's AlexNet on the input resized to 224x224 inside the network
+  (:mod:`eeoffload.model_alexnet224`), optionally starting from torchvision AlexNet weights
+  (``spec.init_weights``).
 
-``BAlexNet.reference_forward`` is this definition, layer by layer. ``BAlexNet.forward`` computes
-the same values and gradients with less memory traffic (see :func:`forward_plan`): a head shares
-the trunk's pool and LRN when they are the same layers on the same tensor, a max-pool runs before
-the ReLU that precedes it, and every ReLU works in place.
+Side branch heads (``spec.head``), sized by the CxHxW shape of the tensor they read; after a
+vector layer (relu6, relu7) both are one linear layer to 10:
 
-Length (about 305 lines): the plain definition first (``BAlexNet.reference_forward``), then the
-fast paths (LRN, forward plan) that tests/test_perf_equivalence.py proves equal to it.
+* ``ours`` (:func:`branch_head`): pool 3/2 (only if H > 4), LRN, conv 3x3 32 pad 1, ReLU, pool 3/2
+  (only if the map is still larger than 4x4), flatten, FC 10.
+* ``branchynet_b1`` (:func:`branchynet_b1_head`): BranchyNet's branch 1 as the paper's authors
+  attach it: ReLU, pool 3/2, LRN, conv 32 + ReLU, conv 32 + ReLU, pool 3, flatten, FC 10.
+
+``BAlexNet.reference_forward`` is the definition, layer by layer; ``BAlexNet.forward`` computes the
+same values and gradients faster (:func:`forward_plan`; the fast LRN and flatten are in
+:mod:`eeoffload.layers`), as tests/test_perf_equivalence.py proves.
 """
 
 from __future__ import annotations
@@ -49,95 +61,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from eeoffload.layout import BRANCHABLE_LAYERS, BranchPlacementError, validate_branches  # noqa: F401
+from eeoffload import model_alexnet224
+from eeoffload.layers import _LRN, Flatten, LocalResponseNorm  # noqa: F401 (re-exported)
+from eeoffload.layout import (  # noqa: F401 (re-exported)
+    ARCHS, BRANCHABLE_LAYERS, HEADS, BranchPlacementError, ModelSpec, validate_branches,
+)
 
 NUM_CLASSES = 10
-INPUT_SHAPE = (3, 32, 32)
-
-# BranchyNet's B-AlexNet LRN (Chainer: n=3, k=2, alpha=5e-5, beta=0.75; networks/alex_cifar10.py in
-# kunglab/branchynet). Chainer uses alpha * sum over the window; torch uses alpha / n * sum.
-_LRN = {"size": 3, "alpha": 5e-5 * 3, "beta": 0.75, "k": 2.0}
-
-
-class _ChannelLRN(torch.autograd.Function):
-    """LRN across channels with a hand-written backward (values as ``torch.nn.LocalResponseNorm``).
-
-    y = x / d**beta with d = k + alpha / size * (sum of x**2 over the ``size`` neighbouring
-    channels, window c - size//2 .. c + (size-1)//2, as torch pads it). The channel window sum is
-    one small matmul with a banded 0/1 (C, C) matrix over the channels-last view (N, H, W, C), and
-    the gradient is dx = g / d**beta - 2 alpha beta / size * x * band^T(g * y / d): a few
-    elementwise passes, mostly in place, instead of torch's pad + avg_pool3d + pow graph (faster on
-    CPU; measured in docs/performance.md). For beta = 3/4 (AlexNet's), d**-beta is rsqrt(d) * sqrt(rsqrt(d)), cheaper
-    than pow.
-    """
-
-    @staticmethod
-    def forward(ctx, x, size, alpha, beta, k):  # type: ignore[override]
-        channels = x.shape[1]
-        i = torch.arange(channels, device=x.device)
-        offset = i[None, :] - i[:, None]  # band[i, j] = 1 if channel i is in output channel j's window
-        band = ((offset >= -((size - 1) // 2)) & (offset <= size // 2)).to(x.dtype)
-        v = x.permute(0, 2, 3, 1)  # (N, H, W, C): a view for channels-last input
-        d = torch.matmul(v * v, band * (alpha / size)).add_(k)
-        if beta == 0.75:
-            inv = torch.rsqrt(d)
-            inv.mul_(torch.sqrt(inv))  # d**-1/2 * d**-1/4
-        else:
-            inv = d.pow(-beta)
-        y = v * inv
-        ctx.save_for_backward(v, d, inv, y, band)
-        ctx.scale = 2.0 * alpha * beta / size
-        return y.permute(0, 3, 1, 2)  # (N, C, H, W), channels-last memory
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        v, d, inv, y, band = ctx.saved_tensors
-        g = grad.permute(0, 2, 3, 1)  # (N, H, W, C)
-        t = torch.matmul((g * y).div_(d), band.t()).mul_(v)  # x * band^T(g * y / d)
-        dx = (g * inv).add_(t, alpha=-ctx.scale)
-        return dx.permute(0, 3, 1, 2), None, None, None, None
-
-
-class LocalResponseNorm(nn.Module):
-    """Drop-in for ``torch.nn.LocalResponseNorm`` (same arguments, same values within float
-    tolerance, no parameters) with a faster forward and backward for 4-D inputs (:class:`_ChannelLRN`)."""
-
-    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0) -> None:
-        super().__init__()
-        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            return nn.functional.local_response_norm(x, self.size, self.alpha, self.beta, self.k)
-        return _ChannelLRN.apply(x, self.size, self.alpha, self.beta, self.k)
-
-    def extra_repr(self) -> str:
-        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
-
-
-class _FlattenChannelsLast(torch.autograd.Function):
-    """(N, C, H, W) channels-last -> (N, C*H*W) in torch's (C, H, W) order, whose gradient comes back
-    channels-last (a plain flatten's comes back NCHW, and the pool and conv backward before it
-    would each copy their tensors to match)."""
-
-    @staticmethod
-    def forward(ctx, x):  # type: ignore[override]
-        ctx.shape = x.shape
-        return x.reshape(x.shape[0], -1)  # (N, C*H*W): a copy, as x is not NCHW-contiguous
-
-    @staticmethod
-    def backward(ctx, grad):  # type: ignore[override]
-        return grad.reshape(ctx.shape).contiguous(memory_format=torch.channels_last)
-
-
-class Flatten(nn.Flatten):
-    """``nn.Flatten()`` (same values) that keeps a channels-last input's layout in the gradient."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 4 and self.start_dim == 1 and self.end_dim == -1 and not x.is_contiguous() \
-                and x.is_contiguous(memory_format=torch.channels_last):
-            return _FlattenChannelsLast.apply(x)
-        return super().forward(x)
+INPUT_SHAPE = (3, 32, 32)  # every architecture's input: a normalised CIFAR image
 
 
 def _pool() -> nn.MaxPool2d:
@@ -145,26 +76,38 @@ def _pool() -> nn.MaxPool2d:
     return nn.MaxPool2d(kernel_size=3, stride=2, ceil_mode=True)
 
 
-def trunk_layers(num_classes: int = NUM_CLASSES) -> list[tuple[str, nn.Module]]:
-    """The named layers of the B-AlexNet trunk, in execution order."""
+def _conv(name: str, cin: int, cout: int, kernel: int, batch_norm: bool) -> list[tuple[str, nn.Module]]:
+    """``convK`` (padding keeps the size), then ``bnK`` when ``batch_norm``."""
+    layers: list[tuple[str, nn.Module]] = [(name, nn.Conv2d(cin, cout, kernel, padding=kernel // 2))]
+    if batch_norm:
+        layers.append(("bn" + name[4:], nn.BatchNorm2d(cout)))
+    return layers
+
+
+def trunk_layers(num_classes: int = NUM_CLASSES, batch_norm: bool = False,
+                 width: int = 1) -> list[tuple[str, nn.Module]]:
+    """The named layers of the balexnet32 trunk, in execution order (BranchyNet's B-AlexNet;
+    ``batch_norm`` and ``width`` are the labelled deviations, off by default)."""
+    c1, c2, c3, c4, c5 = (c * width for c in (32, 64, 96, 96, 64))
+    bn = batch_norm
     return [
-        ("conv1", nn.Conv2d(3, 32, 5, padding=2)),
+        *_conv("conv1", 3, c1, 5, bn),
         ("relu1", nn.ReLU(inplace=True)),
         ("pool1", _pool()),
         ("lrn1", LocalResponseNorm(**_LRN)),
-        ("conv2", nn.Conv2d(32, 64, 5, padding=2)),
+        *_conv("conv2", c1, c2, 5, bn),
         ("relu2", nn.ReLU(inplace=True)),
         ("pool2", _pool()),
         ("lrn2", LocalResponseNorm(**_LRN)),
-        ("conv3", nn.Conv2d(64, 96, 3, padding=1)),
+        *_conv("conv3", c2, c3, 3, bn),
         ("relu3", nn.ReLU(inplace=True)),
-        ("conv4", nn.Conv2d(96, 96, 3, padding=1)),
+        *_conv("conv4", c3, c4, 3, bn),
         ("relu4", nn.ReLU(inplace=True)),
-        ("conv5", nn.Conv2d(96, 64, 3, padding=1)),
+        *_conv("conv5", c4, c5, 3, bn),
         ("relu5", nn.ReLU(inplace=True)),
         ("pool5", _pool()),
         ("flatten", Flatten()),
-        ("fc1", nn.Linear(64 * 4 * 4, 256)),
+        ("fc1", nn.Linear(c5 * 4 * 4, 256)),
         ("relu6", nn.ReLU(inplace=True)),
         ("drop6", nn.Dropout(0.5)),
         ("fc2", nn.Linear(256, 128)),
@@ -174,23 +117,66 @@ def trunk_layers(num_classes: int = NUM_CLASSES) -> list[tuple[str, nn.Module]]:
     ]
 
 
-def trunk_output_shapes() -> dict[str, tuple[int, ...]]:
-    """Output shape (without the batch dimension) of every trunk layer for a 3x32x32 input."""
+def check_spec(spec: ModelSpec) -> None:
+    """ValueError naming the field if ``spec`` cannot be built."""
+    if spec.arch not in ARCHS:
+        raise ValueError(f"model arch {spec.arch!r} unknown; known: {', '.join(ARCHS)}")
+    if spec.head not in HEADS:
+        raise ValueError(f"model head {spec.head!r} unknown; known: {', '.join(HEADS)}")
+    if not isinstance(spec.width, int) or isinstance(spec.width, bool) or spec.width < 1:
+        raise ValueError(f"model width must be an integer >= 1, got {spec.width!r}")
+    if not isinstance(spec.batch_norm, bool):
+        raise ValueError(f"model batch_norm must be true or false, got {spec.batch_norm!r}")
+    if spec.arch == "alexnet224" and (spec.batch_norm or spec.width != 1):
+        raise ValueError("model batch_norm / width: not supported for alexnet224 (deviations of balexnet32)")
+    if spec.init_weights and spec.arch != "alexnet224":
+        raise ValueError(f"model init_weights: torchvision AlexNet weights load into alexnet224 only, "
+                         f"not {spec.arch}")
+
+
+def trunk_layers_for(spec: ModelSpec, num_classes: int = NUM_CLASSES) -> list[tuple[str, nn.Module]]:
+    """The named trunk layers of ``spec``'s architecture (names: eeoffload.layout.trunk_layers_of)."""
+    check_spec(spec)
+    if spec.arch == "alexnet224":
+        return model_alexnet224.trunk_layers(num_classes)
+    return trunk_layers(num_classes, spec.batch_norm, spec.width)
+
+
+def _output_shapes(trunk: nn.Sequential, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    was_training = trunk.training
+    x = torch.zeros(1, *input_shape, device=next(trunk.parameters()).device)
     shapes: dict[str, tuple[int, ...]] = {}
-    x = torch.zeros(1, *INPUT_SHAPE)
-    with torch.no_grad():
-        for name, layer in trunk_layers():
-            x = layer.eval()(x)
-            shapes[name] = tuple(x.shape[1:])
+    try:
+        with torch.no_grad():
+            for name, layer in trunk.eval().named_children():
+                x = layer(x)
+                shapes[name] = tuple(x.shape[1:])
+    finally:
+        trunk.train(was_training)
     return shapes
+
+
+def trunk_output_shapes(spec: ModelSpec | None = None) -> dict[str, tuple[int, ...]]:
+    """Output shape (without the batch dimension) of every trunk layer for a 3x32x32 input, from a
+    freshly built trunk (it draws weights from torch's generator)."""
+    trunk = nn.Sequential(OrderedDict(trunk_layers_for(spec or ModelSpec())))
+    return _output_shapes(trunk, INPUT_SHAPE)
 
 
 def _pooled(size: int) -> int:
     return math.ceil((size - 3) / 2) + 1
 
 
-def branch_head(in_shape: tuple[int, ...], num_classes: int = NUM_CLASSES) -> nn.Sequential:
-    """A side-branch classifier sized to the shape of the trunk tensor it reads."""
+def _conv_bn_relu(suffix: str, cin: int, batch_norm: bool) -> list[tuple[str, nn.Module]]:
+    layers: list[tuple[str, nn.Module]] = [(f"conv{suffix}", nn.Conv2d(cin, 32, 3, padding=1))]
+    if batch_norm:
+        layers.append((f"bn{suffix}", nn.BatchNorm2d(32)))
+    return layers + [(f"relu{suffix}", nn.ReLU(inplace=True))]
+
+
+def branch_head(in_shape: tuple[int, ...], num_classes: int = NUM_CLASSES, batch_norm: bool = False) -> nn.Sequential:
+    """Head ``ours``: a side-branch classifier sized to the shape of the trunk tensor it reads
+    (README, "Model"); ``batch_norm`` adds BatchNorm2d after its convolution."""
     if len(in_shape) == 1:  # a vector layer (relu6, relu7): a linear classifier
         return nn.Sequential(OrderedDict(fc=nn.Linear(in_shape[0], num_classes)))
     channels, size, _ = in_shape
@@ -198,16 +184,43 @@ def branch_head(in_shape: tuple[int, ...], num_classes: int = NUM_CLASSES) -> nn
     if size > 4:
         layers.append(("pool_a", _pool()))
         size = _pooled(size)
-    layers += [
-        ("lrn", LocalResponseNorm(**_LRN)),
-        ("conv", nn.Conv2d(channels, 32, 3, padding=1)),
-        ("relu", nn.ReLU(inplace=True)),
-    ]
+    layers += [("lrn", LocalResponseNorm(**_LRN)), *_conv_bn_relu("", channels, batch_norm)]
     if size > 4:
         layers.append(("pool_b", _pool()))
         size = _pooled(size)
     layers += [("flatten", Flatten()), ("fc", nn.Linear(32 * size * size, num_classes))]
     return nn.Sequential(OrderedDict(layers))
+
+
+def branchynet_b1_head(in_shape: tuple[int, ...], num_classes: int = NUM_CLASSES,
+                       batch_norm: bool = False) -> nn.Sequential:
+    """Head ``branchynet_b1``: BranchyNet's branch 1 as the paper's authors attach it to AlexNet
+    (pachecobeto95/early_exit_calibration, extra/training_b_alexnet_cifar.py: ``norm() + conv(64) +
+    conv(32) + cap(512)``): ReLU, max-pool 3/2 (floor), LRN, conv 32 3x3 pad 1 + ReLU, conv 32 3x3
+    pad 1 + ReLU, max-pool 3 (stride 3, floor), flatten, linear to 10; sized from ``in_shape``.
+    After alexnet224's pool1 (64x27x27): 13x13, 32x13x13, 4x4, FC 512 -> 10 (the authors' 512).
+
+    The LRN is the authors' own, ``nn.LocalResponseNorm(3, alpha=5e-5, beta=0.75)`` (torch's
+    convention: alpha divided by the size, k = 1; the trunk's BranchyNet LRN has k = 2). A pool whose window does not fit the map (fewer
+    than 3 pixels, e.g. after balexnet32's pool5) is left out; after a vector layer: FC 10.
+    ``batch_norm`` adds BatchNorm2d after each convolution."""
+    if len(in_shape) == 1:
+        return nn.Sequential(OrderedDict(fc=nn.Linear(in_shape[0], num_classes)))
+    channels, size, _ = in_shape
+    layers: list[tuple[str, nn.Module]] = [("relu_a", nn.ReLU())]  # not in place: it reads the trunk's tensor
+    if size >= 3:
+        layers.append(("pool_a", nn.MaxPool2d(kernel_size=3, stride=2)))
+        size = (size - 3) // 2 + 1
+    layers += [("lrn", LocalResponseNorm(size=3, alpha=5e-5, beta=0.75, k=1.0)), *_conv_bn_relu("1", channels, batch_norm),
+               *_conv_bn_relu("2", 32, batch_norm)]
+    if size >= 3:
+        layers.append(("pool_b", nn.MaxPool2d(kernel_size=3)))
+        size = size // 3
+    layers += [("flatten", Flatten()), ("fc", nn.Linear(32 * size * size, num_classes))]
+    return nn.Sequential(OrderedDict(layers))
+
+
+HEAD_BUILDERS = {"ours": branch_head, "branchynet_b1": branchynet_b1_head}
 
 
 @dataclass(frozen=True)
@@ -260,19 +273,32 @@ def forward_plan(trunk: nn.Sequential, heads: dict[str, nn.Sequential]) -> list[
 
 
 class BAlexNet(nn.Module):
-    """B-AlexNet with side branches after the named trunk layers.
+    """An AlexNet (``spec``, default balexnet32) with side branches after the named trunk layers.
 
     ``forward`` returns one logits tensor per exit, shape (B, 10) each: the side branches in trunk
-    order (exit 1, 2, ...), then the final exit (exit n).
+    order (exit 1, 2, ...), then the final exit (exit n). Input: (B, 3, 32, 32) normalised images
+    (``input_shape``), for every architecture. ``init_weights`` is not read here (see
+    :func:`build_model`).
     """
 
-    def __init__(self, branches: Sequence[str], num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, branches: Sequence[str], num_classes: int = NUM_CLASSES, *,
+                 spec: ModelSpec | None = None) -> None:
         super().__init__()
-        self.branch_points = validate_branches(branches)
-        self.trunk = nn.Sequential(OrderedDict(trunk_layers(num_classes)))
-        shapes = trunk_output_shapes()
+        spec = ModelSpec() if spec is None else spec
+        check_spec(spec)
+        self.spec = spec
+        self.input_shape: tuple[int, int, int] = INPUT_SHAPE
+        self.branch_points = validate_branches(branches, spec.arch)
+        self.trunk = nn.Sequential(OrderedDict(trunk_layers_for(spec, num_classes)))
+        if spec.arch == "balexnet32":
+            # From a second, throwaway trunk, as the original construction did: its draws from the
+            # generator keep the heads' initial weights (and results) the same for a given seed.
+            shapes = trunk_output_shapes(spec)
+        else:
+            shapes = _output_shapes(self.trunk, self.input_shape)
+        head = HEAD_BUILDERS[spec.head]
         self.branches = nn.ModuleDict(
-            {name: branch_head(shapes[name], num_classes) for name in self.branch_points}
+            {name: head(shapes[name], num_classes, spec.batch_norm) for name in self.branch_points}
         )
         self.plan = forward_plan(self.trunk, dict(self.branches.items()))
 
@@ -288,7 +314,7 @@ class BAlexNet(nn.Module):
     def reference_forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The definition: every trunk layer in order, each side branch's whole head on the output
         of its branch point. :meth:`forward` computes the same, faster."""
-        # x: (B, 3, 32, 32) normalised images
+        # x: (B, 3, 32, 32) normalised images (alexnet224 resizes them in its first layer)
         exits: list[torch.Tensor] = []
         for name, layer in self.trunk.named_children():
             x = layer(x)
@@ -307,3 +333,17 @@ class BAlexNet(nn.Module):
             for point, start in step.taps:
                 side[point] = self.branches[point][start:](x)  # (B, 10)
         return [side[point] for point in self.branch_points] + [x]  # exits 1..n-1, final exit (B, 10)
+
+
+def build_model(spec: ModelSpec, branches: Sequence[str], *, load_init_weights: bool = True) -> BAlexNet:
+    """The network ``spec`` describes, with side branches after ``branches``. ``ModelSpec()``
+    gives ``BAlexNet(branches)`` with the same initial weights under the same seed. With
+    ``spec.init_weights`` (alexnet224) the trunk then loads that torchvision AlexNet state dict
+    (:func:`eeoffload.model_alexnet224.load_torchvision_alexnet`; ImageNet's 1000-class head is
+    skipped); ``load_init_weights=False`` skips the file (a trained state dict follows anyway).
+    Raises ValueError for a spec that cannot be built or weights that do not fit."""
+    model = BAlexNet(branches, spec=spec)
+    if spec.init_weights and load_init_weights:
+        state = model_alexnet224.read_state_dict(spec.init_weights)
+        model_alexnet224.load_torchvision_alexnet(model, state)
+    return model

@@ -1,4 +1,5 @@
-"""The device part and the cloud part of a trained B-AlexNet, run as two separate programs.
+"""The device part and the cloud part of a trained branched AlexNet (any architecture of
+:func:`eeoffload.model.build_model`), run as two separate programs.
 
 Paper section III: the device runs the trunk up to the partition layer (the last branch point)
 and the side branches; a sample leaves at the first side branch whose confidence
@@ -43,7 +44,8 @@ class EdgePart:
 
     @torch.no_grad()
     def run(self, image: torch.Tensor, temperatures: Sequence[float], p_tar: float) -> EdgeResult:
-        """Decide one sample (image (1, 3, 32, 32), normalised) with exit temperatures 1..n-1."""
+        """Decide one sample (image (1, 3, 32, 32), normalised: ``model.input_shape`` for every
+        architecture) with exit temperatures 1..n-1."""
         x = image
         for k, (trunk, branch) in enumerate(self.segments):
             x = trunk(x)

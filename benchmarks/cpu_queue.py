@@ -1,0 +1,144 @@
+"""Long CPU trainings as a resumable queue: the precision study and the 32x32 recipe search when no
+GPU is lent (issues 21 and 23).
+
+    python -m benchmarks.cpu_queue precision [--seeds 0 1 2]     # quick recipe, fp32 vs bf16, one_branch
+    python -m benchmarks.cpu_queue search [--precision bf16]     # configs/recipes/search.yaml, balexnet32 only
+    ... [--save-branch cpu-runs]                                 # also keep the progress in git
+
+Each job is one project under build/cpu/<queue>/<job>/ (a plain copy: ``pipeline.scratch`` without
+DVC) trained by the stage commands, one job at a time with every core. A project that exists is
+reused, so a second call resumes each job from its epoch checkpoint (the train stage's own
+resume). With ``--save-branch`` the queue's histories and checkpoints are committed, every
+``--save-every`` minutes, as the single commit of a side branch (amended, so the branch holds one
+copy): the next session, maybe on another machine, checks that branch's build/cpu/ out and goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import ROOT
+from benchmarks.recipe_gpu import candidate_overlay, load_search
+from pipeline.overlay import load_overlay, merge
+from pipeline.scratch import make_scratch_project, scratch_env
+
+BUILD = ROOT / "build" / "cpu"
+
+
+def log(text: str) -> None:
+    print(f"[cpu_queue {time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def precision_jobs(seeds: list[int]) -> list[tuple[str, dict, list[str]]]:
+    """The quick recipe (configs/quick.yaml), variant one_branch, each seed in fp32 then in bf16
+    (alternating, so a cut queue stays balanced): train, then logits."""
+    quick = load_overlay(ROOT / "configs" / "quick.yaml")
+    jobs = []
+    for s in seeds:
+        for precision in ("fp32", "bf16"):
+            over = merge(quick, {"train": {"seeds": [s], "precision": precision}})
+            jobs.append((f"{precision}_seed{s}", over, [f"train one_branch {s}", f"logits one_branch {s}"]))
+    return jobs
+
+
+def search_jobs(precision: str) -> list[tuple[str, dict, list[str]]]:
+    """The balexnet32 candidates of configs/recipes/search.yaml (one_branch, seed 0, the search's
+    epochs), in ``precision``; the alexnet224 ones need a GPU."""
+    search = load_search()
+    epochs = int(search["rule"]["epochs"])
+    jobs = []
+    for name in search["candidates"]:
+        over = candidate_overlay(search, name, epochs, {"train": {"seeds": [0], "precision": precision,
+                                                                  "num_threads": 0}})
+        if over.get("model", {}).get("arch", "balexnet32") != "balexnet32":
+            continue
+        jobs.append((name, over, ["train one_branch 0"]))
+    return jobs
+
+
+def save_progress(branch: str, queue: str, build: Path = BUILD) -> None:
+    """Commit build/cpu/<queue> (histories, checkpoints, logs, finished outputs; not the prepared
+    data) as the one commit of ``branch``, made from a temporary index: main's index and work
+    tree are left as they are."""
+    env = dict(os.environ, GIT_INDEX_FILE=str(ROOT / ".git" / "cpu_queue.index"))
+    git = lambda *a, **k: subprocess.run(["git", *a], cwd=ROOT, env=env, text=True, capture_output=True, **k)  # noqa: E731
+    git("read-tree", "main")  # main's tree plus the progress: the branch checks out whole
+    files = [str(p.relative_to(ROOT)) for p in sorted((build / queue).rglob("*"))
+             if p.is_file() and not any(part.endswith("prepared") or part == "__pycache__" for part in p.parts)
+             and p.parts[len(build.parts) + 2] in ("data", "reports", "params.yaml", "queue.log")]
+    if not files:
+        return
+    git("update-index", "--add", "--", *files)
+    tree = git("write-tree").stdout.strip()
+    parent = git("rev-parse", "-q", "--verify", "main").stdout.strip()
+    commit = git("commit-tree", tree, "-p", parent, "-m", f"cpu_queue {queue}: progress at {time.strftime('%Y-%m-%d %H:%M')}"
+                 ).stdout.strip()
+    if commit:
+        git("update-ref", f"refs/heads/{branch}", commit)
+        log(f"progress saved to branch {branch} ({len(files)} files)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("queue", choices=("precision", "search"))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16", help="search only")
+    ap.add_argument("--only", nargs="*", default=None, help="these jobs only, in this order")
+    ap.add_argument("--save-branch", default=None)
+    ap.add_argument("--save-every", type=float, default=15.0, help="minutes")
+    ap.add_argument("--overlay", default=None, help="extra params overlay for every job (tests)")
+    ap.add_argument("--build", type=Path, default=BUILD, help="where the projects live")
+    args = ap.parse_args(argv)
+    jobs = precision_jobs(args.seeds) if args.queue == "precision" else search_jobs(args.precision)
+    if args.only is not None:
+        by_name = {name: (name, over, cmds) for name, over, cmds in jobs}
+        jobs = [by_name[n] for n in args.only]
+    extra = load_overlay(args.overlay) if args.overlay else {}
+    root = args.build.resolve() / args.queue
+    root.mkdir(parents=True, exist_ok=True)
+    prepared = root / "_prepared"
+    last_save = time.monotonic()
+    for name, over, cmds in jobs:
+        project = root / name
+        if not (project / "params.yaml").is_file():
+            make_scratch_project(project, merge(over, extra), vcs=False)
+        if not (prepared / "meta.json").is_file():  # the first job prepares the data for all
+            rc = subprocess.run([sys.executable, "-m", "pipeline", "prepare"], cwd=project, env=scratch_env(project)).returncode
+            if rc != 0:
+                return rc
+            shutil.copytree(project / "data" / "prepared", prepared, dirs_exist_ok=True)
+        if not (project / "data" / "prepared" / "meta.json").is_file():
+            shutil.copytree(prepared, project / "data" / "prepared", dirs_exist_ok=True)
+        for cmd in cmds:
+            done = project / "queue.log"
+            if done.is_file() and f"done: {cmd}\n" in done.read_text():
+                continue
+            log(f"{name}: python -m pipeline {cmd}")
+            start = time.monotonic()
+            proc = subprocess.Popen([sys.executable, "-m", "pipeline", *cmd.split()], cwd=project,
+                                    env=scratch_env(project))
+            while proc.poll() is None:
+                time.sleep(5)
+                if args.save_branch and time.monotonic() - last_save > 60 * args.save_every:
+                    save_progress(args.save_branch, args.queue, args.build.resolve())
+                    last_save = time.monotonic()
+            if proc.returncode != 0:
+                log(f"{name}: {cmd} failed (exit {proc.returncode})")
+                return proc.returncode
+            with open(done, "a") as f:
+                f.write(f"done: {cmd}\n")
+            log(f"{name}: {cmd} done in {(time.monotonic() - start) / 60:.1f} min")
+    if args.save_branch:
+        save_progress(args.save_branch, args.queue, args.build.resolve())
+    log(f"queue {args.queue}: every job done")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
