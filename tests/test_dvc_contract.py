@@ -9,13 +9,17 @@
    some stage instance, the ``foreach``/``matrix`` stages expanded over params.yaml and over
    params.yaml with each configs/ overlay), and every template is built in or a file of the project,
    so `dvc plots show` never reports a failed load.
+3. Paths: no stage's code spells an artifact path (``"data/..."``, ``"reports/..."``); each comes
+   from pipeline/registry.py, which tests/test_registry.py checks against dvc.yaml.
 
 Each check is also run on a seeded drift (a copy of dvc.yaml with one thing changed) and must fail.
 """
 
 from __future__ import annotations
 
+import ast
 import copy
+import re
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +197,46 @@ def test_a_stale_plot_fails() -> None:
     bad_template["plots"][0]["fig2_p_device"]["template"] = "pipeline/templates/missing.json"
     assert plot_problems(bad_template, {"params.yaml": PARAMS}) == [
         "plot fig2_p_device: template pipeline/templates/missing.json is neither built in nor a file"]
+
+
+# ----------------------------------------------------------------------------- 3. paths from the registry
+
+
+def path_literals(path: Path, root: Path = ROOT) -> list[str]:
+    """String constants of ``path`` that spell an artifact path (``"data/..."``, ``"reports/..."``, or
+    ``"data"``/``"reports"`` joined with ``/``), docstrings aside: pipeline/registry.py's job."""
+    tree = ast.parse((root / path).read_text(encoding="utf-8"))
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    joined = {id(side) for node in ast.walk(tree) if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
+              for side in (node.left, node.right)}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            if re.match(r"^(data|reports)/", node.value) or (node.value in ("data", "reports") and id(node) in joined):
+                found.append(f"{path}:{node.lineno}: {node.value!r}")
+    return found
+
+
+def stage_code() -> list[str]:
+    """The pipeline/ modules of every stage's closure (the registry and plumbing aside)."""
+    files: set[str] = set()
+    for dvc_file in DVC_FILES:
+        for spec in yaml.safe_load(dvc_file.read_text(encoding="utf-8"))["stages"].values():
+            module = stage_module(spec.get("do", spec)["cmd"])
+            files |= closure(Path(str(module).replace(".", "/") + ".py"))
+    return sorted(f for f in files if f.startswith("pipeline/"))
+
+
+def test_stages_build_paths_only_from_the_registry() -> None:
+    code = stage_code()
+    assert {"pipeline/prepare.py", "pipeline/plots.py", "pipeline/report.py", "pipeline/splits.py"} <= set(code)
+    assert [hit for f in code for hit in path_literals(Path(f))] == []
+
+
+def test_a_path_literal_is_found(tmp_path: Path) -> None:
+    _write(tmp_path, {"pipeline/x.py": '"""Writes reports/x.csv (a docstring: fine)."""\nfrom pathlib import Path\n'
+                                       'A = Path("reports/x.csv")\nB = Path(".") / "data" / "y"\nC = {"data": 1}\n'})
+    assert path_literals(Path("pipeline/x.py"), tmp_path) == ["pipeline/x.py:3: 'reports/x.csv'",
+                                                               "pipeline/x.py:4: 'data'"]
