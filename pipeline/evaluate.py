@@ -26,7 +26,7 @@ from eeoffload.evaluation import RunMetrics, aggregate_runs, evaluate_run
 from eeoffload.paper import CALIBRATIONS
 from pipeline import params as P
 from pipeline import registry
-from pipeline.artifacts import evaluation_settings, read_run_inputs
+from pipeline.run_inputs import evaluation_settings, read_run_inputs
 from pipeline.atomic import atomic_dir, atomic_write_json
 from pipeline.io import read_params, run_stage
 

@@ -130,7 +130,8 @@ def encoding_table(model: Any, images: np.ndarray, labels: np.ndarray) -> pd.Dat
 def main(variant: str) -> None:
     inputs = read_inputs(variant)
     where = paths(variant, P.train_seeds(read_params())[0])
-    from pipeline.artifacts import read_profile, read_temperatures
+    from pipeline.artifacts import read_temperatures
+    from pipeline.run_inputs import read_profile
     from pipeline.link import analysis
     from pipeline.link.runner import Job, LinkConfig, LinkError, run_pair
     from pipeline.splits import load_model

@@ -32,8 +32,7 @@ from pipeline import registry
 from pipeline.atomic import atomic_dir
 from pipeline.io import StageError, check_columns, read_json_checked, read_params, read_parquet_checked, run_stage
 
-OUT_DIR = Path("reports/figures")
-MANIFEST = "figures.json"
+OUT_DIR = registry.FIGURES
 #: The p_tar values of the paper's Fig. 6 (it omits 0.75 as too low for calibration to matter).
 FIG6_P_TAR = (0.825, 0.85)
 
@@ -147,7 +146,7 @@ def _present(deadline: pd.DataFrame, wanted: list[float] | tuple[float, ...]) ->
 
 def read_trajectory(root: Path = Path(".")) -> tuple[pd.DataFrame, pd.DataFrame] | None:
     """reports/trajectory/{exits,offload}.parquet (trajectory stage), or None where absent or empty."""
-    folder = root / "reports" / "trajectory"
+    folder = root / registry.TRAJECTORY
     if not (folder / "exits.parquet").is_file() or pd.read_parquet(folder / "exits.parquet").empty:
         return None
     exits = read_parquet_checked(folder / "exits.parquet", TRAJECTORY_EXITS_COLUMNS, "trajectory", allow_empty=True)
@@ -273,7 +272,7 @@ def main() -> None:
 
     def fill(tmp: Path) -> None:
         man = build(inputs, net, deadline_p, tmp, trajectory)
-        (tmp / MANIFEST).write_text(
+        (tmp / registry.FIGURES_MANIFEST.name).write_text(
             json.dumps({"figures": [asdict(f) for f in man.figures], "skipped": man.skipped}, indent=2) + "\n",
             encoding="utf-8",
         )

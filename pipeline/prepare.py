@@ -18,12 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from eeoffload import data as cifar
+from pipeline import registry
 from pipeline.atomic import atomic_dir, atomic_path, write_npz
 from pipeline.io import StageError, read_params, run_stage
 from pipeline.params import data_params
 
-OUT_DIR = Path("data/prepared")
-RAW_DIR = Path("data/raw")
+OUT_DIR = registry.PREPARED
+RAW_DIR = registry.RAW
 ENV_ARCHIVE = "CIFAR10_ARCHIVE"
 
 
@@ -94,7 +95,7 @@ def main() -> None:
             for split, (set_name, ids) in splits.items():
                 images = sets[set_name].decode(ids)
                 labels = sets[set_name].labels[ids]
-                write_npz(tmp / f"{split}.npz", {"images": images, "labels": labels.astype(np.int64),
+                write_npz(tmp / registry.prepared_split(split).name, {"images": images, "labels": labels.astype(np.int64),
                                                  "sample_id": ids.astype(np.int64)})
                 counts[split] = {"n": int(len(ids)), "per_class": np.bincount(labels, minlength=10).tolist()}
                 print(f"{split}: {len(ids)} images from the CIFAR-10 {set_name} set", flush=True)
@@ -102,7 +103,7 @@ def main() -> None:
                 sha256 = cifar.file_digest(f, "sha256")
             import json
 
-            (tmp / "meta.json").write_text(json.dumps({
+            (tmp / registry.PREPARED_META.name).write_text(json.dumps({
                 "source": source, "archive_name": path.name, "archive_sha256": sha256,
                 "classes": list(cifar.CLASSES), "seed": params.seed, "counts": counts,
             }, indent=2) + "\n")

@@ -27,11 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline import registry
 from pipeline.atomic import atomic_write_json, atomic_write_parquet
 from pipeline.io import StageError, read_params, run_stage
 from pipeline.params import latency_params, model_spec, variant_branches
 
-OUT_DIR = Path("data/profile")
 SEED = 0
 LAYER_COLUMNS = ["layer", "part", "location", "ms", "output_elements", "p10_ms", "p90_ms", "spread"]
 
@@ -245,8 +245,8 @@ def main(variant: str) -> None:
          "p10_ms": "float64", "p90_ms": "float64", "spread": "float64"}
     )
 
-    atomic_write_parquet(OUT_DIR / f"{variant}_layers.parquet", layers)
-    atomic_write_json(OUT_DIR / f"{variant}.json", summary)
+    atomic_write_parquet(registry.profile_layers_path(variant), layers)
+    atomic_write_json(registry.profile_path(variant), summary)
     spreads = ", ".join(f"{k} {v:.2f}" for k, v in best.spread.items() if v is not None)
     log(
         f"device_ms_to_exit {summary['device_ms_to_exit']}, "

@@ -14,7 +14,9 @@ from pathlib import Path
 
 # ----------------------------------------------------------------------------- data/
 PARAMS_VALID = Path("data/params_valid.json")  # stage validate's constant marker
+RAW = Path("data/raw")  # prepare's download of the official CIFAR-10 archive (not a DVC output)
 PREPARED = Path("data/prepared")
+PREPARED_META = PREPARED / "meta.json"  # the archive, its digest, the seed and the counts per split
 MODELS = Path("data/models")
 SNAPSHOTS = Path("data/snapshots")
 LOGITS = Path("data/logits")
@@ -33,6 +35,7 @@ HEADLINE_JSON = REPORTS / "headline.json"
 CURVES = REPORTS / "plots"
 TRAJECTORY = REPORTS / "trajectory"
 FIGURES = REPORTS / "figures"
+FIGURES_MANIFEST = FIGURES / "figures.json"  # the figures plots drew (the report reads it)
 REPORT_HTML = REPORTS / "index.html"
 LINK = REPORTS / "link"
 
@@ -40,6 +43,11 @@ LINK = REPORTS / "link"
 def run_dir(variant: str, seed: int) -> str:
     """The relative folder name of one run: ``<variant>/seed<k>``."""
     return f"{variant}/seed{int(seed)}"
+
+
+def prepared_split(split: str) -> Path:
+    """``train``, ``val`` or ``test`` images, labels and sample ids (npz), written by prepare."""
+    return PREPARED / f"{split}.npz"
 
 
 def model_path(variant: str, seed: int) -> Path:

@@ -41,8 +41,8 @@ from pipeline.atomic import atomic_path
 from pipeline.io import StageError, project_commit, read_json_checked, read_params, read_parquet_checked, run_stage
 from pipeline.params import validate_params
 
-OUT = Path("reports/index.html")
-FIGURES = Path("reports/figures")
+OUT = registry.REPORT_HTML
+FIGURES = registry.FIGURES
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"
 PARAM_SECTIONS = ("data", "train", "variants", "calibration", "latency", "network", "evaluate", "certify", "link")
@@ -194,7 +194,7 @@ def headline_table(headline: Any) -> list[dict[str, Any]]:
 def trajectory_tables(root: Path) -> tuple[dict[str, list[dict[str, Any]]], list[int], list[dict[str, Any]]]:
     """The trajectory stage's tables as rows for the page: per variant and epoch, one row per exit
     (the offload columns on the first); the epochs; and the claims' verdicts per epoch."""
-    folder = root / "reports" / "trajectory"
+    folder = root / registry.TRAJECTORY
     if not (folder / "exits.parquet").is_file():
         return {}, [], []
     exits = pd.read_parquet(folder / "exits.parquet")
@@ -234,7 +234,7 @@ def link_sections(root: Path, variants: list[str]) -> tuple[list[str], list[dict
     (reports/link/<variant>/, pipeline.link.report_fragment)."""
     from pipeline.link.report_fragment import link_claim, link_fragment
 
-    ran = [v for v in variants if (root / "reports" / "link" / v / "summary.json").is_file()]
+    ran = [v for v in variants if (root / registry.link_dir(v) / "summary.json").is_file()]
     rows = []
     for v in ran:
         row = link_claim(v, root)
@@ -317,7 +317,7 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
         per_exit[v] = mean_exit_rows(per_seed)
     headline = read_json_checked(root / registry.METRICS_JSON, [], "evaluate")
 
-    manifest_path = root / FIGURES / "figures.json"
+    manifest_path = root / registry.FIGURES_MANIFEST
     manifest = read_json_checked(manifest_path, [], "plots")
     if not isinstance(manifest, dict) or not isinstance(manifest.get("figures"), list):
         raise StageError(f"{manifest_path}: expected {{'figures': [...], 'skipped': [...]}}")
@@ -333,7 +333,7 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
 
     headline_rows = headline_table(headline)
 
-    stage_rows = timings(root / "reports" / "timings")
+    stage_rows = timings(root / registry.TIMINGS)
     trajectory, trajectory_epochs, trajectory_claims = trajectory_tables(root)
     return {
         "certify": certify_sections(root, list(variants), seeds[0]),

@@ -19,9 +19,10 @@ import torch
 from eeoffload.layout import ModelSpec
 from eeoffload.model import NUM_CLASSES, BAlexNet, build_model
 from eeoffload.training import images_to_tensor, predict_exits
+from pipeline import registry
 from pipeline.io import StageError, load_weights
 
-PREPARED = Path("data/prepared")
+PREPARED = registry.PREPARED  # train reads its meta.json (registry.PREPARED_META)
 LOGIT_COLUMNS = [f"logit_{c}" for c in range(NUM_CLASSES)]
 BATCH = 1000  # images per forward pass when computing logits
 
@@ -44,7 +45,7 @@ def logits_table(split: str, sample_id: np.ndarray, labels: np.ndarray, exits: l
 
 def load_split(name: str) -> dict[str, np.ndarray]:
     """A prepared split (images, labels, sample_id), checked for keys, shapes, dtypes and label range."""
-    path = PREPARED / f"{name}.npz"
+    path = registry.prepared_split(name)
     if not path.is_file():
         raise StageError(f"{path}: not found; run the prepare stage first")
     try:

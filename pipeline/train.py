@@ -1,8 +1,8 @@
 """Stage train: joint training of one variant's exits on the prepared training split.
 
-``python -m pipeline.train <variant>``. Reads params ``train`` and ``variants.<variant>``.
-Writes data/models/<variant>.pt (state_dict + branches; load with weights_only=True), the
-per-epoch history reports/training/<variant>.csv (declared as DVC plots; with each exit's
+``python -m pipeline.train <variant> <seed>``. Reads params ``train`` and ``variants.<variant>``.
+Writes data/models/<variant>/seed<k>.pt (state_dict + branches; load with weights_only=True), the
+per-epoch history reports/training/<variant>/seed<k>.csv (seed 0's declared as DVC plots; with each exit's
 validation accuracy and the temperature fitted on the validation logits at that epoch) and, for
 every epoch in ``train.snapshot_epochs``, the exits' logits on val and test at that epoch:
 data/snapshots/<variant>/epoch_NNN.parquet (the logits schema, one file per snapshot).

@@ -28,7 +28,8 @@ from eeoffload.evaluation import aggregate_deadline, aggregate_offload, evaluate
 from eeoffload.paper import HEADLINE_P_TAR, TRAJECTORY_P_TAR
 from pipeline import params as P
 from pipeline import registry
-from pipeline.artifacts import evaluation_settings, read_logits, read_profile, split_logits
+from pipeline.artifacts import read_logits, split_logits
+from pipeline.run_inputs import evaluation_settings, read_profile
 from pipeline.atomic import atomic_dir
 from pipeline.io import StageError, read_params, run_stage
 

@@ -1,6 +1,6 @@
 """The layering the README's Layout section states: the library (src/eeoffload) imports nothing
 from pipeline/, and no stage module imports another stage module (shared readers live in
-pipeline/artifacts.py and pipeline/splits.py)."""
+pipeline/artifacts.py, pipeline/run_inputs.py and pipeline/splits.py)."""
 
 from __future__ import annotations
 

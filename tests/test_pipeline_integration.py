@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import subprocess
@@ -122,6 +123,22 @@ def test_dvc_metrics_show(tiny_run: TinyRun) -> None:
                           env=scratch_env(tiny_run.root), text=True, capture_output=True)
     assert proc.returncode == 0, proc.stderr
     assert "one_branch" in proc.stdout
+
+
+def test_dvc_plots_show_loads_every_plot(tiny_run: TinyRun) -> None:
+    """Every top-level plot's files exist after a repro and hold its x and y fields, and `dvc plots
+    show` reports no failed load (issue 22: the training plots named a file no stage wrote)."""
+    root = tiny_run.root
+    for entry in yaml.safe_load((root / "dvc.yaml").read_text())["plots"]:
+        (name, props), = entry.items()
+        for path, fields in props["y"].items():
+            frame = pd.read_csv(root / path)
+            wanted = {props["x"], *([fields] if isinstance(fields, str) else fields)}
+            assert wanted <= set(frame.columns), (name, path, sorted(wanted - set(frame.columns)))
+    proc = subprocess.run([sys.executable, "-m", "dvc", "plots", "show", "--json"], cwd=root,
+                          env=scratch_env(root), text=True, capture_output=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "errors" not in json.loads(proc.stdout), proc.stdout[:3000]
 
 
 def test_certify_change_reruns_only_certify_and_the_report(tiny_run: TinyRun) -> None:

@@ -84,3 +84,12 @@ def test_stage_instance_names_match_dvc() -> None:
     assert set(STAGES) >= {R.stage_instance("train", v, k) for v, k in RUNS}
     assert {R.stage_instance("profile", v) for v in PARAMS["variants"]} <= set(STAGES)
     assert R.stage_instance("evaluate") in STAGES
+
+
+def test_the_paths_stages_no_longer_spell_themselves() -> None:
+    """The registry entries prepare, splits, plots and the report use instead of literals (same paths)."""
+    assert R.RAW == Path("data/raw")
+    assert R.prepared_split("val") == Path("data/prepared/val.npz")
+    assert R.PREPARED_META == Path("data/prepared/meta.json")
+    assert R.FIGURES_MANIFEST == Path("reports/figures/figures.json")
+    assert R.link_dir("one_branch") == Path("reports/link/one_branch")
