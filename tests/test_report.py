@@ -237,3 +237,16 @@ def test_report_intervals_are_clipped_to_probabilities(reported: Path, tmp_path:
     assert intervals, rows
     assert all(0.0 <= a <= b <= 1.0 for a, b in intervals), [i for i in intervals if not 0 <= i[0] <= i[1] <= 1]
     assert any(b == 1.0 for _, b in intervals) and any(a == 0.0 for a, _ in intervals)
+
+
+def test_report_fig4_caption_matches_its_legend(reported: Path) -> None:
+    """The caption says what the legend shows (tests/test_figure_legends.py checks the figure's styles):
+    not 'dashed and band: ... re-batchings' but dotted re-batchings, shaded Clopper-Pearson bands."""
+    text = (reported / "reports" / "index.html").read_text(encoding="utf-8")
+    captions = dict(re.findall(r'data-figure="([^"]+)">\s*<figcaption>(.*?)</figcaption>', text, flags=re.S))
+    fig4 = " ".join(html.unescape(captions["fig4_outage"]).split())
+    for needle in ("solid conventional", "dashed calibrated", "thin dotted lines: the mean over",
+                   "shaded bands: the Clopper-Pearson 95% interval", "greyish where the two overlap", "hatched"):
+        assert needle in fig4, fig4
+    assert "dashed and band" not in fig4
+    assert "greyish where the two overlap" in " ".join(captions["fig5_missed_deadline_one_branch"].split())
