@@ -53,3 +53,13 @@ def test_failed_make_quick_puts_params_back(tmp_path: Path) -> None:
     assert "params.yaml put back as it was before" in proc.stderr, proc.stdout + proc.stderr
     assert "exit 255" in proc.stderr
     assert (tmp_path / "params.yaml").read_text() == before
+
+
+def test_readme_first_screen_names_the_ways_to_a_result_and_the_exit_statuses() -> None:
+    readme = (ROOT / "README.md").read_text()
+    first = readme[readme.index("## The two commands"):readme.index("## Layout")]
+    commands = re.search(r"```sh\n(.*?)```", first, flags=re.S).group(1)
+    assert len([line for line in commands.splitlines() if line.startswith("make ")]) == 2
+    for needle in ("make paper", "make quick", "make smoke", "make help", "build/paper/seed<N>/reports/index.html",
+                   "build/smoke/reports/index.html", "build/smoke.logs/", "| 255", "| 2 |", "| 1,"):
+        assert needle in first, needle
