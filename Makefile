@@ -1,4 +1,4 @@
-# The two commands of the README: `make run` (the whole pipeline) and `make test` (the tests).
+# The two commands of the README: `make run` (the whole pipeline) and `make test` (the tests); `make help` lists every target.
 # Both create .venv on first use and reuse it afterwards.
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -14,8 +14,16 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv run quick smoke paper plots link test test-fast bench bench-full clean
+.PHONY: help venv run quick smoke paper plots link test test-fast bench bench-full clean
 
+## Every target with its one-line description (the first sentence of the ## comment above it).
+help:
+	@awk '/^## / { doc = doc (doc ? " " : "") substr($$0, 4); next } \
+	     /^[a-z][a-z-]*:/ { if (doc) { split($$0, t, ":"); i = index(doc, ". "); if (i) doc = substr(doc, 1, i); \
+	                        printf "  make %-21s %s\n", t[1], doc }; doc = ""; next } \
+	     { doc = "" }' $(firstword $(MAKEFILE_LIST))
+
+## Create .venv (pinned packages from requirements.txt) unless it is up to date.
 venv: $(STAMP)
 
 $(STAMP): requirements.txt pyproject.toml
@@ -41,9 +49,15 @@ run: venv .dvc/config
 paper: venv
 	$(BIN)/python -m pipeline.paper build $(PARAMS) $(if $(CERTIFY),--certify)
 
-## The quick CPU recipe (configs/quick.yaml) as a named DVC experiment in this workspace.
+QUICK_CONFIG ?= configs/quick.yaml
+## The quick CPU recipe (configs/quick.yaml) as a named DVC experiment in this workspace. A failed
+## experiment puts params.yaml back as it was (DVC leaves the experiment's values there).
 quick: venv .dvc/config
-	$(BIN)/dvc exp run -n quick-$$(date +%Y%m%d-%H%M%S) $$($(BIN)/python -m pipeline.overlay configs/quick.yaml)
+	@backup=$$(mktemp); cp params.yaml $$backup; \
+	$(BIN)/dvc exp run -n quick-$$(date +%Y%m%d-%H%M%S) $$($(BIN)/python -m pipeline.overlay $(QUICK_CONFIG)); status=$$?; \
+	if [ $$status -ne 0 ]; then cp $$backup params.yaml; \
+	  echo "make quick: the experiment failed (exit $$status); params.yaml put back as it was before" >&2; fi; \
+	rm -f $$backup; exit $$status
 
 ## The whole pipeline on a small subset (configs/smoke.yaml) in a scratch copy under build/smoke (replaced
 ## each time), run by the benchmark flow: its Prefect and MLflow runs land where `make ui` shows them.
@@ -62,12 +76,15 @@ plots: venv
 	$(BIN)/dvc plots diff $(if $(EXPS),$(EXPS),$$($(BIN)/dvc exp list --name-only 2>/dev/null)) \
 		--html-template pipeline/templates/dvc_plots.html -o build/dvc_plots
 
+## The whole test suite (real DVC, Prefect, MLflow on tiny synthetic data; several minutes).
 test: venv
 	$(BIN)/python -m pytest -q
 
+## The tests without the integration ones (-m "not integration").
 test-fast: venv
 	$(BIN)/python -m pytest -q -m "not integration"
 
+## The benchmarks (docs/performance.md): training, metrics engine, incremental runs, start-up.
 bench: venv
 	$(BIN)/python -m benchmarks
 
@@ -75,6 +92,7 @@ bench: venv
 bench-full: venv
 	$(BIN)/python -m benchmarks training_cpu metrics_engine incremental startup gpu time_to_result
 
+## Remove build/ (smoke runs, paper bundles, plots) and pytest's cache.
 clean:
 	rm -rf build .pytest_cache
 
@@ -97,6 +115,7 @@ ui: venv
 ui-stop:
 	$(BIN)/python -m pipeline.services stop
 
+## Whether the Prefect server and MLflow UI of `make ui` run, and where.
 ui-status:
 	$(BIN)/python -m pipeline.services status
 
@@ -139,9 +158,11 @@ workers-stop:
 tracking-server: venv
 	$(BIN)/python -m pipeline.orchestration.scaleout tracking-start
 
+## Stop exactly the tracking server `make tracking-server` started.
 tracking-server-stop:
 	$(BIN)/python -m pipeline.orchestration.scaleout tracking-stop
 
+## The local workers, the tracking server and the work pool of the scale-out sweep.
 scaleout-status:
 	$(BIN)/python -m pipeline.orchestration.scaleout status
 

@@ -195,9 +195,11 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
              "Fig. 3(c): accuracy over all test samples (device and cloud) vs p_tar.", "paper", one)
         save(F.fig4_outage(a.offload, one, a.branches, net), "fig4_outage",
              f"Fig. 4: inference outage probability (share of batches of {net.batch_size} whose device accuracy "
-             f"is below p_tar). Solid: the fixed batching; dashed and band: mean and 2.5-97.5% spread (how much "
-             f"the batching alone moves it, not a confidence interval) over "
-             f"{net.resamples} random re-batchings.", "paper", one)
+             f"is below p_tar), as in the legend: colour is the calibration; thick lines (solid conventional, "
+             f"dashed calibrated): the fixed batching; thin dotted lines: the mean over {net.resamples} random "
+             f"re-batchings (their 2.5-97.5% spread, how much the batching alone moves it, is in offload.parquet, "
+             f"outage_low/high); shaded bands: the Clopper-Pearson 95% interval on the batches, greyish where the "
+             f"two overlap; hatched (several seeds): the spread over training seeds.", "paper", one)
         ps, missing = _present(a.deadline, deadline_p)
         if not ps:
             ps = sorted(float(x) for x in a.deadline["p_tar"].unique())
@@ -207,7 +209,9 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
             skip("fig5 panels", f"p_tar {missing} not in {one}/deadline.parquet")
         save(F.fig5_missed_deadline(a.deadline, ps, one, a.branches, net), f"fig5_missed_deadline_{one}",
              f"Fig. 5: missed-deadline probability (share of batches whose mean time per sample exceeds "
-             f"t_tar or whose accuracy is below p_tar) vs t_tar, {uplink}.", "paper", one)
+             f"t_tar or whose accuracy is below p_tar) vs t_tar, {uplink}. Legend below the panels: lines (solid "
+             f"conventional, dashed calibrated), shaded bands the Clopper-Pearson 95% interval on the batches "
+             f"(greyish where the two overlap), hatched (several seeds) the spread over training seeds.", "paper", one)
     if two is None:
         skip("fig6", "no variant with exactly two side branches in params variants")
     else:
@@ -250,9 +254,10 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
         trunk = int((first.training["phase"] == "trunk").sum())
         save(FX.trajectory(*trajectory, trunk_epochs=trunk), "trajectory",
              "Miscalibration along training, from the snapshots (train.snapshot_epochs): (a) temperature fitted on "
-             "val per exit, above 1 = over-confident; (b) test ECE before and after scaling; (c) mean share of "
-             "samples kept on the device over the p_tar grid, and the outage at p_tar 0.875, conventional vs "
-             "calibrated. During trunk-only epochs the side branches are untrained.", "extra", None)
+             "val per exit, above 1 = over-confident; (b) test ECE before (solid) and after (dotted) scaling, one "
+             "colour per variant and exit; (c) mean share of samples kept on the device over the p_tar grid "
+             "(circles), and the outage at p_tar 0.875 (squares), colour the calibration, line style the variant. "
+             "Grey: the trunk-only epochs, when the side branches are untrained.", "extra", None)
     return man
 
 

@@ -9,7 +9,6 @@ archive and params (fixed zip timestamps in the .npz files).
 
 from __future__ import annotations
 
-import os
 import tarfile
 import time
 import zipfile
@@ -19,24 +18,22 @@ import numpy as np
 
 from eeoffload import data as cifar
 from pipeline import registry
+from pipeline.archive import ENV_ARCHIVE, check_configured_archive, configured_archive, restore_locked_outputs
 from pipeline.atomic import atomic_dir, atomic_path, write_npz
 from pipeline.io import StageError, read_params, run_stage
 from pipeline.params import data_params
 
 OUT_DIR = registry.PREPARED
 RAW_DIR = registry.RAW
-ENV_ARCHIVE = "CIFAR10_ARCHIVE"
 
 
 def resolve_archive(configured: str) -> Path:
-    """The archive to read: $CIFAR10_ARCHIVE, else data.archive, else a download (online only)."""
-    chosen = os.environ.get(ENV_ARCHIVE) or configured
-    if chosen:
-        path = Path(chosen).expanduser()
-        source = f"${ENV_ARCHIVE}" if os.environ.get(ENV_ARCHIVE) else "data.archive"
-        if not path.is_file():
-            raise StageError(f"CIFAR-10 archive not found: {path} (from {source})")
-        return path
+    """The archive to read: $CIFAR10_ARCHIVE, else data.archive (checked: pipeline.archive), else a
+    download (online only)."""
+    chosen, _ = configured_archive(configured)
+    if chosen is not None:
+        check_configured_archive(configured)
+        return chosen
     target = RAW_DIR / "cifar-10-python.tar.gz"
     if not target.is_file():
         from torchvision.datasets.utils import download_url
@@ -74,6 +71,16 @@ def open_archive(path: Path) -> tuple[str, dict[str, cifar.ImageSet], object]:
 
 
 def main() -> None:
+    try:
+        prepare()
+    except StageError as e:
+        # `dvc repro` deleted the outputs before running this stage (with --single-item, validate's
+        # archive check did not run): put back what dvc.lock records, so a bad archive costs nothing
+        restored = restore_locked_outputs("prepare")
+        raise StageError(f"{e}" + (f" ({', '.join(restored)} restored from the DVC cache)" if restored else "")) from None
+
+
+def prepare() -> None:
     params = data_params(read_params())
     path = resolve_archive(params.archive)
     start = time.perf_counter()

@@ -7,7 +7,9 @@ an earlier copy), makes it a git + DVC repository, and runs ``dvc repro`` there;
 logs to this project's Prefect database (``$PREFECT_HOME``, else ``.prefect/``; or the server of
 ``make ui`` if it runs) and to this project's MLflow store (flow_env): the smoke runs show in the
 UIs ``make ui`` starts and stay there when DEST is replaced. The archive comes from --archive, else
-from $CIFAR10_ARCHIVE or the params, as for a normal run.
+from $CIFAR10_ARCHIVE or the params, as for a normal run; it is checked (pipeline.archive) before
+DEST is touched, so a missing or corrupt archive leaves the previous run in place. The flow's full
+log goes beside DEST (``<DEST>.logs/``), so the log of a failed run outlives the next copy.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.orchestration.project import PROJECT_ROOT, QUIET_ENV, prefect_home, project_tracking_uri
-from pipeline.io import SOURCE_FILE, git_commit
+from pipeline.archive import check_configured_archive
+from pipeline.orchestration.project import LOG_DIR_ENV, PROJECT_ROOT, QUIET_ENV, prefect_home, project_tracking_uri
+from pipeline.io import SOURCE_FILE, StageError, git_commit
 from pipeline.overlay import load_overlay, merge
 
 ROOT = PROJECT_ROOT
@@ -47,7 +50,15 @@ def flow_env(dest: Path) -> dict[str, str]:
     env = scratch_env(dest)
     env["MLFLOW_TRACKING_URI"] = project_tracking_uri()
     env["PREFECT_HOME"] = str(prefect_home())
+    env[LOG_DIR_ENV] = str(log_dir(dest))
     return env
+
+
+def log_dir(dest: Path) -> Path:
+    """Where the runs in ``dest`` log: beside it (``build/smoke.logs/``), not inside the folder the
+    next run replaces."""
+    dest = Path(dest).resolve()
+    return dest.parent / f"{dest.name}.logs"
 
 
 def make_scratch_project(dest: Path, overrides: dict | None = None, vcs: bool = True) -> Path:
@@ -101,6 +112,13 @@ def main() -> None:
         overlay = merge(overlay, {"data": {"archive": str(Path(args.archive).resolve())}})
     elif os.environ.get("CIFAR10_ARCHIVE"):
         os.environ["CIFAR10_ARCHIVE"] = str(Path(os.environ["CIFAR10_ARCHIVE"]).resolve())
+    archive = merge(yaml.safe_load((ROOT / "params.yaml").read_text()), overlay).get("data", {}).get("archive") or ""
+    try:  # before anything is replaced: a bad archive leaves the previous run (and its reports) in place
+        print(f"archive {check_configured_archive(str(archive))}", flush=True)
+    except StageError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        print(f"{Path(args.dest)}: left as it was", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
     replaced = Path(args.dest).exists()
     dest = make_scratch_project(Path(args.dest), overlay)
     if replaced:

@@ -52,6 +52,7 @@ def test_bad_param_through_the_cli_exits_2(tmp_path) -> None:  # noqa: ANN001
     proc = subprocess.run([sys.executable, "-m", "pipeline", "validate"], cwd=tmp_path, env=scratch_env(ROOT),
                           text=True, capture_output=True)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == ["error: params.yaml: train.seeds = [0, 0]; allowed: a non-empty list "
-                                                "of distinct integers >= 0, e.g. [0, 1, 2]"]
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("error: params.yaml: train.seeds = [0, 0]; allowed: a non-empty list "
+                           "of distinct integers >= 0, e.g. [0, 1, 2]; to get back: `git checkout params.yaml`"), line
     assert not (tmp_path / "data").exists()

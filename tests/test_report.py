@@ -216,3 +216,37 @@ def test_report_commit_is_the_projects_in_a_scratch_copy(tmp_path: Path) -> None
     shown = project_commit(copy)
     assert shown.startswith(git_commit(PROJECT).split()[0]) and str(PROJECT) in shown
     assert project_commit(tmp_path) == "unknown"  # neither a copy nor a repository
+
+
+def test_report_intervals_are_clipped_to_probabilities(reported: Path, tmp_path: Path) -> None:
+    """Every interval the claims table shows lies in [0, 1], as the page says, even where the seeds'
+    t-interval (metrics files, raw) reaches past the bounds: e.g. C9 showed 0.667 [0.083, 1.250]."""
+    other = tmp_path / "p"
+    shutil.copytree(reported, other)
+    for v in ("one_branch", "two_branch"):
+        for name, cols in (("offload", ("p_device", "acc_device", "acc_total", "outage")), ("deadline", ("missed_deadline",))):
+            path = other / "reports" / "metrics" / v / f"{name}.parquet"
+            df = pd.read_parquet(path)
+            for col in cols:  # a wide t-interval over 3 seeds, unclipped as evaluate writes it
+                df[f"{col}_seed_lo"], df[f"{col}_seed_hi"] = df[col] - 0.6, df[col] + 0.6
+            df.to_parquet(path)
+    proc = stage(other, "report")
+    assert proc.returncode == 0, proc.stderr
+    rows = parse(other / "reports" / "index.html").claim_rows[1:]
+    intervals = [(float(a), float(b)) for r in rows for a, b in re.findall(r"\[(-?[\d.]+), (-?[\d.]+)\]", r[4])]
+    assert intervals, rows
+    assert all(0.0 <= a <= b <= 1.0 for a, b in intervals), [i for i in intervals if not 0 <= i[0] <= i[1] <= 1]
+    assert any(b == 1.0 for _, b in intervals) and any(a == 0.0 for a, _ in intervals)
+
+
+def test_report_fig4_caption_matches_its_legend(reported: Path) -> None:
+    """The caption says what the legend shows (tests/test_figure_legends.py checks the figure's styles):
+    not 'dashed and band: ... re-batchings' but dotted re-batchings, shaded Clopper-Pearson bands."""
+    text = (reported / "reports" / "index.html").read_text(encoding="utf-8")
+    captions = dict(re.findall(r'data-figure="([^"]+)">\s*<figcaption>(.*?)</figcaption>', text, flags=re.S))
+    fig4 = " ".join(html.unescape(captions["fig4_outage"]).split())
+    for needle in ("solid conventional", "dashed calibrated", "thin dotted lines: the mean over",
+                   "shaded bands: the Clopper-Pearson 95% interval", "greyish where the two overlap", "hatched"):
+        assert needle in fig4, fig4
+    assert "dashed and band" not in fig4
+    assert "greyish where the two overlap" in " ".join(captions["fig5_missed_deadline_one_branch"].split())

@@ -204,9 +204,19 @@ def run_stages(root: Path) -> dict[str, str]:
 
 @task(name="dvc-exp-run", task_run_name="dvc exp run -n {name}", cache_policy=NO_CACHE)
 def dvc_exp_run(root: str, name: str, flat: dict[str, Any]) -> dict[str, str]:
-    """`dvc exp run -n <name> -S ...` in the workspace: a named DVC experiment; output to the log."""
-    lines = run_dvc(Path(root), ["exp", "run", "-n", name, *exp_set_args(flat)], f"dvc exp run -n {name}",
-                    get_run_logger())
+    """`dvc exp run -n <name> -S ...` in the workspace: a named DVC experiment; output to the log.
+    A failed experiment puts params.yaml back as it was (DVC leaves the experiment's values there,
+    and every later `dvc repro` would fail the same way)."""
+    params_file = Path(root) / "params.yaml"
+    before = params_file.read_bytes()
+    try:
+        lines = run_dvc(Path(root), ["exp", "run", "-n", name, *exp_set_args(flat)], f"dvc exp run -n {name}",
+                        get_run_logger())
+    except BaseException:
+        if params_file.read_bytes() != before:
+            params_file.write_bytes(before)
+            get_run_logger().warning("dvc exp run -n %s failed: params.yaml put back as it was before", name)
+        raise
     ran = set(ran_stages(lines))
     return {stage: ("ran" if stage in ran else "cached") for stage, _ in stage_graph(Path(root))}
 

@@ -56,10 +56,16 @@ def prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME") or PROJECT_ROOT / ".prefect")
 
 
+#: Where CLI runs write their full logs instead of ``<root>/.prefect/logs/`` (pipeline.scratch).
+LOG_DIR_ENV = "EEOFFLOAD_LOG_DIR"
+
+
 def debug_log_path(root: Path, what: str, keep: int = 20) -> Path:
-    """A fresh file for one CLI run's full log (tracebacks included): ``<root>/.prefect/logs/``;
-    only the newest ``keep`` earlier logs of ``what`` are kept."""
-    folder = Path(root) / ".prefect" / "logs"
+    """A fresh file for one CLI run's full log (tracebacks included): ``<root>/.prefect/logs/``, or
+    ``$EEOFFLOAD_LOG_DIR`` if set (pipeline.scratch sets it beside the scratch folder, so the log of a
+    failed smoke run outlives the folder the next run replaces); only the newest ``keep`` earlier
+    logs of ``what`` are kept."""
+    folder = Path(os.environ.get(LOG_DIR_ENV) or Path(root) / ".prefect" / "logs")
     for old in sorted(folder.glob(f"{what}-*.log"), key=lambda p: p.stat().st_mtime)[:-keep or None]:
         old.unlink(missing_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -165,6 +165,13 @@ def _f(x: float | None) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{x:.3f}"
 
 
+def _ci(lo: float | None, hi: float | None) -> str:
+    """An interval of a probability as shown: ``[lo, hi]`` clipped to [0, 1] (a t-interval over few
+    seeds can reach past the bounds; the verdicts use the raw values)."""
+    clip = lambda x: x if x is None or not np.isfinite(x) else min(1.0, max(0.0, float(x)))  # noqa: E731
+    return f"[{_f(clip(lo))}, {_f(clip(hi))}]"
+
+
 # --------------------------------------------------------------------------- one-branch claims
 
 
@@ -180,8 +187,8 @@ def claim_p_device_lower(offload: pd.DataFrame, variant: str) -> Claim:
     lower = strictly_below(mean_cal, mean_conv) if len(idx) else INCONCLUSIVE
     numbers = (f"{coverage_text(len(idx), len(grid))} (p_tar with a sample on the device); "
                f"calibrated higher at {n_point}/{len(idx)} p_tar, beyond the intervals at {n_sig}; "
-               f"mean p_device conventional {_f(mean_conv[0])} [{_f(mean_conv[1])}, {_f(mean_conv[2])}], "
-               f"calibrated {_f(mean_cal[0])} [{_f(mean_cal[1])}, {_f(mean_cal[2])}]")
+               f"mean p_device conventional {_f(mean_conv[0])} {_ci(mean_conv[1], mean_conv[2])}, "
+               f"calibrated {_f(mean_cal[0])} {_ci(mean_cal[1], mean_cal[2])}")
     return _row(cid, variant, numbers, combine(every, lower), len(idx) / max(len(grid), 1),
                 b[CONVENTIONAL], b[CALIBRATED])
 
@@ -207,7 +214,7 @@ def claim_acc_device_meets_target(offload: pd.DataFrame, variant: str) -> Claim:
         gap = band.v.reindex(idx) - idx.to_numpy(float)
         worst = float(gap.idxmin())
         v, lo, hi = band.at(worst)
-        numbers += f" (worst: accuracy {_f(v)} [{_f(lo)}, {_f(hi)}] at p_tar {worst:.3f})"
+        numbers += f" (worst: accuracy {_f(v)} {_ci(lo, hi)} at p_tar {worst:.3f})"
     conv = offload[(offload["calibration"] == CONVENTIONAL) & (offload["p_device"] > 0)].dropna(subset=["acc_device"])
     if len(conv):
         conv_below = int((conv["acc_device"] < conv["p_tar"] - CLOSE_ACC - EPS).sum())
@@ -230,8 +237,8 @@ def claim_acc_total_higher(offload: pd.DataFrame, variant: str) -> Claim:
                f"calibrated lower at {n_point}/{len(idx)} p_tar, beyond the intervals at {n_sig}")
     if len(idx):
         numbers += f" (difference min {diff.min():+.4f}, max {diff.max():+.4f})"
-    numbers += (f"; mean conventional {_f(mean_conv[0])} [{_f(mean_conv[1])}, {_f(mean_conv[2])}], "
-                f"calibrated {_f(mean_cal[0])} [{_f(mean_cal[1])}, {_f(mean_cal[2])}]")
+    numbers += (f"; mean conventional {_f(mean_conv[0])} {_ci(mean_conv[1], mean_conv[2])}, "
+                f"calibrated {_f(mean_cal[0])} {_ci(mean_cal[1], mean_cal[2])}")
     return _row(cid, variant, numbers, combine(every, higher), len(idx) / max(len(grid), 1),
                 b[CONVENTIONAL], b[CALIBRATED])
 
@@ -256,8 +263,8 @@ def claim_conf_tracks_acc(offload: pd.DataFrame, variant: str) -> Claim:
     gaps = {cal: mean_gap(conf[cal].v.reindex(idx), acc[cal].loc(idx)) for cal in (CONVENTIONAL, CALIBRATED)}
     verdict = strictly_below(gaps[CALIBRATED], gaps[CONVENTIONAL])
     numbers = (f"{coverage_text(len(idx), len(grid))} (both calibrations); mean |conf - acc| conventional "
-               f"{_f(gaps[CONVENTIONAL][0])} [{_f(gaps[CONVENTIONAL][1])}, {_f(gaps[CONVENTIONAL][2])}], calibrated "
-               f"{_f(gaps[CALIBRATED][0])} [{_f(gaps[CALIBRATED][1])}, {_f(gaps[CALIBRATED][2])}]")
+               f"{_f(gaps[CONVENTIONAL][0])} {_ci(gaps[CONVENTIONAL][1], gaps[CONVENTIONAL][2])}, calibrated "
+               f"{_f(gaps[CALIBRATED][0])} {_ci(gaps[CALIBRATED][1], gaps[CALIBRATED][2])}")
     return _row(cid, variant, numbers, verdict, len(idx) / len(grid), acc[CONVENTIONAL], acc[CALIBRATED])
 
 
@@ -323,7 +330,7 @@ def claim_conv_outage_near(offload: pd.DataFrame, variant: str) -> Claim:
         verdict = DOES_NOT_HOLD
     else:
         verdict = INCONCLUSIVE
-    numbers = (f"outage at p_tar {at:.3f}: conventional {_f(v)} [{_f(lo)}, {_f(hi)}] (band {lo_ok:g}..{hi_ok:g}), "
+    numbers = (f"outage at p_tar {at:.3f}: conventional {_f(v)} {_ci(lo, hi)} (band {lo_ok:g}..{hi_ok:g}), "
                f"calibrated {_f(cal)}")
     return _row(cid, variant, numbers, verdict, 1.0, band)
 
@@ -356,8 +363,8 @@ def claim_missed_high_p_tar(deadline: pd.DataFrame, variant: str) -> Claim:
     ok_cal = HOLDS if cal[0] <= cal_max + EPS else (DOES_NOT_HOLD if cal[1] > cal_max + EPS else INCONCLUSIVE)
     ok_conv = HOLDS if conv[0] >= conv_min - EPS else (DOES_NOT_HOLD if conv[2] < conv_min - EPS else INCONCLUSIVE)
     numbers = (f"{coverage_text(w.n_def, w.n_all, 't_tar')}; latency no longer binds from t_tar {t_free:g} ms; at "
-               f"t_tar {t_max:g} ms: calibrated {_f(cal[0])} [{_f(cal[1])}, {_f(cal[2])}], conventional "
-               f"{_f(conv[0])} [{_f(conv[1])}, {_f(conv[2])}]")
+               f"t_tar {t_max:g} ms: calibrated {_f(cal[0])} {_ci(cal[1], cal[2])}, conventional "
+               f"{_f(conv[0])} {_ci(conv[1], conv[2])}")
     return _row(cid, variant, numbers, combine(ok_cal, ok_conv), w.coverage, conv_b, cal_b)
 
 
@@ -395,8 +402,8 @@ def claim_missed_low_p_tar(deadline: pd.DataFrame, variant: str) -> Claim:
     if point_lower.any():
         diff = (cal.v.reindex(rng) - conv.v.reindex(rng))
         t = float(diff.idxmax())
-        numbers += (f"; largest gap at t_tar {t:g} ms: conventional {_f(conv.v.loc[t])} [{_f(conv.lo.loc[t])}, "
-                    f"{_f(conv.hi.loc[t])}], calibrated {_f(cal.v.loc[t])} [{_f(cal.lo.loc[t])}, {_f(cal.hi.loc[t])}]")
+        numbers += (f"; largest gap at t_tar {t:g} ms: conventional {_f(conv.v.loc[t])} "
+                    f"{_ci(conv.lo.loc[t], conv.hi.loc[t])}, calibrated {_f(cal.v.loc[t])} {_ci(cal.lo.loc[t], cal.hi.loc[t])}")
     return _row(cid, variant, numbers, verdict, w.coverage, conv, cal)
 
 
@@ -461,9 +468,9 @@ def claim_two_branch_missed(deadline_one: pd.DataFrame | None, deadline_two: pd.
         conv_more = strictly_below(a1c, a2c)
         cal_not = (DOES_NOT_HOLD if a2k[1] > a1k[2] + EPS else (INCONCLUSIVE if a2k[0] > a1k[0] + EPS else HOLDS))
         verdicts += [conv_more, cal_not]
-        parts.append(f"p_tar {p:g}, t_tar {t:g} ms: conventional {_f(a1c[0])} [{_f(a1c[1])}, {_f(a1c[2])}] -> "
-                     f"{_f(a2c[0])} [{_f(a2c[1])}, {_f(a2c[2])}], calibrated {_f(a1k[0])} [{_f(a1k[1])}, "
-                     f"{_f(a1k[2])}] -> {_f(a2k[0])} [{_f(a2k[1])}, {_f(a2k[2])}]")
+        parts.append(f"p_tar {p:g}, t_tar {t:g} ms: conventional {_f(a1c[0])} {_ci(a1c[1], a1c[2])} -> "
+                     f"{_f(a2c[0])} {_ci(a2c[1], a2c[2])}, calibrated {_f(a1k[0])} "
+                     f"{_ci(a1k[1], a1k[2])} -> {_f(a2k[0])} {_ci(a2k[1], a2k[2])}")
     return _row(cid, label, "; ".join(parts), combine(*verdicts), coverage, *bands)
 
 

@@ -129,6 +129,38 @@ def _band(ax, x: pd.Series, rows: pd.DataFrame, column: str, color: str, label: 
         ax.fill_between(x, rows[lo], rows[hi], color=color, alpha=BAND_ALPHA, linewidth=0, label=label)
 
 
+def _blend(*colors: str, alpha: float = BAND_ALPHA) -> tuple[float, float, float]:
+    """The colour that bands of ``colors`` (each at ``alpha``) drawn over each other on white show."""
+    from matplotlib.colors import to_rgb
+
+    out = np.ones(3)
+    for c in colors:
+        out = out * (1 - alpha) + np.array(to_rgb(c)) * alpha
+    return tuple(float(x) for x in out)  # type: ignore[return-value]
+
+
+#: Legend label of the area where the two calibrations' 95% bands overlap (a greyish blend).
+OVERLAP_LABEL = "both 95% intervals overlap"
+
+
+def legend_entries(ax) -> tuple[list, list[str]]:
+    """The labelled artists of ``ax``, plus an entry for the greyish area where the two calibrations'
+    shaded 95% bands overlap, whenever both are drawn: every band and hatch is in the legend."""
+    from matplotlib.patches import Patch
+
+    handles, labels = ax.get_legend_handles_labels()
+    banded = [c for c in CALIBRATIONS if any(lab.startswith(f"{c}, 95% interval") for lab in labels)]
+    if len(banded) == 2 and OVERLAP_LABEL not in labels:
+        handles.append(Patch(facecolor=_blend(*(CALIBRATION_COLORS[c] for c in banded)), edgecolor="none"))
+        labels.append(OVERLAP_LABEL)
+    return handles, labels
+
+
+def legend(ax, **kwargs):
+    """``ax.legend`` over :func:`legend_entries`."""
+    return ax.legend(*legend_entries(ax), **kwargs)
+
+
 def _seed_band(ax, x: pd.Series, rows: pd.DataFrame, column: str, color: str, cal: str) -> None:
     """The spread of ``column`` over training seeds (written by evaluate's seed aggregate), hatched so
     it stays apart from the population band: the t-interval of the mean where defined (>= 3 seeds),
@@ -173,7 +205,7 @@ def fig2_p_device(offload: pd.DataFrame, variant: str, branches: Sequence[str] |
     ax.set_xlabel(P_TAR_LABEL)
     ax.set_ylabel("probability of classifying on device")
     pct_axis(ax)
-    ax.legend(title="side branch", loc="best", fontsize=8)
+    legend(ax, title="side branch", loc="best", fontsize=8)
     return finish(fig, f"Fig. 2: classified on device, {variant_label(variant, branches)}")
 
 
@@ -205,7 +237,7 @@ def fig3b_acc_device(offload: pd.DataFrame, variant: str, branches: Sequence[str
     ax.set_xlabel(P_TAR_LABEL)
     ax.set_ylabel("accuracy on device (fraction correct)")
     pct_axis(ax)
-    ax.legend(title="side branch", loc="best", fontsize=8)
+    legend(ax, title="side branch", loc="best", fontsize=8)
     return finish(fig, f"Fig. 3(b): accuracy on device, {variant_label(variant, branches)}")
 
 
@@ -216,7 +248,7 @@ def fig3c_acc_total(offload: pd.DataFrame, variant: str, branches: Sequence[str]
     ax.set_xlabel(P_TAR_LABEL)
     ax.set_ylabel("total accuracy, device + cloud (fraction correct)")
     pct_axis(ax)
-    ax.legend(title="side branch", loc="best", fontsize=8)
+    legend(ax, title="side branch", loc="best", fontsize=8)
     return finish(fig, f"Fig. 3(c): total accuracy, {variant_label(variant, branches)}")
 
 
@@ -230,14 +262,14 @@ def fig4_outage(offload: pd.DataFrame, variant: str, branches: Sequence[str] | N
         _band(ax, rows["p_tar"], rows, "outage", c, f"{cal}, 95% interval (Clopper-Pearson, batches)")
         _seed_band(ax, rows["p_tar"], rows, "outage", c, cal)
         ax.plot(rows["p_tar"], rows["outage_resampled"], color=c, linewidth=1.0, linestyle=":",
-                label=f"{cal}, mean over re-batchings")
+                label=f"{cal}, mean over re-batchings (thin dotted)")
         ax.plot(rows["p_tar"], rows["outage"], color=c, linewidth=1.8, label=f"{cal}, fixed batches",
                 linestyle=CALIBRATION_LINESTYLES.get(cal, "-"), marker="o" if len(rows) < 12 else None)
     _p_tar_axis(ax, offload)
     ax.set_xlabel(P_TAR_LABEL)
     ax.set_ylabel("inference outage probability")
     pct_axis(ax)
-    ax.legend(fontsize=7.5, loc="best")
+    legend(ax, fontsize=7.5, loc="best")
     extra = ""
     if net is not None and net.batch_size:
         extra = f", batches of {net.batch_size}"
@@ -255,7 +287,8 @@ def _deadline_panels(deadline: pd.DataFrame, p_tars: Sequence[float], fig_name: 
             rows = rows.sort_values("t_tar_ms")
             if "missed_lo" in rows.columns:
                 ax.fill_between(rows["t_tar_ms"], rows["missed_lo"], rows["missed_hi"], color=calibration_color(cal),
-                                alpha=BAND_ALPHA, linewidth=0, step="post")
+                                alpha=BAND_ALPHA, linewidth=0, step="post",
+                                label=f"{cal}, 95% interval (Clopper-Pearson, batches)")
             _seed_band(ax, rows["t_tar_ms"], rows, "missed_deadline", calibration_color(cal), cal)
             ax.plot(rows["t_tar_ms"], rows["missed_deadline"], color=calibration_color(cal), linewidth=1.8,
                     label=cal, drawstyle="steps-post", linestyle=CALIBRATION_LINESTYLES.get(cal, "-"))
@@ -264,7 +297,10 @@ def _deadline_panels(deadline: pd.DataFrame, p_tars: Sequence[float], fig_name: 
         if i == 0:
             ax.set_ylabel("missed-deadline probability")
         pct_axis(ax)
-        ax.legend(title="side branch", fontsize=8)
+    # one legend for all panels, below them (the same entries in every panel)
+    handles, labels = legend_entries(axes[0])
+    fig.legend(handles, labels, title="side branch", loc="lower center", ncol=min(3, len(handles)), fontsize=8,
+               frameon=False)
     net_txt = ""
     if net is not None:
         net_txt = f", uplink {net.uplink_mbps:g} Mbps"
@@ -272,7 +308,10 @@ def _deadline_panels(deadline: pd.DataFrame, p_tars: Sequence[float], fig_name: 
             net_txt += f", RTT {net.rtt_ms:g} ms"
         if net.batch_size:
             net_txt += f", batches of {net.batch_size}"
-    return finish(fig, f"{fig_name}: missed deadline, {variant_label(variant, branches)}{net_txt}")
+    fig.suptitle(f"{fig_name}: missed deadline, {variant_label(variant, branches)}{net_txt}", fontsize=10.5)
+    n_rows = -(-len(handles) // 3)
+    fig.tight_layout(rect=(0, min(0.4, 0.06 + 0.055 * n_rows), 1, 1))
+    return fig
 
 
 def fig5_missed_deadline(deadline: pd.DataFrame, p_tars: Sequence[float], variant: str,

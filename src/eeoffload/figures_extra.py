@@ -152,44 +152,68 @@ def training_curves(training: pd.DataFrame, variant: str, branches: Sequence[str
     return finish(fig, f"Training curves, {variant_label(variant, branches)}")
 
 
+#: Distinct colours of the (variant, exit) curves of the trajectory figure: no colour repeats across
+#: variants (Okabe-Ito without the two calibration colours, then darker tones).
+TRAJECTORY_COLORS: tuple[str, ...] = ("#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999933",
+                                      "#882255", "#44AA99", "#332288", "#AA4499")
+TRAJECTORY_FONT = 9.5
+TRAJECTORY_WIDTH = 9.5  # inches: about the page's width at DPI, so the fonts stay at their size
+
+
 def trajectory(exits: pd.DataFrame, offload: pd.DataFrame, trunk_epochs: int = 0) -> Figure:
     """Miscalibration along training (the trajectory stage's tables, docs/interfaces.md): per exit
     the temperature fitted on val (> 1: over-confident) and the test ECE before/after scaling; per
     variant the mean p_device over the p_tar grid and the outage at p_tar 0.875, conventional vs
-    calibrated. Colour: exit (left, middle) or calibration (right); line style: variant."""
-    fig, axes = new_figure(3, width=15.5, height=4.4)
+    calibrated. Panels stacked at page width, each legend beside its panel (never over a curve);
+    colour: one per variant and exit (a, b; none repeats) or the calibration (c); line style in (c):
+    variant."""
+    theme()
+    fig, axes = plt.subplots(3, 1, figsize=(TRAJECTORY_WIDTH, 10.5), dpi=DPI, sharex=True)
     variants = list(dict.fromkeys(exits["variant"]))
     styles = {v: VARIANT_LINESTYLES.get(i + 1, "-") for i, v in enumerate(variants)}
+    pairs = [(v, int(k)) for v in variants for k in sorted(exits.loc[exits["variant"] == v, "exit"].unique())]
+    colors = {pair: TRAJECTORY_COLORS[i % len(TRAJECTORY_COLORS)] for i, pair in enumerate(pairs)}
     for v in variants:
         sub = exits[exits["variant"] == v]
         if "trained" in sub.columns:  # untrained side branches (trunk-only epochs) are not drawn
             sub = sub[sub["trained"].astype(bool)]
         for k in sorted(sub["exit"].unique()):
             e = sub[sub["exit"] == k].sort_values("epoch")
-            color = EXIT_COLORS[(int(k) - 1) % len(EXIT_COLORS)]
-            axes[0].plot(e["epoch"], e["temperature"], color=color, linestyle=styles[v], marker="o",
-                         label=f"{v} exit {k}")
-            axes[1].plot(e["epoch"], e["ece_conventional"], color=color, linestyle=styles[v], marker="o",
-                         label=f"{v} exit {k} before")
-            axes[1].plot(e["epoch"], e["ece_calibrated"], color=color, linestyle=styles[v], marker="x", alpha=0.6,
-                         label=f"{v} exit {k} after")
+            color = colors[(v, int(k))]
+            axes[0].plot(e["epoch"], e["temperature"], color=color, marker="o", linewidth=1.6, label=f"{v} exit {k}")
+            axes[1].plot(e["epoch"], e["ece_conventional"], color=color, marker="o", linewidth=1.6,
+                         label=f"{v} exit {k}, before")
+            axes[1].plot(e["epoch"], e["ece_calibrated"], color=color, marker="x", linestyle=":", linewidth=1.6,
+                         label=f"{v} exit {k}, after")
         off = offload[offload["variant"] == v]
         for calibration, o in by_calibration(off):
             o = o.sort_values("epoch")
             color = calibration_color(calibration)
-            axes[2].plot(o["epoch"], o["p_device_mean"], color=color, linestyle=styles[v], marker="o",
+            axes[2].plot(o["epoch"], o["p_device_mean"], color=color, linestyle=styles[v], marker="o", linewidth=1.6,
                          label=f"{v} {calibration}: mean p_device")
-            axes[2].plot(o["epoch"], o["outage@0.875"], color=color, linestyle=styles[v], marker="s",
-                         alpha=0.55, label=f"{v} {calibration}: outage at 0.875")
-    axes[0].axhline(1.0, **REFERENCE_STYLE)
+            axes[2].plot(o["epoch"], o["outage@0.875"], color=color, linestyle=styles[v], marker="s", alpha=0.6,
+                         linewidth=1.6, label=f"{v} {calibration}: outage at 0.875")
+    axes[0].axhline(1.0, label="T = 1 (calibrated as is)", **REFERENCE_STYLE)
     axes[0].set_yscale("log")
-    axes[0].set(xlabel="epoch", ylabel="fitted temperature T (log scale)", title="(a) temperature per exit")
-    axes[1].set(xlabel="epoch", ylabel="ECE (test)", title="(b) ECE before (o) / after (x) scaling")
-    axes[2].set(xlabel="epoch", ylabel="probability", title="(c) mean p_device (o), outage at 0.875 (s)")
+    from matplotlib.ticker import FormatStrFormatter
+
+    axes[0].yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    axes[0].yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    axes[0].set(ylabel="fitted temperature T\n(log scale)")
+    axes[0].set_title("(a) temperature per exit", fontsize=TRAJECTORY_FONT + 0.5)
+    axes[1].set(ylabel="ECE (test)")
+    axes[1].set_title("(b) ECE before (solid, o) / after (dotted, x) scaling", fontsize=TRAJECTORY_FONT + 0.5)
+    axes[2].set(xlabel="epoch", ylabel="probability")
+    axes[2].set_title("(c) mean p_device (o), outage at 0.875 (s)", fontsize=TRAJECTORY_FONT + 0.5)
     axes[2].set_ylim(-0.02, 1.02)
     for ax in axes:
         if trunk_epochs:
-            ax.axvspan(0, trunk_epochs, color="0.92", zorder=0)
-        ax.legend(fontsize=6.5, loc="best")
-    return finish(fig, "Miscalibration along training" + (f" (shaded: trunk-only epochs 1-{trunk_epochs})"
+            ax.axvspan(0, trunk_epochs, color="0.92", zorder=0, label=f"trunk-only epochs 1-{trunk_epochs}")
+        ax.legend(fontsize=TRAJECTORY_FONT - 1, loc="center left", bbox_to_anchor=(1.01, 0.5),
+                  borderaxespad=0.0)
+        ax.tick_params(labelsize=TRAJECTORY_FONT)
+        ax.xaxis.label.set_size(TRAJECTORY_FONT + 0.5)
+        ax.yaxis.label.set_size(TRAJECTORY_FONT + 0.5)
+    axes[2].tick_params(labelbottom=True)
+    return finish(fig, "Miscalibration along training" + (f" (grey: trunk-only epochs 1-{trunk_epochs})"
                                                           if trunk_epochs else ""))
