@@ -37,24 +37,27 @@ $(STAMP): requirements.txt pyproject.toml
 	test -d .git || git init -q
 	$(BIN)/dvc init -q || true
 
+RECIPE ?=
 ## The whole pipeline with params.yaml (the paper-length default recipe; use `make quick` on a CPU).
-## First says what it will cost (device, estimated training time from timed steps).
+## First says what it will cost (device, estimated training time from timed steps). RECIPE=<name>
+## (configs/recipes/, `python -m pipeline.recipes` lists them): that recipe as a named DVC experiment.
 run: venv .dvc/config
 	$(BIN)/python -m pipeline.estimate
-	$(BIN)/dvc repro
+	$(if $(RECIPE),@args=$$($(BIN)/python -m pipeline.recipes $(RECIPE)) || exit 2; \
+	  eval "$(BIN)/dvc exp run -n $(RECIPE)-$$(date +%Y%m%d-%H%M%S) $$args",$(BIN)/dvc repro)
 
 ## The shipped paper-length results (results/paper/), analysed again with params.yaml's downstream
 ## sections, without training: build/paper/seed<N>/reports/index.html. PARAMS="-S network.uplink_mbps=5";
 ## CERTIFY=1 adds the certified thresholds of seed 0 (about two more minutes).
 paper: venv
-	$(BIN)/python -m pipeline.paper build $(PARAMS) $(if $(CERTIFY),--certify)
+	$(BIN)/python -m pipeline.paper build $(if $(RECIPE),--recipe $(RECIPE)) $(PARAMS) $(if $(CERTIFY),--certify)
 
 QUICK_CONFIG ?= configs/quick.yaml
 ## The quick CPU recipe (configs/quick.yaml) as a named DVC experiment in this workspace. A failed
 ## experiment puts params.yaml back as it was (DVC leaves the experiment's values there).
 quick: venv .dvc/config
 	@backup=$$(mktemp); cp params.yaml $$backup; \
-	$(BIN)/dvc exp run -n quick-$$(date +%Y%m%d-%H%M%S) $$($(BIN)/python -m pipeline.overlay $(QUICK_CONFIG)); status=$$?; \
+	eval "$(BIN)/dvc exp run -n quick-$$(date +%Y%m%d-%H%M%S) $$($(BIN)/python -m pipeline.overlay $(QUICK_CONFIG))"; status=$$?; \
 	if [ $$status -ne 0 ]; then cp $$backup params.yaml; \
 	  echo "make quick: the experiment failed (exit $$status); params.yaml put back as it was before" >&2; fi; \
 	rm -f $$backup; exit $$status
@@ -122,7 +125,7 @@ ui-status:
 ## The benchmark flow (dvc repro stage by stage, then MLflow): on `make ui`'s server if it runs,
 ## else on a temporary Prefect server. WAIT=30: queue up to 30 s behind a run already in progress.
 flow: venv .dvc/config
-	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.flows run $(if $(WAIT),--wait $(WAIT))
+	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.flows $(if $(RECIPE),experiment --recipe $(RECIPE),run) $(if $(WAIT),--wait $(WAIT))
 
 ## Serve the deployments so runs (with parameters) can be started from the Prefect UI.
 serve: venv .dvc/config
@@ -130,7 +133,7 @@ serve: venv .dvc/config
 
 ## Sweep uplink rates (and branch placements) as DVC experiments: reports/sweeps/sweep/.
 sweep: venv .dvc/config
-	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.sweep --uplink $(UPLINK) $(if $(BRANCHES),--branches $(BRANCHES)) $(if $(WAIT),--wait $(WAIT))
+	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.sweep --uplink $(UPLINK) $(if $(BRANCHES),--branches $(BRANCHES)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(WAIT),--wait $(WAIT))
 
 # Sweeps that outgrow one machine (docs/scale-out.md): one Prefect flow run per point in the work pool
 # eeoffload-sweep, picked up by process workers (here or on other machines), a DVC remote shared by

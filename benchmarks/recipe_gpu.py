@@ -50,7 +50,7 @@ SEARCH_SHARE = 0.5  # the search's share of the call; the confirmation gets the 
 END_RESERVE_S = 45.0
 FILL_MIN_S = 100.0  # time left after the confirmation that starts the precision study  # logits, profile and packing after the confirmation's trainings
 MAX_FILE = 15.5 * 2**20  # what comes back: 16 MiB a file
-TINY = {"data": {"n_train": 256, "n_val": 128, "n_test": 256}, "latency": {"warmup": 1, "repeats": 3},
+TINY = {"data": {"n_train": 256, "n_val": 96, "n_test": 192}, "latency": {"warmup": 1, "repeats": 3},
         "evaluate": {"batch_size": 64, "resamples": 5},
         "train": {"snapshot_epochs": [1, 2]}}
 

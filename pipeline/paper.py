@@ -286,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="rebuild metrics, figures and reports from the bundle (no training)")
-    b.add_argument("--bundle", type=Path, default=BUNDLE)
-    b.add_argument("--dest", type=Path, default=ROOT / "build" / "paper")
+    b.add_argument("--bundle", type=Path, default=None, help="default: the recipe's bundle (results/paper/)")
+    b.add_argument("--recipe", default=None,
+                   help="a recipe of configs/recipes/: its bundle (results/<recipe>/; branchynet: results/paper/)")
+    b.add_argument("--dest", type=Path, default=None, help="default: build/paper (build/<recipe> with --recipe)")
     b.add_argument("-S", dest="set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a downstream param, e.g. -S network.uplink_mbps=5")
     b.add_argument("--certify", action="store_true",
@@ -304,8 +306,17 @@ def main(argv: list[str] | None = None) -> int:
             import_device_output(args.device_out, args.bundle, args.commit)
             print(f"bundle written: {args.bundle}")
             return 0
-        return build(args.bundle.resolve(), args.dest.resolve(), set_args_overrides(args.set), args.certify,
-                     args.ship)
+        bundle, dest = args.bundle, args.dest
+        if args.recipe:
+            from pipeline.recipes import bundle_dir
+
+            bundle = bundle or bundle_dir(args.recipe)
+            dest = dest or ROOT / "build" / ("paper" if bundle == BUNDLE else args.recipe)
+            if not bundle.is_dir():
+                raise BundleError(f"recipe {args.recipe!r} has no shipped bundle yet ({bundle.relative_to(ROOT)}); "
+                                  f"bundles: {', '.join(sorted(p.name for p in (ROOT / 'results').iterdir() if (p / 'params.yaml').is_file()))}")
+        return build((bundle or BUNDLE).resolve(), (dest or ROOT / "build" / "paper").resolve(),
+                     set_args_overrides(args.set), args.certify, args.ship)
     except (BundleError, ValueError) as e:
         print(f"paper: {e}", file=sys.stderr)
         return 2

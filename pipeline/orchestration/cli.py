@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline.flows") 
     run.add_argument("--verbose", action="store_true", help="Prefect's console output unfiltered (tracebacks)")
     exp = sub.add_parser("experiment", help="run a named DVC experiment through the flow")
     exp.add_argument("--name", default=None)
+    exp.add_argument("--recipe", default=None, help="a recipe of configs/recipes/ (python -m pipeline.recipes)")
     exp.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE")
     exp.add_argument("--no-track", action="store_true")
     exp.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
@@ -140,7 +141,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline.flows") 
                                          return_state=True), f"{prog} run", args.root, args.verbose)
         return
     extra = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
-    run_flow(lambda: flows.benchmark_experiment(name=args.name, extra=extra, track=not args.no_track,
+    if args.recipe:
+        from pipeline.recipes import RecipeError, recipe_settings
+
+        try:
+            extra = {**recipe_settings(args.recipe), **extra}
+        except RecipeError as e:
+            raise SystemExit(f"{prog} experiment: {e}") from None
+    name = args.name or (f"{args.recipe}-{flows.default_exp_name('run').removeprefix('run-')}" if args.recipe else None)
+    run_flow(lambda: flows.benchmark_experiment(name=name, extra=extra, track=not args.no_track,
                                                 wait_s=args.wait, root=args.root, return_state=True),
              f"{prog} experiment", args.root, args.verbose)
 

@@ -122,8 +122,10 @@ def write_comparison(root: Path, prefix: str, df: pd.DataFrame, extra_markdown: 
 @flow(name="benchmark-sweep", log_prints=True)
 def sweep(uplink_mbps: list[float], branch_placements: list[list[str]] | None = None,
           variant: str = "one_branch", p_tar: list[float] | None = None, t_tar_ms: list[float] | None = None,
-          prefix: str = "sweep", wait_s: float = 0.0, root: str | None = None) -> str:
-    """Named DVC experiments over uplink rates x branch placements of ``variant``; the CSV's path."""
+          prefix: str = "sweep", wait_s: float = 0.0, root: str | None = None, recipe: str | None = None) -> str:
+    """Named DVC experiments over uplink rates x branch placements of ``variant``; the CSV's path.
+    ``recipe``: every point trains with that recipe of configs/recipes/ (its settings first, the
+    point's uplink and placement over them)."""
     path = resolve_root(root)
     params_file = path / "params.yaml"
     original = params_file.read_text()
@@ -131,13 +133,19 @@ def sweep(uplink_mbps: list[float], branch_placements: list[list[str]] | None = 
     p_tar = [float(p) for p in (p_tar or [0.85])]
     t_tar_ms = [float(t) for t in (t_tar_ms or [50.0, 100.0])]
     placements = [list(b) for b in branch_placements] if branch_placements else [None]
+    base: dict[str, Any] = {}
+    if recipe:
+        from pipeline.recipes import recipe_settings
+
+        base = recipe_settings(recipe)
     points = []
     for branches in placements:
         for rate in uplink_mbps:
             flat = experiment_settings(uplink_mbps=rate, branches={variant: branches} if branches else None,
-                                       params=params)
+                                       params=with_settings(params, base))
+            flat = {**base, **flat}
             check_params(with_settings(params, flat), f"sweep point {' '.join(exp_set_args(flat))}")
-            placement = list(branches or params["variants"][variant]["branches"])
+            placement = list(branches or with_settings(params, base)["variants"][variant]["branches"])
             points.append((point_name(prefix, rate, placement), flat, placement))
     rows: list[dict[str, Any]] = []
     with workspace_lock(path, f"flow benchmark-sweep {prefix}", wait_s):
@@ -160,14 +168,22 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline.sweep") 
     ap.add_argument("--p-tar", type=float, nargs="+", default=[0.85])
     ap.add_argument("--t-tar", type=float, nargs="+", default=[50.0, 100.0], help="deadlines in ms")
     ap.add_argument("--prefix", default="sweep")
+    ap.add_argument("--recipe", default=None, help="a recipe of configs/recipes/ for every point")
     ap.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                     help="wait this long for a run already in progress in the workspace (default: fail at once)")
     ap.add_argument("--root", default=None)
     ap.add_argument("--verbose", action="store_true", help="Prefect's console output unfiltered (tracebacks)")
     args = ap.parse_args(argv)
+    if args.recipe:
+        from pipeline.recipes import RecipeError, recipe_overlay
+
+        try:
+            recipe_overlay(args.recipe)
+        except RecipeError as e:
+            raise SystemExit(f"{prog}: {e}") from None
     run_flow(lambda: sweep(uplink_mbps=args.uplink, branch_placements=[b.split("+") for b in args.branches] or None,
                            variant=args.variant, p_tar=args.p_tar, t_tar_ms=args.t_tar, prefix=args.prefix,
-                           wait_s=args.wait, root=args.root, return_state=True),
+                           wait_s=args.wait, root=args.root, recipe=args.recipe, return_state=True),
              prog, args.root, args.verbose)
 
 
