@@ -3,6 +3,7 @@ GPU is lent (issues 21 and 23).
 
     python -m benchmarks.cpu_queue precision [--seeds 0 1 2]     # quick recipe, fp32 vs bf16, one_branch
     python -m benchmarks.cpu_queue search [--precision bf16]     # configs/recipes/search.yaml, balexnet32 only
+    python -m benchmarks.cpu_queue precision-table               # the fp32/bf16 rule on the finished runs
     ... [--save-branch cpu-runs]                                 # also keep the progress in git
 
 Each job is one project under build/cpu/<queue>/<job>/ (a plain copy: ``pipeline.scratch`` without
@@ -84,9 +85,43 @@ def save_progress(branch: str, queue: str, build: Path = BUILD) -> None:
         log(f"progress saved to branch {branch} ({len(files)} files)")
 
 
+def precision_table(root: Path) -> int:
+    """The equivalence table (eeoffload.equivalence) of the finished precision runs under ``root``,
+    printed as markdown and written to ``root``/equivalence.csv and runs.csv."""
+    import pandas as pd
+
+    from eeoffload.calibration import exit_logits_from_frame
+    from eeoffload.equivalence import equivalence_table, run_summary
+    from pipeline.params import evaluate_params, read_params
+
+    p_tar = evaluate_params(read_params(ROOT / "params.yaml")).p_tar
+    rows = []
+    for logits in sorted(root.glob("*_seed*/data/logits/one_branch/seed*.parquet")):
+        precision, seed = logits.parts[len(root.parts)].split("_seed")
+        frame = pd.read_parquet(logits)
+        summary = run_summary(exit_logits_from_frame(frame, "val"), exit_logits_from_frame(frame, "test"), p_tar)
+        rows.append({"precision": precision, "seed": int(seed), **summary})
+    if not rows:
+        log(f"no finished run under {root}")
+        return 1
+    runs = pd.DataFrame(rows).sort_values(["precision", "seed"])
+    table = equivalence_table(runs)
+    runs.to_csv(root / "runs.csv", index=False)
+    table.to_csv(root / "equivalence.csv", index=False)
+    print(runs.round(4).to_markdown(index=False))
+    print()
+    shown = table.assign(reference=table["reference"].map(lambda v: ", ".join(f"{x:.4f}" for x in v)),
+                         candidate=table["candidate"].map(lambda v: ", ".join(f"{x:.4f}" for x in v)))
+    print(shown.round(4).to_markdown(index=False))
+    verdict = table["accepted"].dropna()
+    print(f"\nbf16 accepted on every quantity: {bool(len(verdict) == len(table) and verdict.all())} "
+          f"({int(verdict.sum())} of {len(table)} quantities accepted, {len(table) - len(verdict)} undecided)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("queue", choices=("precision", "search"))
+    ap.add_argument("queue", choices=("precision", "search", "precision-table"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16", help="search only")
     ap.add_argument("--only", nargs="*", default=None, help="these jobs only, in this order")
@@ -95,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--overlay", default=None, help="extra params overlay for every job (tests)")
     ap.add_argument("--build", type=Path, default=BUILD, help="where the projects live")
     args = ap.parse_args(argv)
+    if args.queue == "precision-table":
+        return precision_table(args.build.resolve() / "precision")
     jobs = precision_jobs(args.seeds) if args.queue == "precision" else search_jobs(args.precision)
     if args.only is not None:
         by_name = {name: (name, over, cmds) for name, over, cmds in jobs}

@@ -78,3 +78,17 @@ def test_every_candidate_of_the_search_is_a_valid_recipe() -> None:
     deviations = {n for n, c in search["candidates"].items() if c.get("deviation")}
     assert deviations and all(search["candidates"][n].get("model", {}).get("batch_norm") or
                               search["candidates"][n].get("model", {}).get("width", 1) > 1 for n in deviations)
+
+
+def test_the_precision_rule() -> None:
+    from eeoffload.equivalence import equivalence_table, widened_range
+
+    assert widened_range([0.70, 0.74, 0.72]) == pytest.approx((0.68, 0.76))
+    runs = pd.DataFrame({"precision": ["fp32"] * 3 + ["bf16"] * 3, "seed": [0, 1, 2] * 2,
+                         "acc_exit1": [0.70, 0.74, 0.72, 0.69, 0.75, 0.71],
+                         "T_exit1": [1.3, 1.4, 1.35, 1.2, 1.3, 1.3]})
+    table = equivalence_table(runs).set_index("quantity")
+    assert bool(table.loc["acc_exit1", "accepted"])  # 0.69 and 0.75 lie within [0.68, 0.76]
+    assert not bool(table.loc["T_exit1", "accepted"])  # 1.2 lies below [1.25, 1.45]
+    one = equivalence_table(runs[runs["seed"] == 0]).set_index("quantity")
+    assert one.loc["acc_exit1", "accepted"] is None  # one fp32 seed has no range
