@@ -64,14 +64,16 @@ def search_jobs(precision: str) -> list[tuple[str, dict, list[str]]]:
 
 
 def save_progress(branch: str, queue: str, build: Path = BUILD) -> None:
-    """Commit build/cpu/<queue> (histories, checkpoints, logs, finished outputs; not the prepared
-    data) as the one commit of ``branch``, made from a temporary index: main's index and work
+    """Commit build/cpu/ (every queue's histories, checkpoints, logs, finished outputs; not the
+    prepared data) as the one commit of ``branch``, made from a temporary index: main's index and work
     tree are left as they are."""
     env = dict(os.environ, GIT_INDEX_FILE=str(ROOT / ".git" / "cpu_queue.index"))
     git = lambda *a, **k: subprocess.run(["git", *a], cwd=ROOT, env=env, text=True, capture_output=True, **k)  # noqa: E731
     git("read-tree", "main")  # main's tree plus the progress: the branch checks out whole
-    files = [str(p.relative_to(ROOT)) for p in sorted((build / queue).rglob("*"))
+    # every queue's progress (the branch holds one commit: a queue saved alone would drop the others')
+    files = [str(p.relative_to(ROOT)) for p in sorted(build.rglob("*"))
              if p.is_file() and not any(part.endswith("prepared") or part == "__pycache__" for part in p.parts)
+             and len(p.parts) > len(build.parts) + 2
              and p.parts[len(build.parts) + 2] in ("data", "reports", "params.yaml", "queue.log")]
     if not files:
         return
