@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from eeoffload import latency
 from eeoffload.temperature import as_array, softmax
 
 BATCH_ORDERS = ("sample_id", "shuffled")
@@ -321,27 +320,6 @@ def resampled_outage(
         mean[defined] = np.nanmean(o, axis=0)
         low[defined], high[defined] = np.nanpercentile(o, [2.5, 97.5], axis=0)
     return mean, low, high
-
-
-# The latency formula of section IV-E lives in eeoffload.latency (one definition for the pipeline).
-# These two names stay importable from here for eeoffload.link_model and pipeline/link/analysis.py.
-offloaded_sample_ms = latency.offloaded_sample_ms
-exit_latency_ms = latency.per_exit_ms  # (device_ms_to_exit, offloaded_ms) -> (n_exits,)
-
-
-@dataclass(frozen=True)
-class LatencyProfile:
-    """The latency model's inputs for one variant (the profile stage's output, docs/latency.md)."""
-
-    device_ms_to_exit: list[float]  # edge time from the input to side branch k's decision, k = 1..n-1
-    offload_edge_ms: float  # edge time of an offloaded sample (trunk to the partition point + branches)
-    upload_bytes: float  # size of the partition tensor
-    cloud_ms: float  # cloud time of the remaining layers
-
-    def exit_ms(self, uplink_mbps: float, rtt_ms: float) -> np.ndarray:
-        """(n_exits,) per-sample latency by exit (section IV-E): :func:`eeoffload.latency.exit_latency_ms`,
-        the one latency model of the pipeline."""
-        return latency.exit_latency_ms(self, uplink_mbps, rtt_ms)
 
 
 def missed_deadline_probability(
