@@ -7,17 +7,14 @@ sample was *offloaded*. Per-exit inputs are arrays of shape (n_exits, N):
 ``p_tar`` is a 1-D grid (any order); results come back in the grid's order.
 
 Decision rule (section III): a sample leaves at the FIRST side branch k whose confidence is
->= p_tar, otherwise it is offloaded and the final exit classifies it. With m_k the running maximum
-of the side-branch confidences (m_k = max_{j<=k} conf_j), the exit is the first k with
-m_k >= p_tar, so exit k is taken exactly for p_tar in (m_{k-1}, m_k]: an interval of the sorted
-grid. Batch metrics count, per batch, how many samples take each exit at every grid point with
+>= p_tar, otherwise it is offloaded and the final exit classifies it. It is written once, here:
+:func:`exit_bounds` (the counting core: with m_k = max_{j<=k} conf_j, exit k is taken exactly for
+p_tar in (m_{k-1}, m_k], an interval of the sorted grid), :func:`first_confident_exit` (exit per
+sample and threshold) and :func:`is_confident` (one exit, one sample); :mod:`eeoffload.certify` and
+:mod:`eeoffload.partition` call them (``tests/test_decision_rule_once.py``). Batch metrics count,
+per batch (:mod:`eeoffload.batches`), how many samples take each exit at every grid point with
 difference arrays over those intervals (one bincount + cumsum), which makes the R re-batchings of
 the outage interval cheap.
-
-The rule is written once, here: :func:`exit_bounds` (the counting core, interval form),
-:func:`first_confident_exit` (exit per sample and threshold) and :func:`is_confident` (one exit,
-one sample); :mod:`eeoffload.certify` and :mod:`eeoffload.partition` call them and
-``tests/test_decision_rule_once.py`` checks that no other module re-codes the comparison.
 """
 
 from __future__ import annotations
@@ -28,10 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from eeoffload.batches import BATCH_ORDERS, batch_of_sample, resample_orders, sample_order  # noqa: F401 (re-exported)
 from eeoffload.temperature import as_array, softmax
-
-BATCH_ORDERS = ("sample_id", "shuffled")
-
 
 def exit_confidence(
     exit_logits: Any, labels: Any, temperatures: Sequence[float]
@@ -145,37 +140,6 @@ def device_metrics(confidence: Any, correct: Any, p_tar: Any) -> dict[str, np.nd
         "n_device_correct": (chosen_correct & on_device).sum(axis=0).astype(np.int64),
         "n_correct": n_correct.astype(np.int64),
     }
-
-
-def batch_of_sample(order: Any, batch_size: int) -> tuple[np.ndarray, int]:
-    """Cut samples, taken in ``order`` (a permutation of 0..N-1), into consecutive batches.
-
-    Returns (batch index per sample, n_batches); the last partial batch is dropped (index -1).
-    """
-    order = np.asarray(order, dtype=np.int64)
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
-    n_batches = len(order) // batch_size
-    position_batch = np.arange(len(order)) // batch_size
-    batch = np.full(len(order), -1, dtype=np.int64)
-    batch[order] = np.where(position_batch < n_batches, position_batch, -1)
-    return batch, n_batches
-
-
-def sample_order(n: int, batch_order: str, seed: int) -> np.ndarray:
-    """Order of the test samples (already in ascending sample_id) before batching: ``sample_id``
-    keeps it, ``shuffled`` is a permutation seeded by ``seed``."""
-    if batch_order == "sample_id":
-        return np.arange(n, dtype=np.int64)
-    if batch_order == "shuffled":
-        return np.random.default_rng(seed).permutation(n)
-    raise ValueError(f"batch_order must be one of {BATCH_ORDERS}, got {batch_order!r}")
-
-
-def resample_orders(n: int, resamples: int, seed: int) -> np.ndarray:
-    """(R, N) random re-batchings for the resampled outage (independent of :func:`sample_order`)."""
-    rng = np.random.default_rng([seed, 1])
-    return np.stack([rng.permutation(n) for _ in range(resamples)]) if resamples else np.empty((0, n), np.int64)
 
 
 @dataclass(frozen=True)
