@@ -6,10 +6,11 @@ upload of the partition layer's output (its size divided by the uplink rate) and
 processing delay. :func:`exit_latency_ms` is that formula, the one used by the whole pipeline
 (:meth:`LatencyProfile.exit_ms`); the link model, stage measure_link and the latency figure call
 its parts (:func:`upload_ms`, :func:`offload_path_ms`, :func:`exit_breakdown_ms`), so the upload
-formula is written once (``tests/test_decision_rule_once.py``). The paper takes the edge delays per
-layer from an AlexNet measured on an Intel i7 CPU [16] and the cloud delays from a Colab Tesla K80; here
-both are measured per layer on the host (:mod:`eeoffload.latency_measure`, which does all the
-timing), or the edge profile comes from a CSV measured on a real device
+formula is written once (``tests/test_decision_rule_once.py``). The paper takes the edge delays
+per layer from an AlexNet measured on an Intel i7 CPU [16] and the cloud delays from a Colab Tesla
+K80; here both are measured per layer on the host (:mod:`eeoffload.latency_measure`, which does all
+the timing and imports this module, not the other way; the partition tensor's size comes from
+:mod:`eeoffload.model_shapes`), or the edge profile comes from a CSV measured on a real device
 (:func:`edge_profile_from_csv`). :func:`latency_model` sums the per-layer times into the four
 numbers the evaluate stage needs.
 
@@ -42,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from eeoffload.latency_checks import timing_quantiles
+from eeoffload.layout import branch_name
 
 if TYPE_CHECKING:
     from eeoffload.model import BAlexNet
@@ -54,11 +56,6 @@ _BRANCH_NAME = re.compile(r"branch([1-9][0-9]*)")
 
 class ProfileError(ValueError):
     """A per-layer table (e.g. a user's edge CSV) that cannot feed the latency model."""
-
-
-def branch_name(k: int) -> str:
-    """Row name of the k-th side branch (1-based, trunk order), as in tables and edge CSVs."""
-    return f"branch{k}"
 
 
 def trunk_names(model: BAlexNet) -> list[str]:
@@ -125,7 +122,7 @@ def edge_profile_from_csv(table: pd.DataFrame, model: BAlexNet) -> pd.DataFrame:
         The device's rows in execution order (:data:`COLUMNS`; ``output_elements`` from the model's
         shapes; ``p10_ms``, ``p90_ms`` and ``spread`` NaN: a CSV has one value per layer).
     """
-    from eeoffload.latency_measure import output_elements
+    from eeoffload.model_shapes import output_elements  # torch, only when the shapes are needed
 
     missing_cols = [c for c in ("layer", "ms") if c not in table.columns]
     if missing_cols:
@@ -209,7 +206,7 @@ def latency_model(
         if len(match) and not pd.isna(match.iloc[0]):
             elements = int(match.iloc[0])
     if elements is None:
-        from eeoffload.latency_measure import output_elements
+        from eeoffload.model_shapes import output_elements
 
         elements = output_elements(model)[part]
     return {
