@@ -8,6 +8,11 @@ plain-loop oracle of tests/reference_metrics.py (issue 22).
 
 from __future__ import annotations
 
+import io
+import re
+import tokenize
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -57,3 +62,66 @@ def test_one_sample_rule_equals_the_core(n_side: int) -> None:
             one = next((k for k in range(n_side) if offload.is_confident(float(side[k, s]), float(p))), n_side)
             assert one == offload.first_confident_exit(side[:, s:s + 1], [p])[0, 0] == ref.reference_exit(
                 side[:, s].tolist(), p)
+
+
+# --------------------------------------------------------------------------- written once (source scan)
+#
+# Pragmatic: the library, the stages and the benchmarks are scanned as code tokens (comments and
+# strings dropped, tokens joined by one space) for the shapes the copies had before issue 22. The
+# patterns are checked on those old copies below, so a re-coded rule or formula in the usual shape
+# fails here; a differently spelled copy would not (review catches those).
+
+ROOT = Path(__file__).resolve().parent.parent
+#: The decision rule: a confidence compared with a threshold, or the running maximum of the
+#: side-branch confidences (the rule's interval form).
+RULE = re.compile(r"maximum \. accumulate|greater_equal|conf\w*( \[[^\]]*\])? >=|>= (p_tar|p|threshold|lam\w*|vec)\b")
+#: The upload formula: bytes to bits (``* 8``) and the offloaded sum (``... + rtt_ms + ...``).
+UPLOAD = re.compile(r"\* 8(\.0)?\b|\+ rtt\w*|\brtt\w* \+")
+RULE_HOME = "src/eeoffload/offload.py"
+UPLOAD_HOME = "src/eeoffload/latency.py"
+#: Not the model: stage measure_link's edge measures its throughput (bytes * 8 / seconds).
+UPLOAD_ALLOWED = {"pipeline/link/edge.py"}
+
+
+def _code(text: str) -> str:
+    skip = {tokenize.COMMENT, tokenize.STRING, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT}
+    skip |= {getattr(tokenize, n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END") if hasattr(tokenize, n)}
+    tokens = tokenize.generate_tokens(io.StringIO(text).readline)
+    return " ".join(t.string for t in tokens if t.type not in skip)
+
+
+def _hits(pattern: re.Pattern[str]) -> dict[str, list[str]]:
+    files = [p for d in ("src", "pipeline", "benchmarks") for p in sorted((ROOT / d).rglob("*.py"))]
+    found = {str(p.relative_to(ROOT)): [m.group(0) for m in pattern.finditer(_code(p.read_text(encoding="utf-8")))]
+             for p in files}
+    return {k: v for k, v in found.items() if v}
+
+
+@pytest.mark.parametrize("old_copy", [
+    "if float(confidence) >= p_tar:\n",  # partition.py
+    "side_ok = conf[:-1] >= threshold\n",  # certify.batch_outage
+    "confident = conf[:-1] >= vec[:, None]\n",  # certify.device_counts_vectors
+    "running = np.maximum.accumulate(conf[:-1], axis=0)\n",  # certify.device_counts
+])
+def test_the_rule_pattern_finds_the_old_copies(old_copy: str) -> None:
+    assert RULE.search(_code(old_copy))
+
+
+@pytest.mark.parametrize("old_copy", [
+    'transfer = out["payload_bytes"] * 8.0 / (mbps * 1e6) * 1e3\n',  # pipeline/link/analysis.py
+    'offloaded_ms = profile["offload_edge_ms"] + transfer + rtt_ms + profile["cloud_ms"]\n',
+    "offloaded = offload_edge_ms + transfer_ms(trace, t, upload_bytes) + rtt_ms + cloud_ms\n",  # link_model
+    "bits, t = float(nbytes) * 8.0, float(start_s)\n",  # link_model.transfer_ms
+])
+def test_the_upload_pattern_finds_the_old_copies(old_copy: str) -> None:
+    assert UPLOAD.search(_code(old_copy))
+
+
+def test_the_decision_rule_is_coded_only_in_offload() -> None:
+    assert set(_hits(RULE)) == {RULE_HOME}
+
+
+def test_the_upload_formula_is_coded_only_in_latency() -> None:
+    hits = _hits(UPLOAD)
+    assert set(hits) - UPLOAD_ALLOWED == {UPLOAD_HOME}
+    assert len(hits[UPLOAD_HOME]) == 2, hits[UPLOAD_HOME]  # upload_bits' * 8.0, offload_path_ms' + rtt_ms
