@@ -125,3 +125,23 @@ def test_the_upload_formula_is_coded_only_in_latency() -> None:
     hits = _hits(UPLOAD)
     assert set(hits) - UPLOAD_ALLOWED == {UPLOAD_HOME}
     assert len(hits[UPLOAD_HOME]) == 2, hits[UPLOAD_HOME]  # upload_bits' * 8.0, offload_path_ms' + rtt_ms
+
+
+def test_the_latency_breakdown_sums_to_the_latency_model() -> None:
+    from eeoffload import latency
+
+    profile = latency.LatencyProfile(device_ms_to_exit=[1.5, 4.0], offload_edge_ms=3.0, upload_bytes=23500, cloud_ms=5.0)
+    parts = latency.exit_breakdown_ms(profile, 18.8, 2.0)
+    assert [sorted(p) for p in parts] == [["edge"], ["edge"], ["cloud", "edge", "rtt", "upload"]]
+    assert parts[-1]["upload"] == latency.upload_ms(23500, 18.8)
+    np.testing.assert_array_equal([sum(p.values()) for p in parts], profile.exit_ms(18.8, 2.0))
+
+
+def test_latency_does_not_import_the_timing_code() -> None:
+    """latency_measure imports latency; latency imports neither it nor torch (no import cycle)."""
+    import ast
+
+    tree = ast.parse((ROOT / "src/eeoffload/latency.py").read_text(encoding="utf-8"))
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not {m for m in imported if m and (m.startswith("torch") or m == "eeoffload.latency_measure")}
