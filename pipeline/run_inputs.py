@@ -13,7 +13,7 @@ from typing import Any
 
 from eeoffload import calibration as cal
 from eeoffload.evaluation import EvaluationSettings
-from eeoffload.offload import LatencyProfile
+from eeoffload.latency import LatencyProfile
 from pipeline import registry
 from pipeline.artifacts import read_logits, read_temperatures, split_logits
 from pipeline.io import StageError, read_json_checked

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from eeoffload.offload import LatencyProfile
+from eeoffload.latency import LatencyProfile
 
 ROOT = Path(__file__).resolve().parent.parent
 

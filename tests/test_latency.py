@@ -17,6 +17,7 @@ import yaml
 from eeoffload import latency_measure
 from eeoffload.latency import (
     COLUMNS,
+    LatencyProfile,
     ProfileError,
     cloud_layer_names,
     edge_layer_names,
@@ -29,7 +30,6 @@ from eeoffload.latency import (
 )
 from eeoffload.latency_measure import measure_layers
 from eeoffload.model import BAlexNet
-from eeoffload.offload import LatencyProfile
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests import reference_metrics as ref
-from eeoffload import offload
+from eeoffload import latency, offload
 
 # Two side branches, a dozen samples (exit index 0 = branch 1, 1 = branch 2, 2 = offloaded).
 CONF_1 = [0.95, 0.60, 0.40, 0.80, 0.30, 0.70, 0.50, 0.20, 0.91, 0.65, 0.10, 0.89]
@@ -113,9 +113,9 @@ def test_orders_are_seeded_permutations() -> None:
 
 def test_offloaded_sample_time_and_per_sample_latency() -> None:
     # 23500 bytes at 18.8 Mbit/s = 10 ms upload.
-    ms = offload.offloaded_sample_ms(offload_edge_ms=3.0, upload_bytes=23500, uplink_mbps=18.8, rtt_ms=2.0, cloud_ms=5.0)
+    ms = latency.offloaded_sample_ms(offload_edge_ms=3.0, upload_bytes=23500, uplink_mbps=18.8, rtt_ms=2.0, cloud_ms=5.0)
     assert ms == pytest.approx(3.0 + 10.0 + 2.0 + 5.0)
-    exit_ms = offload.exit_latency_ms([1.5, 4.0], ms)
+    exit_ms = latency.per_exit_ms([1.5, 4.0], ms)
     assert exit_ms.tolist() == pytest.approx([1.5, 4.0, 20.0])
 
 

@@ -1,7 +1,7 @@
 """Model vs measurement for stage measure_link: the per-sample table, Fig. 5 both ways, the summary.
 
 No I/O: :func:`analyse` takes the runner's records and the profile and returns DataFrames and a
-JSON-able dict. The model is paper section IV-E's (:mod:`eeoffload.offload`), fed the bytes
+JSON-able dict. The model is paper section IV-E's (:mod:`eeoffload.latency`), fed the bytes
 actually sent (the payload of :mod:`eeoffload.wire`) and, for the trace pass, the trace integrated
 from each sample's send time (:func:`eeoffload.link_model.transfer_ms`).
 """
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from eeoffload import latency
 from eeoffload import link_model as lm
 from eeoffload import offload
 
@@ -38,7 +39,7 @@ def _num(x: float) -> float | None:
 
 
 def modelled_offload_ms(profile: dict[str, Any], nbytes: float, mbps: float, rtt_ms: float) -> float:
-    return offload.offloaded_sample_ms(profile["offload_edge_ms"], nbytes, mbps, rtt_ms, profile["cloud_ms"])
+    return latency.offloaded_sample_ms(profile["offload_edge_ms"], nbytes, mbps, rtt_ms, profile["cloud_ms"])
 
 
 def per_sample(records: pd.DataFrame, profile: dict[str, Any], mbps: float, rtt_ms: float, trace: Any,
@@ -49,7 +50,7 @@ def per_sample(records: pd.DataFrame, profile: dict[str, Any], mbps: float, rtt_
     out["method"] = label
     on_trace = (out["uplink"] == "trace") & out["offloaded"]
     rate = np.where(out["offloaded"], mbps, np.nan)
-    transfer = out["payload_bytes"] * 8.0 / (mbps * 1e6) * 1e3
+    transfer = latency.upload_ms(out["payload_bytes"], mbps)
     if trace is not None and on_trace.any():
         rate[on_trace.to_numpy()] = [lm.rate_at(trace, t) for t in out.loc[on_trace, "send_s"]]
         transfer[on_trace] = [lm.transfer_ms(trace, t, b) for t, b in zip(out.loc[on_trace, "send_s"],
@@ -57,7 +58,7 @@ def per_sample(records: pd.DataFrame, profile: dict[str, Any], mbps: float, rtt_
     device = np.array([*profile["device_ms_to_exit"], np.nan])[out["exit"].to_numpy() - 1]
     out["rate_mbps"] = rate
     out["modelled_transfer_ms"] = np.where(out["offloaded"], transfer, 0.0)
-    offloaded_ms = profile["offload_edge_ms"] + transfer + rtt_ms + profile["cloud_ms"]
+    offloaded_ms = latency.offload_path_ms(profile["offload_edge_ms"], transfer, rtt_ms, profile["cloud_ms"])
     out["modelled_ms"] = np.where(out["offloaded"], offloaded_ms, device)
     return out[COLUMNS].astype({"position": "int64", "sample_id": "int64", "label": "int64", "exit": "int64",
                                 "predicted": "int64", "payload_bytes": "int64", "http_bytes": "int64"})
@@ -151,7 +152,7 @@ def analyse(result: Any, profile: dict[str, Any], exits: list[Any], labels: np.n
     off = const[const["offloaded"]]
     nbytes = float(off["payload_bytes"].mean()) if len(off) else float(profile["upload_bytes"])
     model_offload = modelled_offload_ms(profile, nbytes, net.uplink_mbps, net.rtt_ms)
-    model_exit = offload.exit_latency_ms(profile["device_ms_to_exit"], model_offload)
+    model_exit = latency.per_exit_ms(profile["device_ms_to_exit"], model_offload)
     measured_exit, never = measured_exit_ms(samples, model_exit)
     n_batches = len(labels) // ev.batch_size
     sources = {"modelled": model_exit, "measured": measured_exit}

@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 from scipy.stats import binom
 
+from eeoffload import offload
+
 FAMILIES = ("shared",)
 PROCEDURES = ("fixed_sequence", "holm")
 P_VALUES = ("hoeffding_bentkus", "binomial")
@@ -55,9 +57,8 @@ def device_counts(confidence: Any, correct: Any, grid: Any) -> tuple[np.ndarray,
     if np.any(np.diff(lam) <= 0):
         raise ValueError("grid must be strictly increasing")
     p = len(lam)
-    running = np.maximum.accumulate(conf[:-1], axis=0)
-    upper = np.searchsorted(lam, running, side="right")  # on device by exit <= k iff i < upper_k (lam_i <= m_k)
-    lower = np.vstack([np.zeros((1, conf.shape[1]), np.int64), upper[:-1]])
+    bounds = offload.exit_bounds(conf[:-1], lam)  # exit k for grid indices [bounds[k], bounds[k+1])
+    lower, upper = bounds[:-2], bounds[1:-1]  # on device by exit <= k iff i < upper_k (lam_i <= m_k)
     n_device = conf.shape[1] - np.searchsorted(np.sort(upper[-1]), np.arange(p), side="right")
     diff = np.zeros(p + 1)
     for k in range(len(upper)):
@@ -68,22 +69,18 @@ def device_counts(confidence: Any, correct: Any, grid: Any) -> tuple[np.ndarray,
 
 
 def device_counts_vectors(confidence: Any, correct: Any, thresholds: Any) -> tuple[np.ndarray, np.ndarray]:
-    """The same counts for any (P, n_side) threshold vectors (plain loop; the reference)."""
+    """The same counts for any (P, n_side) threshold vectors, one threshold per side branch
+    (:func:`eeoffload.offload.first_confident_exit`'s per-branch path; checks the shared path)."""
     conf = np.asarray(confidence, dtype=np.float64)
     corr = np.asarray(correct, dtype=bool)
     lam = np.atleast_2d(np.asarray(thresholds, dtype=np.float64))
     n_side = conf.shape[0] - 1
     if lam.shape[1] != n_side:
         raise ValueError(f"thresholds must be (P, {n_side}), got {lam.shape}")
-    n_device = np.zeros(len(lam), np.int64)
-    n_correct = np.zeros(len(lam), np.int64)
-    for i, vec in enumerate(lam):
-        confident = conf[:-1] >= vec[:, None]
-        taken = confident.any(axis=0)
-        first = confident.argmax(axis=0)
-        n_device[i] = taken.sum()
-        n_correct[i] = (taken & corr[first, np.arange(conf.shape[1])]).sum()
-    return n_device, n_correct
+    first = offload.first_confident_exit(conf[:-1], lam)  # (N, P)
+    taken = first < n_side
+    right = taken & corr[first, np.arange(conf.shape[1])[:, None]]
+    return taken.sum(axis=0, dtype=np.int64), right.sum(axis=0, dtype=np.int64)
 
 
 def threshold_vectors(grid: Any, n_side: int, family: str = "shared") -> np.ndarray:
@@ -283,9 +280,8 @@ def batch_outage(confidence: Any, correct: Any, threshold: float, target: float,
     n_full = n // batch_size
     if n_full == 0 or not np.isfinite(threshold):
         return float("nan")
-    side_ok = conf[:-1] >= threshold  # (n_side, N)
-    on_device = side_ok.any(axis=0)
-    first = side_ok.argmax(axis=0)
+    first = offload.first_confident_exit(conf[:-1], [threshold])[:, 0]  # (N,)
+    on_device = first < conf.shape[0] - 1
     right = on_device & corr[first, np.arange(n)]
     kept = on_device[: n_full * batch_size].reshape(n_full, batch_size).sum(axis=1)
     hits = right[: n_full * batch_size].reshape(n_full, batch_size).sum(axis=1)

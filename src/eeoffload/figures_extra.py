@@ -71,7 +71,7 @@ def latency_breakdown(layers: pd.DataFrame, profile: Mapping, variant: str, net:
     """Per-layer latency (edge/cloud) and the per-sample totals: edge, upload, RTT, cloud for an
     offloaded sample, and the device time to each side exit. The totals written on the bars are
     ``exit_ms`` (evaluate's reports/metrics/<variant>/latency.json: the latency the metrics used) when
-    given; the components come from the profile and :func:`eeoffload.latency.upload_ms`."""
+    given; the components are :func:`eeoffload.latency.exit_breakdown_ms` of the profile."""
     theme()
     n_layers = len(layers)
     fig, (ax_l, ax_r) = plt.subplots(
@@ -93,15 +93,9 @@ def latency_breakdown(layers: pd.DataFrame, profile: Mapping, variant: str, net:
     ax_l.legend(handles=[Patch(color=LOCATION_COLORS[k], label=k) for k in ("edge", "cloud")
                          if k in set(layers["location"])], title="runs on", fontsize=8)
 
-    up = latency.upload_ms(profile["upload_bytes"], net.uplink_mbps)
-    edge = float(profile["offload_edge_ms"])
-    cloud = float(profile["cloud_ms"])
-    rows: list[tuple[str, dict[str, float]]] = [
-        ("offloaded\n(to cloud)", {"edge": edge, "upload": up, "rtt": float(net.rtt_ms), "cloud": cloud}),
-    ]
-    dev = profile.get("device_ms_to_exit", {}) or {}
-    for k in sorted(dev, key=int):
-        rows.append((f"exit {k}\non device", {"edge": float(dev[k])}))
+    parts = latency.exit_breakdown_ms(profile, net.uplink_mbps, net.rtt_ms)  # exit order, offloaded last
+    rows: list[tuple[str, dict[str, float]]] = [("offloaded\n(to cloud)", parts[-1])]
+    rows += [(f"exit {k}\non device", part) for k, part in enumerate(parts[:-1], start=1)]
     x = np.arange(len(rows))
     bottom = np.zeros(len(rows))
     for comp in ("edge", "upload", "rtt", "cloud"):

@@ -4,10 +4,13 @@ Paper section IV-E ("Missed Deadline Probability"): a sample classified at the d
 the device's processing delay; an offloaded sample costs the device's processing delay, the
 upload of the partition layer's output (its size divided by the uplink rate) and the cloud's
 processing delay. :func:`exit_latency_ms` is that formula, the one used by the whole pipeline
-(:meth:`eeoffload.offload.LatencyProfile.exit_ms`). The paper takes the edge delays per layer
-from an AlexNet measured on an Intel i7 CPU [16] and the cloud delays from a Colab Tesla K80; here
-both are measured per layer on the host (:mod:`eeoffload.latency_measure`, which does all the
-timing), or the edge profile comes from a CSV measured on a real device
+(:meth:`LatencyProfile.exit_ms`); the link model, stage measure_link and the latency figure call
+its parts (:func:`upload_ms`, :func:`offload_path_ms`, :func:`exit_breakdown_ms`), so the upload
+formula is written once (``tests/test_decision_rule_once.py``). The paper takes the edge delays
+per layer from an AlexNet measured on an Intel i7 CPU [16] and the cloud delays from a Colab Tesla
+K80; here both are measured per layer on the host (:mod:`eeoffload.latency_measure`, which does all
+the timing and imports this module, not the other way; the partition tensor's size comes from
+:mod:`eeoffload.model_shapes`), or the edge profile comes from a CSV measured on a real device
 (:func:`edge_profile_from_csv`). :func:`latency_model` sums the per-layer times into the four
 numbers the evaluate stage needs.
 
@@ -33,12 +36,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from eeoffload.latency_checks import timing_quantiles
+from eeoffload.layout import branch_name
 
 if TYPE_CHECKING:
     from eeoffload.model import BAlexNet
@@ -51,11 +56,6 @@ _BRANCH_NAME = re.compile(r"branch([1-9][0-9]*)")
 
 class ProfileError(ValueError):
     """A per-layer table (e.g. a user's edge CSV) that cannot feed the latency model."""
-
-
-def branch_name(k: int) -> str:
-    """Row name of the k-th side branch (1-based, trunk order), as in tables and edge CSVs."""
-    return f"branch{k}"
 
 
 def trunk_names(model: BAlexNet) -> list[str]:
@@ -122,7 +122,7 @@ def edge_profile_from_csv(table: pd.DataFrame, model: BAlexNet) -> pd.DataFrame:
         The device's rows in execution order (:data:`COLUMNS`; ``output_elements`` from the model's
         shapes; ``p10_ms``, ``p90_ms`` and ``spread`` NaN: a CSV has one value per layer).
     """
-    from eeoffload.latency_measure import output_elements
+    from eeoffload.model_shapes import output_elements  # torch, only when the shapes are needed
 
     missing_cols = [c for c in ("layer", "ms") if c not in table.columns]
     if missing_cols:
@@ -206,7 +206,7 @@ def latency_model(
         if len(match) and not pd.isna(match.iloc[0]):
             elements = int(match.iloc[0])
     if elements is None:
-        from eeoffload.latency_measure import output_elements
+        from eeoffload.model_shapes import output_elements
 
         elements = output_elements(model)[part]
     return {
@@ -217,21 +217,49 @@ def latency_model(
     }
 
 
-# --- the latency of a sample (section IV-E) -----------------------------------------------------------
+# --- the latency of a sample (section IV-E): the one latency model ------------------------------------
 
 
-def upload_ms(upload_bytes: float, uplink_mbps: float) -> float:
+@dataclass(frozen=True)
+class LatencyProfile:
+    """The latency model's inputs for one variant (the profile stage's output, docs/latency.md)."""
+
+    device_ms_to_exit: list[float]  # edge time from the input to side branch k's decision, k = 1..n-1
+    offload_edge_ms: float  # edge time of an offloaded sample (trunk to the partition point + branches)
+    upload_bytes: float  # size of the partition tensor
+    cloud_ms: float  # cloud time of the remaining layers
+
+    def exit_ms(self, uplink_mbps: float, rtt_ms: float) -> np.ndarray:
+        """(n_exits,) per-sample latency by exit (section IV-E): :func:`exit_latency_ms`."""
+        return exit_latency_ms(self, uplink_mbps, rtt_ms)
+
+
+def upload_bits(upload_bytes: Any) -> Any:
+    """Bits of a payload of ``upload_bytes`` bytes (a float; elementwise for an array or Series)."""
+    return (float(upload_bytes) if np.ndim(upload_bytes) == 0 else upload_bytes) * 8.0
+
+
+def upload_ms(upload_bytes: Any, uplink_mbps: float) -> Any:
     """Transmission time of ``upload_bytes`` at ``uplink_mbps`` (10^6 bit/s), in ms:
-    bytes * 8 / (Mbps * 1e6) s. The round-trip time is not in it (:func:`offloaded_sample_ms`)."""
-    return float(upload_bytes) * 8.0 / (float(uplink_mbps) * 1e6) * 1e3
+    bytes * 8 / (Mbps * 1e6) s (elementwise for an array or Series of bytes). The round-trip time
+    is not in it (:func:`offloaded_sample_ms`); a time-varying uplink integrates the same bits over
+    its segments (:func:`eeoffload.link_model.transfer_ms`)."""
+    return upload_bits(upload_bytes) / (float(uplink_mbps) * 1e6) * 1e3
+
+
+def offload_path_ms(offload_edge_ms: Any, transfer_ms: Any, rtt_ms: Any, cloud_ms: Any) -> Any:
+    """Time of an offloaded sample given its upload time ``transfer_ms`` (section IV-E): edge
+    compute up to the partition point + upload + round trip + cloud compute (elementwise)."""
+    return offload_edge_ms + transfer_ms + rtt_ms + cloud_ms
 
 
 def offloaded_sample_ms(
     offload_edge_ms: float, upload_bytes: float, uplink_mbps: float, rtt_ms: float, cloud_ms: float
 ) -> float:
-    """Time of an offloaded sample (section IV-E): edge compute up to the partition point, upload
-    of the partition tensor (:func:`upload_ms`), the round trip ``rtt_ms``, then cloud compute."""
-    return float(offload_edge_ms) + upload_ms(upload_bytes, uplink_mbps) + float(rtt_ms) + float(cloud_ms)
+    """Time of an offloaded sample (section IV-E) at a constant uplink: :func:`offload_path_ms`
+    with the upload of the partition tensor (:func:`upload_ms`)."""
+    return float(offload_path_ms(float(offload_edge_ms), upload_ms(upload_bytes, uplink_mbps), float(rtt_ms),
+                                 float(cloud_ms)))
 
 
 def per_exit_ms(device_ms_to_exit: Sequence[float], offloaded_ms: float) -> np.ndarray:
@@ -243,19 +271,30 @@ def _field(profile: Any, key: str) -> Any:
     return profile[key] if isinstance(profile, Mapping) else getattr(profile, key)
 
 
+def exit_breakdown_ms(profile: Any, uplink_mbps: float, rtt_ms: float) -> list[dict[str, float]]:
+    """The components of :func:`exit_latency_ms`, per exit in exit order: ``{"edge": ..}`` for side
+    branch k (on the device), then ``{"edge", "upload", "rtt", "cloud"}`` for the offloaded sample.
+
+    ``profile``: a :class:`LatencyProfile` or a mapping with its four fields (``device_ms_to_exit`` a
+    sequence in exit order, or the profile JSON's ``{"1": .., "2": ..}``)."""
+    to_exit = _field(profile, "device_ms_to_exit")
+    if isinstance(to_exit, Mapping):
+        to_exit = [to_exit[k] for k in sorted(to_exit, key=int)]
+    offloaded = {"edge": float(_field(profile, "offload_edge_ms")),
+                 "upload": upload_ms(_field(profile, "upload_bytes"), uplink_mbps),
+                 "rtt": float(rtt_ms), "cloud": float(_field(profile, "cloud_ms"))}
+    return [{"edge": float(t)} for t in to_exit] + [offloaded]
+
+
 def exit_latency_ms(profile: Any, uplink_mbps: float, rtt_ms: float) -> np.ndarray:
     """(n_exits,) latency of one sample by the exit that classifies it (paper section IV-E).
 
     Exit k < n (a side branch, on the device): ``device_ms_to_exit[k]``, the edge time of the trunk
     to branch point k and of branches 1..k. Exit n (offloaded, the final exit in the cloud):
     ``offload_edge_ms + upload_bytes * 8 / (uplink_mbps * 1e6) * 1e3 + rtt_ms + cloud_ms``.
-
-    ``profile``: a :class:`eeoffload.offload.LatencyProfile` or a mapping with its four fields
-    (``device_ms_to_exit`` a sequence in exit order, or the profile JSON's ``{"1": .., "2": ..}``).
+    The sums of :func:`exit_breakdown_ms` (``profile`` as there).
     """
-    to_exit = _field(profile, "device_ms_to_exit")
-    if isinstance(to_exit, Mapping):
-        to_exit = [to_exit[k] for k in sorted(to_exit, key=int)]
-    offloaded = offloaded_sample_ms(_field(profile, "offload_edge_ms"), _field(profile, "upload_bytes"),
-                                    uplink_mbps, rtt_ms, _field(profile, "cloud_ms"))
-    return per_exit_ms([float(t) for t in to_exit], offloaded)
+    parts = exit_breakdown_ms(profile, uplink_mbps, rtt_ms)
+    off = parts[-1]
+    return per_exit_ms([p["edge"] for p in parts[:-1]],
+                       offload_path_ms(off["edge"], off["upload"], off["rtt"], off["cloud"]))

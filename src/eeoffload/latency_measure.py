@@ -1,7 +1,8 @@
 """Timing the layers of a branched AlexNet (any ``ModelSpec`` architecture) on a device (the measurement half of the latency model).
 
 The formulas that turn these timings into the latency of a sample (paper section IV-E) live in
-:mod:`eeoffload.latency`, the checks that tell a disturbed measurement from a clean one in
+:mod:`eeoffload.latency` (imported here, never the other way), the shapes each layer sees in
+:mod:`eeoffload.model_shapes`, the checks that tell a disturbed measurement from a clean one in
 :mod:`eeoffload.latency_checks`; this
 module only runs the layers and reads the clock. It prints nothing: progress goes to an optional
 ``log`` callable. It changes torch's intra-op thread count only while measuring, and restores it.
@@ -18,33 +19,9 @@ import pandas as pd
 import torch
 from torch import nn
 
-from eeoffload.latency import branch_name, layer_table
+from eeoffload.latency import layer_table
 from eeoffload.model import BAlexNet
-
-
-def layer_inputs(model: BAlexNet, device: torch.device | str) -> list[tuple[str, str, nn.Module, torch.Tensor]]:
-    """(row name, part, module, the input tensor it sees) for every trunk layer and side branch, in
-    execution order (each branch right after the trunk layer it follows): a zero image of the
-    model's ``input_shape`` propagated through the trunk, so every module gets the real shape it sees
-    in the network (alexnet224's first row is its resize of the 32x32 input to 224x224)."""
-    x = torch.zeros(1, *model.input_shape, device=device)
-    rows = []
-    branch_k = {name: k for k, name in enumerate(model.branch_points, start=1)}
-    with torch.no_grad():
-        for name, layer in model.trunk.named_children():
-            rows.append((name, "trunk", layer, x))
-            x = layer(x)
-            if name in branch_k:
-                k = branch_k[name]
-                rows.append((branch_name(k), branch_name(k), model.branches[name], x))
-    return rows
-
-
-def output_elements(model: BAlexNet) -> dict[str, int]:
-    """Output elements per sample of every trunk layer and side branch (``branch<k>``)."""
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        return {name: int(module(x).numel()) for name, _, module, x in layer_inputs(model, device)}
+from eeoffload.model_shapes import layer_inputs, output_elements  # noqa: F401 (output_elements re-exported)
 
 
 def _time_once(module: nn.Module, x: torch.Tensor, cuda: bool) -> float:

@@ -107,3 +107,8 @@ def validate_branches(branches: Sequence[str], arch: str = "balexnet32") -> list
     if len(set(branches)) != len(branches):
         raise BranchPlacementError(f"duplicate branch placement in {list(branches)}")
     return sorted(branches, key=allowed.index)
+
+
+def branch_name(k: int) -> str:
+    """Row name of the k-th side branch (1-based, trunk order) in per-layer tables and edge CSVs."""
+    return f"branch{k}"

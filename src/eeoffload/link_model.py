@@ -1,7 +1,7 @@
 """The latency model against a real link: uplink traces, measured bytes, model-vs-measurement.
 
 Paper section IV-E charges an offloaded sample ``edge + bytes * 8 / rate + rtt + cloud`` at a
-constant uplink rate (:func:`eeoffload.offload.offloaded_sample_ms`). This module adds
+constant uplink rate (:func:`eeoffload.latency.offloaded_sample_ms`). This module adds
 
 - a time-varying uplink (:class:`Trace`): a piecewise-constant rate, replayed cyclically, and the
   transfer time of a payload that starts at time t (:func:`transfer_ms`: the bits are integrated
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from eeoffload import offload
+from eeoffload import latency
 
 
 class TraceError(ValueError):
@@ -92,7 +92,7 @@ def rate_at(trace: Trace, t_s: float) -> float:
 def transfer_ms(trace: Trace, start_s: float, nbytes: float) -> float:
     """Time to send ``nbytes`` starting at ``start_s`` over the (cyclic) trace: the bits are
     integrated over the segments, each at its own rate (section IV-E's bytes*8/rate, per segment)."""
-    bits, t = float(nbytes) * 8.0, float(start_s)
+    bits, t = latency.upload_bits(nbytes), float(start_s)
     ends, period = trace.ends, trace.period_s
     for _ in range(100_000):
         base = np.floor(t / period) * period
@@ -118,8 +118,8 @@ def trace_exit_ms(trace: Trace, n_batches: int, device_ms_to_exit: Sequence[floa
     the upload starting at the batch's time (:func:`batch_times_s`) on the trace."""
     rows = []
     for t in batch_times_s(trace, n_batches):
-        offloaded = offload_edge_ms + transfer_ms(trace, t, upload_bytes) + rtt_ms + cloud_ms
-        rows.append(offload.exit_latency_ms(device_ms_to_exit, offloaded))
+        offloaded = latency.offload_path_ms(offload_edge_ms, transfer_ms(trace, t, upload_bytes), rtt_ms, cloud_ms)
+        rows.append(latency.per_exit_ms(device_ms_to_exit, offloaded))
     return np.array(rows, dtype=np.float64).reshape(n_batches, len(device_ms_to_exit) + 1)
 
 

@@ -7,16 +7,14 @@ sample was *offloaded*. Per-exit inputs are arrays of shape (n_exits, N):
 ``p_tar`` is a 1-D grid (any order); results come back in the grid's order.
 
 Decision rule (section III): a sample leaves at the FIRST side branch k whose confidence is
->= p_tar, otherwise it is offloaded and the final exit classifies it. With m_k the running maximum
-of the side-branch confidences (m_k = max_{j<=k} conf_j), the exit is the first k with
-m_k >= p_tar, so exit k is taken exactly for p_tar in (m_{k-1}, m_k]: an interval of the sorted
-grid. Batch metrics count, per batch, how many samples take each exit at every grid point with
+>= p_tar, otherwise it is offloaded and the final exit classifies it. It is written once, here:
+:func:`exit_bounds` (the counting core: with m_k = max_{j<=k} conf_j, exit k is taken exactly for
+p_tar in (m_{k-1}, m_k], an interval of the sorted grid), :func:`first_confident_exit` (exit per
+sample and threshold) and :func:`is_confident` (one exit, one sample); :mod:`eeoffload.certify` and
+:mod:`eeoffload.partition` call them (``tests/test_decision_rule_once.py``). Batch metrics count,
+per batch (:mod:`eeoffload.batches`), how many samples take each exit at every grid point with
 difference arrays over those intervals (one bincount + cumsum), which makes the R re-batchings of
 the outage interval cheap.
-
-Length (about 360 lines): the decision rule and every metric of sections III-IV-E share one
-vectorised counting scheme (sorted confidences, cumulative counts, per-batch difference arrays);
-kept together so that counting is written once.
 """
 
 from __future__ import annotations
@@ -27,11 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from eeoffload import latency
+from eeoffload.batches import BATCH_ORDERS, batch_of_sample, resample_orders, sample_order  # noqa: F401 (re-exported)
 from eeoffload.temperature import as_array, softmax
-
-BATCH_ORDERS = ("sample_id", "shuffled")
-
 
 def exit_confidence(
     exit_logits: Any, labels: Any, temperatures: Sequence[float]
@@ -58,15 +53,61 @@ def _check(confidence: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
     return conf, corr
 
 
-def first_confident_exit(side_confidence: Any, p_tar: Any) -> np.ndarray:
-    """(N, P) exit index per sample and p_tar: the first side branch k with conf_k >= p_tar,
-    n_side (the final exit, i.e. offloaded) when none is confident enough (section III)."""
+def _sorted(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The grid in ascending order and each grid point's rank in it (stable)."""
+    ascending = np.argsort(grid, kind="stable")
+    rank = np.empty_like(ascending)
+    rank[ascending] = np.arange(len(grid))
+    return grid[ascending], rank
+
+
+def is_confident(confidence: Any, threshold: Any) -> Any:
+    """Section III's test at one exit: the exit keeps the sample iff its confidence
+    max softmax(z_k / T_k) (eq. 2) is >= the exit's threshold (elementwise; a bool for scalars).
+    :mod:`eeoffload.partition` decides one sample at a time with it; the vectorised rule is
+    :func:`exit_bounds` / :func:`first_confident_exit`, tested equal to it."""
+    return np.greater_equal(confidence, threshold)
+
+
+def exit_bounds(side_confidence: Any, sorted_grid: Any) -> np.ndarray:
+    """THE counting core of the decision rule (section III, with the confidence of eq. 2; the
+    metrics of eq. 3 and section IV count on it): (n_side + 2, N) int64 grid-index bounds such that
+    sample s leaves at exit k (n_side: offloaded, the final exit) for exactly the indices i of the
+    ascending threshold grid with ``bounds[k, s] <= i < bounds[k + 1, s]``.
+
+    A sample leaves at the first side branch whose confidence is >= the shared threshold; with
+    m_k = max_{j<=k} conf_j that is the first k with m_k >= lambda, so the grid points kept on the
+    device by exits 0..k are those <= m_k: ``bounds[k + 1] = searchsorted(grid, m_k, "right")``.
+    """
     side = np.asarray(side_confidence, dtype=np.float64)
-    grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
-    if side.shape[0] == 0:
-        return np.zeros((side.shape[1], len(grid)), dtype=np.int64)
-    running_max = np.maximum.accumulate(side, axis=0)
-    return (running_max[:, :, None] < grid[None, None, :]).sum(axis=0, dtype=np.int64)
+    grid = np.asarray(sorted_grid, dtype=np.float64)
+    n_side, n = side.shape
+    running_max = np.maximum.accumulate(side, axis=0) if n_side else np.empty((0, n))
+    return np.concatenate([
+        np.zeros((1, n), np.int64),
+        np.searchsorted(grid, running_max, side="right").reshape(n_side, n),
+        np.full((1, n), len(grid), np.int64),
+    ])
+
+
+def first_confident_exit(side_confidence: Any, p_tar: Any) -> np.ndarray:
+    """(N, P) exit index per sample and threshold: the first side branch k with conf_k >= its
+    threshold, n_side (the final exit, i.e. offloaded) when none is confident enough (section III).
+
+    ``p_tar``: a (P,) grid shared by every side branch (any order; through :func:`exit_bounds`), or
+    (P, n_side) threshold vectors, one threshold per side branch (through :func:`is_confident`)."""
+    side = np.asarray(side_confidence, dtype=np.float64)
+    thresholds = np.asarray(p_tar, dtype=np.float64)
+    n_side, n = side.shape
+    if thresholds.ndim == 2:
+        if thresholds.shape[1] != n_side:
+            raise ValueError(f"thresholds must be (P, {n_side}), got {thresholds.shape}")
+        confident = is_confident(side[None, :, :], thresholds[:, :, None])  # (P, n_side, N)
+        first = np.where(confident.any(axis=1), confident.argmax(axis=1), n_side)
+        return first.T.astype(np.int64)
+    sorted_grid, rank = _sorted(np.atleast_1d(thresholds))
+    upper = exit_bounds(side, sorted_grid)[1:-1]  # (n_side, N): exit > k at sorted index i >= upper[k]
+    return (upper[:, :, None] <= rank[None, None, :]).sum(axis=0, dtype=np.int64)
 
 
 def device_metrics(confidence: Any, correct: Any, p_tar: Any) -> dict[str, np.ndarray]:
@@ -101,37 +142,6 @@ def device_metrics(confidence: Any, correct: Any, p_tar: Any) -> dict[str, np.nd
     }
 
 
-def batch_of_sample(order: Any, batch_size: int) -> tuple[np.ndarray, int]:
-    """Cut samples, taken in ``order`` (a permutation of 0..N-1), into consecutive batches.
-
-    Returns (batch index per sample, n_batches); the last partial batch is dropped (index -1).
-    """
-    order = np.asarray(order, dtype=np.int64)
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0, got {batch_size}")
-    n_batches = len(order) // batch_size
-    position_batch = np.arange(len(order)) // batch_size
-    batch = np.full(len(order), -1, dtype=np.int64)
-    batch[order] = np.where(position_batch < n_batches, position_batch, -1)
-    return batch, n_batches
-
-
-def sample_order(n: int, batch_order: str, seed: int) -> np.ndarray:
-    """Order of the test samples (already in ascending sample_id) before batching: ``sample_id``
-    keeps it, ``shuffled`` is a permutation seeded by ``seed``."""
-    if batch_order == "sample_id":
-        return np.arange(n, dtype=np.int64)
-    if batch_order == "shuffled":
-        return np.random.default_rng(seed).permutation(n)
-    raise ValueError(f"batch_order must be one of {BATCH_ORDERS}, got {batch_order!r}")
-
-
-def resample_orders(n: int, resamples: int, seed: int) -> np.ndarray:
-    """(R, N) random re-batchings for the resampled outage (independent of :func:`sample_order`)."""
-    rng = np.random.default_rng([seed, 1])
-    return np.stack([rng.permutation(n) for _ in range(resamples)]) if resamples else np.empty((0, n), np.int64)
-
-
 @dataclass(frozen=True)
 class BatchExitCounts:
     """Per batch (G), exit (n_exits) and p_tar (P, grid order as given): samples that take the
@@ -159,23 +169,11 @@ def batch_exit_counts(
     """Count exits per batch for every p_tar. ``batch`` is (N,) or (R, N) batch indices (-1: in no
     batch); with (R, N) the batches of row r are numbered r*n_batches + b."""
     conf, corr = _check(confidence, correct)
-    grid = np.atleast_1d(np.asarray(p_tar, dtype=np.float64))
-    ascending = np.argsort(grid, kind="stable")
-    rank = np.empty_like(ascending)
-    rank[ascending] = np.arange(len(grid))
-    sorted_grid = grid[ascending]
+    sorted_grid, rank = _sorted(np.atleast_1d(np.asarray(p_tar, dtype=np.float64)))
     n_exits, n = conf.shape
     n_grid = len(sorted_grid)
 
-    # Exit k is taken on grid points [bounds[k], bounds[k+1]).
-    running_max = np.maximum.accumulate(conf[:-1], axis=0) if n_exits > 1 else np.empty((0, n))
-    bounds = np.concatenate(
-        [
-            np.zeros((1, n), np.int64),
-            np.searchsorted(sorted_grid, running_max, side="right").reshape(n_exits - 1, n),
-            np.full((1, n), n_grid, np.int64),
-        ]
-    )
+    bounds = exit_bounds(conf[:-1], sorted_grid)  # exit k on sorted grid points [bounds[k], bounds[k+1])
 
     batch = np.atleast_2d(np.asarray(batch, dtype=np.int64))
     n_rows = batch.shape[0]
@@ -286,27 +284,6 @@ def resampled_outage(
         mean[defined] = np.nanmean(o, axis=0)
         low[defined], high[defined] = np.nanpercentile(o, [2.5, 97.5], axis=0)
     return mean, low, high
-
-
-# The latency formula of section IV-E lives in eeoffload.latency (one definition for the pipeline).
-# These two names stay importable from here for eeoffload.link_model and pipeline/link/analysis.py.
-offloaded_sample_ms = latency.offloaded_sample_ms
-exit_latency_ms = latency.per_exit_ms  # (device_ms_to_exit, offloaded_ms) -> (n_exits,)
-
-
-@dataclass(frozen=True)
-class LatencyProfile:
-    """The latency model's inputs for one variant (the profile stage's output, docs/latency.md)."""
-
-    device_ms_to_exit: list[float]  # edge time from the input to side branch k's decision, k = 1..n-1
-    offload_edge_ms: float  # edge time of an offloaded sample (trunk to the partition point + branches)
-    upload_bytes: float  # size of the partition tensor
-    cloud_ms: float  # cloud time of the remaining layers
-
-    def exit_ms(self, uplink_mbps: float, rtt_ms: float) -> np.ndarray:
-        """(n_exits,) per-sample latency by exit (section IV-E): :func:`eeoffload.latency.exit_latency_ms`,
-        the one latency model of the pipeline."""
-        return latency.exit_latency_ms(self, uplink_mbps, rtt_ms)
 
 
 def missed_deadline_probability(

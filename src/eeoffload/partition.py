@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from eeoffload import offload
 from eeoffload.model import BAlexNet
 
 
@@ -52,7 +53,7 @@ class EdgePart:
             logits = branch(x)
             probs = torch.softmax(logits / temperatures[k], dim=1)
             confidence, predicted = probs.max(dim=1)
-            if float(confidence) >= p_tar:
+            if offload.is_confident(float(confidence), p_tar):  # section III's rule, one sample
                 return EdgeResult(k + 1, int(predicted), None)
         return EdgeResult(self.n_exits, -1, x)
 
