@@ -4,6 +4,8 @@ One module per figure of issue 6; every figure is a ratio or a wall time measure
 one run (the machine is shared and noisy, so nothing here asserts on absolute times):
 
     training_cpu     achieved GFLOP/s of a training step vs this machine's fp32 matmul rate
+    training_bf16    bf16/fp32 training step ratio (batch 512 and 128), the oneDNN ISA and kernels that ran
+    training_batched images/s of K=4 models trained as one vmapped model vs 4 sequential trainings
     metrics_engine   vectorised evaluate grid vs the plain-loop reference (checked equal), stage time
     incremental      `dvc repro` after changing network.uplink_mbps vs the full run, stages that ran
     startup          start-up (imports + params) of every stage command, heaviest imports
