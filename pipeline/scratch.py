@@ -182,6 +182,11 @@ def main() -> None:
     if proc.returncode == 0 and commit_first_run(dest):
         print(f"{dest}: the results committed as \"first run\": compare experiments there with `make exps`, "
               f"`make plots`, `dvc metrics diff`", flush=True)
+    if args.flow:
+        from pipeline.orchestration.services import links
+
+        for line in links():  # the runs just logged, in the views that show them (`make ui` serves them)
+            print(line, flush=True)
     print(f"{what} in {dest}: exit {proc.returncode} after {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     raise SystemExit(proc.returncode)
 
