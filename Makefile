@@ -14,7 +14,7 @@ export DVC_NO_ANALYTICS := 1
 export PREFECT_HOME := $(CURDIR)/.prefect
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: help venv run quick smoke paper plots link test test-fast bench bench-full clean
+.PHONY: help venv run quick smoke paper plots exps link test test-fast bench bench-full clean
 
 ## Every target with its one-line description (the first sentence of the ## comment above it).
 help:
@@ -76,8 +76,15 @@ link: venv .dvc/config
 ## The paper's curves of the workspace and of every DVC experiment, side by side, in one offline HTML
 ## page (Vega bundled): build/dvc_plots/index.html. EXPS="exp-a exp-b" compares those experiments only.
 plots: venv
+	@mkdir -p build
 	$(BIN)/dvc plots diff $(if $(EXPS),$(EXPS),$$($(BIN)/dvc exp list --name-only 2>/dev/null)) \
 		--html-template pipeline/templates/dvc_plots.html -o build/dvc_plots
+
+EXP_SHOW_FLAGS := --only-changed --drop 'Created|State|Executor|^(src|pipeline|data)/' --precision 3
+## The DVC experiments, one row each, only the params and metrics that differ between them (fits 80 columns
+## better than plain `dvc exp show`, whose ~70 param columns collapse to "..."). Also in build/smoke.
+exps: venv
+	$(BIN)/dvc exp show $(EXP_SHOW_FLAGS)
 
 ## The whole test suite (real DVC, Prefect, MLflow on tiny synthetic data; several minutes).
 test: venv

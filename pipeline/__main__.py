@@ -1,5 +1,11 @@
-"""``python -m pipeline <stage> ...``: the stages' command line (pipeline/cli.py)."""
+"""``python -m pipeline <stage> ...``: the stages' command line (pipeline/cli.py). Run by a Python
+without the project's packages (dvc.yaml's bare ``python`` outside the venv), it runs itself again
+with the project's interpreter (pipeline/interpreter.py)."""
 
-from pipeline.cli import main
+from pipeline.interpreter import reexec_if_needed
+
+reexec_if_needed()
+
+from pipeline.cli import main  # noqa: E402 (after the interpreter check)
 
 main()

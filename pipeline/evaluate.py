@@ -12,14 +12,15 @@ reports/metrics/<variant>/{offload,deadline}.parquet (the aggregate), reports/me
 per-exit latency it used: plots and the report read it instead of recomputing) and
 reports/metrics.json, plus what DVC compares across experiments (git-tracked, small):
 reports/headline.json (the compact metrics file of ``dvc exp show`` / ``dvc metrics diff``, 4
-numbers per variant and calibration) and reports/plots/<variant>/<calibration>.csv and
-<calibration>_deadline.csv (the curves of the paper's figures, declared as DVC plots in dvc.yaml).
+numbers per variant and calibration; ``"undefined"`` where a metric has no value) and
+reports/plots/<variant>/<calibration>.csv and <calibration>_deadline.csv (the curves of the paper's figures, declared as DVC plots in dvc.yaml).
 Params: ``network``, ``evaluate``, ``variants``, ``train.seeds`` only. Formulas: docs/metrics.md.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from eeoffload.evaluation import RunMetrics, aggregate_runs, evaluate_run
@@ -33,8 +34,22 @@ from pipeline.io import read_params, run_stage
 #: The compact headline (reports/headline.json): per variant and calibration, these keys of
 #: reports/metrics.json (docs/interfaces.md); 16 columns in `dvc exp show` for the two variants.
 HEADLINE_KEYS = ("p_device_mean", "acc_device@0.85", "outage@0.875", "min_missed_deadline@0.85")
+#: What reports/headline.json holds for a metric with no value (no sample kept on the device at that
+#: p_tar): DVC drops a null from `dvc metrics show` / `dvc exp show` (two runs would look the same),
+#: and shows a string as it is.
+UNDEFINED = "undefined"
 #: Columns of the per-calibration curve files (reports/plots/), the x axis first.
 CURVE_COLUMNS = ("p_tar", "p_device", "conf_device", "acc_device", "acc_total", "outage")
+
+
+def headline_json(headlines: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """reports/headline.json from each variant's headline ({calibration: {key: value}}): the
+    HEADLINE_KEYS, an undefined value (None or NaN) as UNDEFINED."""
+    def value(v):
+        return UNDEFINED if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
+
+    return {variant: {c: {k: value(by_cal[c][k]) for k in HEADLINE_KEYS} for c in CALIBRATIONS}
+            for variant, by_cal in headlines.items()}
 
 
 def write_curves(folder: Path, result: RunMetrics) -> None:
@@ -78,8 +93,7 @@ def main() -> None:
                 run_metrics.offload.to_parquet(folder / f"seed{seed}" / "offload.parquet", index=False)
                 run_metrics.deadline.to_parquet(folder / f"seed{seed}" / "deadline.parquet", index=False)
     atomic_write_json(registry.METRICS_JSON, {v: r.headline for v, r in results.items()})
-    atomic_write_json(registry.HEADLINE_JSON, {v: {c: {k: r.headline[c][k] for k in HEADLINE_KEYS}
-                                                   for c in CALIBRATIONS} for v, r in results.items()})
+    atomic_write_json(registry.HEADLINE_JSON, headline_json({v: r.headline for v, r in results.items()}))
     with atomic_dir(registry.CURVES) as tmp:
         for variant, result in results.items():
             write_curves(tmp / variant, result)

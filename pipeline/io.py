@@ -134,8 +134,11 @@ def load_weights(path: str | os.PathLike[str], writer: str) -> Any:
 
 def write_timing(stage: str, variant: str | None, seconds: float, seed: int | None = None) -> None:
     """Record a stage's wall time in reports/timings/ (read by the report), named as DVC names the
-    stage instance: ``evaluate``, ``profile@one_branch``, ``train@one_branch-0`` (variant, seed)."""
-    record: dict[str, Any] = {"stage": stage, "variant": variant, "seconds": round(seconds, 3)}
+    stage instance: ``evaluate``, ``profile@one_branch``, ``train@one_branch-0`` (variant, seed); with
+    its start and end (Unix seconds), so the report can give the wall span of stages run concurrently."""
+    end = time.time()
+    record: dict[str, Any] = {"stage": stage, "variant": variant, "seconds": round(seconds, 3),
+                              "start": round(end - seconds, 3), "end": round(end, 3)}
     if seed is not None:
         record["seed"] = int(seed)
     atomic_write_json(registry.timing_path(registry.stage_instance(stage, variant, seed)), record)

@@ -87,7 +87,7 @@ def machine(profiles: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
             info = prof.get(side)
             if not info:
                 continue
-            text = "; ".join(f"{k}: {val}" for k, val in _flat(info))
+            text = "; ".join(f"{k}: {val}" for k, val in _flat(info) if val != "")  # unset fields omitted
             if text not in seen.values():
                 seen[f"{side} ({v})"] = text
     rows += list(seen.items())
@@ -106,10 +106,20 @@ def timings(folder: Path) -> list[dict[str, Any]]:
             seed = t.get("seed")  # per-run stages (pipeline.io.write_timing)
             variant = t.get("variant") or ""
             rows.append({"stage": t.get("stage", f.stem), "variant": f"{variant} seed {seed}" if seed is not None
-                         else variant, "seconds": float(t.get("seconds", float("nan")))})
+                         else variant, "seconds": float(t.get("seconds", float("nan"))),
+                         "start": t.get("start"), "end": t.get("end")})
     rank = {s: i for i, s in enumerate(STAGE_ORDER)}
     rows.sort(key=lambda r: (rank.get(r["stage"], len(rank)), r["variant"]))
     return rows
+
+
+def wall_span(rows: list[dict[str, Any]]) -> float | None:
+    """Seconds from the earliest stage start to the latest stage end (the stages' sum counts
+    concurrent trainings twice); None unless every timing file has its start and end."""
+    if not rows or any(not isinstance(r.get("start"), (int, float)) or not isinstance(r.get("end"), (int, float))
+                       for r in rows):
+        return None
+    return max(r["end"] for r in rows) - min(r["start"] for r in rows)
 
 
 def exit_table(exits: pd.DataFrame, training: pd.DataFrame | None, branches: list[str]) -> list[dict[str, Any]]:
@@ -358,6 +368,7 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
         ],
         "timings": stage_rows,
         "total_seconds": sum(r["seconds"] for r in stage_rows if r["seconds"] == r["seconds"]),
+        "wall_seconds": wall_span(stage_rows),
         "per_exit": per_exit,
         "headline": headline_rows,
         "figures": figures,

@@ -78,9 +78,13 @@ def make_scratch_project(dest: Path, overrides: dict | None = None, vcs: bool = 
     (dest / "params.yaml").write_text(yaml.safe_dump(merge(params, overrides or {}), sort_keys=False))
     (dest / ".gitignore").write_text((ROOT / ".gitignore").read_text())
     # the report shows the project's commit, not the scratch repository's
-    (dest / SOURCE_FILE).write_text(json.dumps({"project": str(ROOT), "commit": git_commit(ROOT)}) + "\n")
+    # (and the interpreter that made the copy: dvc.yaml's bare `python` outside the venv re-runs the
+    # stage with it, pipeline/interpreter.py)
+    (dest / SOURCE_FILE).write_text(json.dumps({"project": str(ROOT), "commit": git_commit(ROOT),
+                                                "python": sys.executable}) + "\n")
     if not vcs:
         return dest
+    (dest / "Makefile").write_text(scratch_makefile())
     env = scratch_env(dest)
     run = lambda *cmd: subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)  # noqa: E731
     run("git", "init", "-q")
@@ -91,6 +95,49 @@ def make_scratch_project(dest: Path, overrides: dict | None = None, vcs: bool = 
     run("git", "add", "-A")
     run("git", "commit", "-q", "-m", "scratch project")
     return dest
+
+
+#: The scratch project's Makefile: DVC's comparisons with the venv's tools, activated or not.
+SCRATCH_MAKEFILE = """\
+# Made by pipeline.scratch: DVC's comparisons in this scratch copy of {root}
+# (whose Makefile has the other targets). DVC runs here with {bindir}, activated or not.
+SHELL := /bin/bash
+export PATH := {bindir}:$(PATH)
+.PHONY: help exps plots
+
+help:
+\t@echo "make exps    the experiments, only the params and metrics that differ (dvc exp show {exp_show_flags})"
+\t@echo "make plots   the curves of the workspace and every experiment: build/dvc_plots/index.html (EXPS='a b')"
+
+exps:
+\tdvc exp show {exp_show_flags}
+
+plots:
+\t@mkdir -p build
+\tdvc plots diff $(if $(EXPS),$(EXPS),$$(dvc exp list --name-only 2>/dev/null)) \\
+\t\t--html-template pipeline/templates/dvc_plots.html -o build/dvc_plots
+"""
+#: ``dvc exp show`` that fits a terminal: no column that is the same in every row (about 70 params
+#: and the code deps), no timestamps; the Makefiles' ``make exps``.
+EXP_SHOW_FLAGS = "--only-changed --drop 'Created|State|Executor|^(src|pipeline|data)/' --precision 3"
+
+
+def scratch_makefile() -> str:
+    return SCRATCH_MAKEFILE.format(root=ROOT, bindir=Path(sys.executable).parent, exp_show_flags=EXP_SHOW_FLAGS)
+
+
+def commit_first_run(dest: Path) -> bool:
+    """After the first successful run: commit dvc.lock, reports/headline.json and reports/plots/ as
+    "first run", so that ``dvc exp show``, ``dvc metrics diff <baseline> <exp>`` and ``dvc plots
+    diff`` find the baseline's results from then on (the first commit has none). False if there
+    was nothing to commit."""
+    env = scratch_env(dest)
+    subprocess.run(["git", "add", "-A"], cwd=dest, env=env, check=True, capture_output=True)
+    staged = subprocess.run(["git", "diff", "--cached", "--quiet"], cwd=dest, env=env)
+    if staged.returncode == 0:
+        return False
+    subprocess.run(["git", "commit", "-q", "-m", "first run"], cwd=dest, env=env, check=True, capture_output=True)
+    return True
 
 
 def dvc_repro(dest: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -132,6 +179,14 @@ def main() -> None:
         cmd = [sys.executable, "-m", "dvc", "repro"]
         proc = subprocess.run(cmd, cwd=dest, env=scratch_env(dest))
     what = "benchmark flow" if args.flow else "dvc repro"
+    if proc.returncode == 0 and commit_first_run(dest):
+        print(f"{dest}: the results committed as \"first run\": compare experiments there with `make exps`, "
+              f"`make plots`, `dvc metrics diff`", flush=True)
+    if args.flow:
+        from pipeline.orchestration.services import links
+
+        for line in links():  # the runs just logged, in the views that show them (`make ui` serves them)
+            print(line, flush=True)
     print(f"{what} in {dest}: exit {proc.returncode} after {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     raise SystemExit(proc.returncode)
 

@@ -35,7 +35,7 @@ PACKAGES = {"eeoffload": Path("src"), "pipeline": Path(".")}
 #: such as latency.remeasure, the p_tar grid built from start/stop/step), so a change there can
 #: change an output and it is a dep of every stage that imports it.
 EXEMPT = {
-    "pipeline/__main__.py": "`python -m pipeline`: calls cli.main, nothing else",
+    "pipeline/__main__.py": "`python -m pipeline`: the interpreter check (pipeline/interpreter.py), then cli.main",
     "pipeline/cli.py": "dispatch only: `python -m pipeline <stage>` imports pipeline/<stage>.py (the closure's root)",
     "pipeline/io.py": "stage runner, StageError, params.yaml loading, schema-checking readers: reject input, never "
                       "change a value (its timing record is a wall time)",

@@ -136,8 +136,15 @@ def experiment_settings(uplink_mbps: float | None = None, rtt_ms: float | None =
 # Running DVC commands with their output in the Prefect log
 # ---------------------------------------------------------------------------------------------
 
+#: DVC's advice after every `dvc repro --single-item` (git add dvc.lock ..., autostage, dvc push):
+#: the same lines for every stage, and the flow commits nothing; kept out of the flow's log.
+DVC_HINTS = re.compile(r"^\s*(To track the changes with git, run:|git add |To enable auto staging, run:"
+                       r"|dvc config core\.autostage true|Use `dvc push` to send your updates to remote storage\.)")
+
+
 def stream_command(cmd: list[str], root: Path, logger: Any) -> tuple[int, list[str]]:
-    """Run ``cmd`` in ``root``, every output line to ``logger``; (exit status, all lines)."""
+    """Run ``cmd`` in ``root``, every output line but DVC's git hints (DVC_HINTS) to ``logger``;
+    (exit status, all lines)."""
     logger.info("$ %s", " ".join(cmd[2:] if cmd[:2] == [sys.executable, "-m"] else cmd))
     proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, bufsize=1, errors="replace")
@@ -147,7 +154,8 @@ def stream_command(cmd: list[str], root: Path, logger: Any) -> tuple[int, list[s
         line = raw.rstrip()
         if line.strip():
             lines.append(line)
-            logger.info("%s", line)
+            if not DVC_HINTS.match(line):
+                logger.info("%s", line)
     return proc.wait(), lines
 
 
@@ -274,7 +282,33 @@ def track_run(root: str, dvc_exp_name: str | None = None) -> str | None:
 # Flows
 # ---------------------------------------------------------------------------------------------
 
-@flow(name="benchmark", log_prints=True)
+def run_label(root: str | None, exp_name: str | None = None, experiment: bool = False,
+              now: dt.datetime | None = None) -> str:
+    """A flow run's name in Prefect's UI: the project folder (``smoke`` for build/smoke) and what ran,
+    ``smoke · dvc repro · 20261204-190012`` or ``main · dvc exp quick-5mbps``."""
+    try:
+        project = resolve_root(root).name
+    except FileNotFoundError:
+        project = Path(root or Path.cwd()).name
+    if experiment:
+        return f"{project} · dvc exp {exp_name or 'run (auto name)'}"
+    return f"{project} · dvc repro · {(now or dt.datetime.now()).strftime('%Y%m%d-%H%M%S')}"
+
+
+def _benchmark_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    return run_label(flow_run.parameters.get("root"))
+
+
+def _experiment_run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.parameters
+    return run_label(params.get("root"), params.get("name"), experiment=True)
+
+
+@flow(name="benchmark", log_prints=True, flow_run_name=_benchmark_run_name)
 def benchmark(root: str | None = None, track: bool = True, wait_s: float = 0.0) -> dict[str, str]:
     """The DVC pipeline as Prefect tasks (one per stage), then the summary artifact and MLflow runs.
 
@@ -296,7 +330,7 @@ def default_exp_name(prefix: str = "ui") -> str:
     return f"{prefix}-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
 
 
-@flow(name="benchmark-experiment", log_prints=True)
+@flow(name="benchmark-experiment", log_prints=True, flow_run_name=_experiment_run_name)
 def benchmark_experiment(
     name: str | None = None,
     uplink_mbps: float | None = None,

@@ -9,6 +9,8 @@
   in ``mlartifacts/``): the store flows and ``make smoke`` log to, telemetry off.
 
 Each runs in its own session (process group); the PID files and logs are in ``.prefect/ui/``.
+``start`` and ``status`` end with the links that open the right views (ui_links: the MLflow runs
+table in the model-training navigation with the saved view, the latest Prefect flow run).
 ``stop`` signals exactly those process groups, after checking that each PID still runs the
 command it was started with (a reused PID is left alone). Both print what they wait for, a line
 at a time ("starting ...", "... ready in 12 s"); on a terminal also a line every 15 s of waiting.
@@ -24,7 +26,8 @@ import time
 from pathlib import Path
 
 from pipeline.orchestration.processes import healthy, read_pidfile, terminate_group
-from pipeline.orchestration.project import PROJECT_ROOT, QUIET_ENV, mlflow_artifact_root, mlflow_store_uri
+from pipeline.orchestration.project import PROJECT_ROOT, QUIET_ENV, mlflow_artifact_root, mlflow_store_uri, prefect_home
+from pipeline.orchestration.ui_links import ui_links
 
 ROOT = PROJECT_ROOT
 STATE = ROOT / ".prefect" / "ui"
@@ -105,6 +108,18 @@ def start(timeout: float = 120.0) -> None:
                 next_note += PROGRESS_EVERY_S
             time.sleep(0.5)
         say(f"{LABEL[name]} ready in {time.monotonic() - began:.0f} s: {url_of(name)}")
+    print_links()
+
+
+def links() -> list[str]:
+    """The links that open the MLflow runs table (model training, saved view) and the latest
+    Prefect flow run (pipeline.orchestration.ui_links), for this project's store and servers."""
+    return ui_links(url_of("mlflow"), url_of("prefect"), mlflow_store_uri(ROOT), api_url(), prefect_home())
+
+
+def print_links() -> None:
+    for line in links():
+        say(line)
 
 
 def stop(timeout: float = 15.0) -> None:
@@ -129,6 +144,7 @@ def status() -> None:
         info = running(name)
         say(f"{LABEL[name]}: " + (f"pid {info['pid']}, " if info else "no pid file process, ")
             + ("answering on " if healthy(health) else "not answering on ") + health)
+    print_links()
 
 
 def api_url() -> str | None:

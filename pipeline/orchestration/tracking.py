@@ -77,10 +77,10 @@ from pipeline import registry
 from pipeline.orchestration.project import mlflow_store_uri
 from pipeline.orchestration.tracking_tables import (CALIBRATIONS, child_figures, child_metrics, child_tables,
                                                     seed_method_metrics, seeds_of)
-from pipeline.orchestration.tracking_views import VIEW_TAG_PREFIX, experiment_tags, experiment_url, same_view
+from pipeline.orchestration.tracking_views import (EXPERIMENT, VIEW_TAG_PREFIX, experiment_tags, experiment_url,
+                                                   same_view)
 from pipeline.overlay import flatten
 
-EXPERIMENT = "eeoffload-benchmark"
 PARENT_ARTIFACTS = ((registry.FIGURES, "figures"), (registry.REPORT_HTML, "report"),
                     (registry.METRICS, "metrics"), (registry.METRICS_JSON, "metrics"),
                     (registry.CALIBRATION_TABLES, "calibration"), (Path("dvc.lock"), "dvc"),

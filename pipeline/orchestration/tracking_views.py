@@ -12,6 +12,8 @@ import json
 import time
 from typing import Any
 
+#: The MLflow experiment every pipeline run logs to (pipeline.orchestration.tracking).
+EXPERIMENT = "eeoffload-benchmark"
 #: The experiment tag that tells MLflow 3's UI what kind of experiment this is: the UI's own
 #: experiment-type selector writes it (value ``custom_model_development`` = "model training",
 #: ``genai_development`` = GenAI; mlflow/server/js ExperimentKind). See docs/orchestration.md.
