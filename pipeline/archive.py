@@ -56,13 +56,7 @@ def archive_kind(path: Path) -> str:
                 cifar.read_class_folder_zip(zf)  # the listing only; images are decoded on demand
             return "class-folder zip"
         if tarfile.is_tarfile(path):
-            with open(path, "rb") as f:
-                md5 = cifar.file_digest(f, "md5")
-            if md5 != cifar.OFFICIAL_ARCHIVE_MD5:
-                raise StageError(
-                    f"{path}: tar archive with MD5 {md5}, not the official cifar-10-python.tar.gz "
-                    f"({cifar.OFFICIAL_ARCHIVE_MD5}); refusing to unpickle it"
-                )
+            check_official_md5(path)
             return "official archive"
     except cifar.ArchiveError as e:
         raise StageError(f"{path}: {e}") from None
@@ -136,3 +130,14 @@ def restore_locked_outputs(stage: str, root: Path = Path(".")) -> list[str]:
         except (OSError, ValueError, KeyError, TypeError):
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
     return restored
+
+
+def check_official_md5(path: Path) -> None:
+    """A tar archive must be the official cifar-10-python.tar.gz (its MD5) before it is unpickled."""
+    with open(path, "rb") as f:
+        md5 = cifar.file_digest(f, "md5")
+    if md5 != cifar.OFFICIAL_ARCHIVE_MD5:
+        raise StageError(
+            f"{path}: tar archive with MD5 {md5}, not the official cifar-10-python.tar.gz "
+            f"({cifar.OFFICIAL_ARCHIVE_MD5}); refusing to unpickle it"
+        )

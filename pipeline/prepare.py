@@ -18,7 +18,8 @@ import numpy as np
 
 from eeoffload import data as cifar
 from pipeline import registry
-from pipeline.archive import ENV_ARCHIVE, check_configured_archive, configured_archive, restore_locked_outputs
+from pipeline.archive import (ENV_ARCHIVE, check_configured_archive, check_official_md5, configured_archive,
+                              restore_locked_outputs)
 from pipeline.atomic import atomic_dir, atomic_path, write_npz
 from pipeline.io import StageError, read_params, run_stage
 from pipeline.params import data_params
@@ -58,13 +59,7 @@ def open_archive(path: Path) -> tuple[str, dict[str, cifar.ImageSet], object]:
         zf = zipfile.ZipFile(path)
         return "class-folder zip", cifar.read_class_folder_zip(zf), zf
     if tarfile.is_tarfile(path):
-        with open(path, "rb") as f:
-            md5 = cifar.file_digest(f, "md5")
-        if md5 != cifar.OFFICIAL_ARCHIVE_MD5:
-            raise StageError(
-                f"{path}: tar archive with MD5 {md5}, not the official cifar-10-python.tar.gz "
-                f"({cifar.OFFICIAL_ARCHIVE_MD5}); refusing to unpickle it"
-            )
+        check_official_md5(path)
         tf = tarfile.open(path, "r:gz")
         return "official archive", cifar.read_official_archive(tf), tf
     raise StageError(f"{path}: neither a zip nor a tar.gz archive; expected a CIFAR-10 class-folder zip or cifar-10-python.tar.gz")
