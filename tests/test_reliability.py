@@ -230,7 +230,7 @@ def test_model_file_that_is_not_a_state_dict(tmp_path: Path, reference: Path) ->
     torch.save([torch.zeros(3), torch.ones(2)], path)
     assert_one_line_error(run_stage(root, "logits", VARIANT, "0"), f"data/models/{VARIANT}/seed0.pt", "state_dict")
     torch.save({"state_dict": {"conv1.weight": torch.zeros(1)}, "branches": ["relu1"]}, path)
-    assert_one_line_error(run_stage(root, "logits", VARIANT, "0"), f"data/models/{VARIANT}/seed0.pt", "not a B-AlexNet")
+    assert_one_line_error(run_stage(root, "logits", VARIANT, "0"), f"data/models/{VARIANT}/seed0.pt", "not a balexnet32 state dict")
     assert sha256(root / f"data/logits/{VARIANT}/seed0.parquet") == sha256(reference / f"data/logits/{VARIANT}/seed0.parquet")
 
 
