@@ -25,7 +25,6 @@ path including the import back into a bundle.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import shutil
 import subprocess
@@ -278,15 +277,10 @@ def _pack_runs(tar_path: Path, project: Path, v: str, seeds: list[int]) -> None:
     for with_snapshots in (True, False):
         with tarfile.open(tar_path, "w") as outer:
             for s in seeds:
-                buf = io.BytesIO()
                 tmp = tar_path.with_suffix(f".seed{s}.tgz")
                 pack(tmp, project, _run_members(project, v, s, seeds[0], with_snapshots))
-                buf.write(tmp.read_bytes())
+                outer.add(tmp, arcname=f"seed{s}_{v}.tgz")
                 tmp.unlink()
-                info = tarfile.TarInfo(f"seed{s}_{v}.tgz")
-                info.size = buf.tell()
-                buf.seek(0)
-                outer.addfile(info, buf)
         if tar_path.stat().st_size <= MAX_FILE:
             return
         log(f"{tar_path.name}: {tar_path.stat().st_size / 2**20:.1f} MiB with snapshots: packed without them")
