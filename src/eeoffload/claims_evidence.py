@@ -1,5 +1,5 @@
 """The evidence rules of :mod:`eeoffload.claims`: verdicts, noise intervals, comparisons beyond the
-noise, the coverage rule, and where latency stops binding on the missed-deadline curves.
+noise, and the coverage rule.
 
 Every check of :mod:`eeoffload.claims` ends in :func:`finish`, giving one of five verdicts:
 
@@ -39,12 +39,8 @@ Exact comparisons ("a <= b", "a >= b", "zero") allow :data:`EPS` (float round-of
 noise rule. A p_tar of a claim is looked up on the evaluated grid within :data:`P_TAR_MATCH`; if
 the grid lacks it the claim is not applicable.
 
-Where latency no longer binds ("for a large t_tar", "sufficiently large latency targets"): at the
-largest t_tar of the grid, provided every curve is flat (unchanged within EPS) over at least the
-last two grid points; otherwise :data:`NOT_ENOUGH_DATA` (:func:`deadline_curves`).
-
-Over 300 lines: these rules are one job (value + noise -> verdict), and the missed-deadline part
-(:func:`deadline_curves`, ~50 lines) is the same rule applied along t_tar.
+Where latency no longer binds on the missed-deadline curves is the same rule applied along t_tar:
+:func:`eeoffload.claims_deadline.deadline_curves`.
 """
 
 from __future__ import annotations
@@ -292,65 +288,3 @@ def p_on_grid(index: pd.Index, p: float) -> float | None:
         return None
     i = int(np.argmin(np.abs(idx - p)))
     return float(idx[i]) if abs(idx[i] - p) <= P_TAR_MATCH else None
-
-
-# --------------------------------------------------------------------------- missed deadline
-
-
-@dataclass
-class Curves:
-    """The missed-deadline curves (missed_deadline vs t_tar_ms) of both calibrations at one p_tar."""
-
-    bands: dict[str, Band]
-    n_def: int  # t_tar where both curves are defined
-    n_all: int  # t_tar of either curve
-    free: tuple[float, float] | str  # (t_free, t_max) where latency no longer binds, or why not judged
-
-    @property
-    def coverage(self) -> float:
-        return self.n_def / max(self.n_all, 1)
-
-
-def _flat_from(bands: dict[str, Band]) -> tuple[float, float] | None:
-    """(t_free, t_max): the smallest t_tar from which every curve equals its value at the largest
-    t_tar (within EPS), and the largest t_tar; None if some curve is undefined at the end."""
-    t_free, t_max = -np.inf, None
-    for b in bands.values():
-        v = b.v.dropna()
-        if v.empty:
-            return None
-        last = float(v.iloc[-1])
-        t_max = float(v.index[-1]) if t_max is None else min(t_max, float(v.index[-1]))
-        differs = np.abs(v.to_numpy(float) - last) > EPS
-        t = float(v.index[0]) if not differs.any() else float(v.index[np.nonzero(differs)[0][-1] + 1])
-        t_free = max(t_free, t)
-    return t_free, t_max
-
-
-def _latency_free(bands: dict[str, Band]) -> tuple[float, float] | str:
-    """(t_free, t_max) where latency no longer binds, or the reason it cannot be judged."""
-    flat = _flat_from(bands)
-    if flat is None:
-        return "missed deadline undefined at the largest t_tar"
-    t_free, t_max = flat
-    if t_free >= t_max:
-        return (f"the curves still change at the largest t_tar ({t_max:g} ms): latency may still bind, the "
-                f"t_tar grid ends too early")
-    return t_free, t_max
-
-
-def deadline_curves(deadline: pd.DataFrame | None, p: float) -> Curves | None:
-    """The curves at p_tar ``p`` (within :data:`P_TAR_MATCH`), their coverage and where latency no
-    longer binds; None if the frame has no such curves."""
-    need = {"calibration", "p_tar", "t_tar_ms", "missed_deadline"}
-    if deadline is None or not need <= set(deadline.columns):
-        return None
-    sub = deadline[np.abs(deadline["p_tar"].to_numpy(dtype=float) - p) <= P_TAR_MATCH]
-    if sub.empty:
-        return None
-    bands = bands_of(sub, "missed_deadline", "t_tar_ms")
-    if bands is None:
-        return None
-    grid = bands[CONVENTIONAL].v.index.union(bands[CALIBRATED].v.index)
-    ok = bands[CONVENTIONAL].v.reindex(grid).notna().to_numpy() & bands[CALIBRATED].v.reindex(grid).notna().to_numpy()
-    return Curves(bands, int(ok.sum()), len(grid), _latency_free(bands))
