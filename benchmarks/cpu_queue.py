@@ -4,6 +4,7 @@ GPU is lent (issues 21 and 23).
     python -m benchmarks.cpu_queue precision [--seeds 0 1 2]     # quick recipe, fp32 vs bf16, one_branch
     python -m benchmarks.cpu_queue search [--precision bf16]     # configs/recipes/search.yaml, balexnet32 only
     python -m benchmarks.cpu_queue precision-table               # the fp32/bf16 rule on the finished runs
+    python -m benchmarks.cpu_queue search-table [--out results/search]   # the search's rule on the runs so far
     ... [--save-branch cpu-runs]                                 # also keep the progress in git
 
 Each job is one project under build/cpu/<queue>/<job>/ (a plain copy: ``pipeline.scratch`` without
@@ -121,9 +122,51 @@ def precision_table(root: Path) -> int:
     return 0
 
 
+def search_table(root: Path, out: Path | None) -> int:
+    """The search's options (:func:`eeoffload.recipe_search.run_options`) of every balexnet32
+    candidate under ``root`` (finished or not: a running one's history is its checkpoint's), and the
+    rule's choice among the finished ones, labelled provisional until every candidate finished. With
+    ``out``: ``cpu_search_options.csv`` and ``cpu_search_histories.csv`` there."""
+    import pandas as pd
+
+    from benchmarks.paper_gpu import history_rows
+    from benchmarks.recipe_gpu import _numeric
+    from eeoffload.recipe_search import choose_recipe, run_options
+
+    search = load_search()
+    rule = search["rule"]
+    names = [name for name, _, _ in search_jobs("bf16")]
+    histories, options = [], []
+    for name in names:
+        hist = _numeric(pd.DataFrame(history_rows(root / name, "one_branch"))) if (root / name).is_dir() \
+            else pd.DataFrame()
+        if not hist.empty:
+            histories.append(hist.assign(candidate=name))
+        options += run_options(name, hist, int(rule["patience"]), int(rule["epochs"]),
+                               search["candidates"][name].get("deviation", ""))
+    table = pd.DataFrame(options)
+    shown = [c for c in ("option", "deviation", "finished", "epochs_run", "epoch", "val_acc_final",
+                         "min_side_temperature") if c in table.columns]
+    print(table[shown].round(4).to_markdown(index=False))
+    n_done = int(table.loc[~table["option"].str.endswith("+es"), "finished"].sum())
+    try:
+        choice = choose_recipe(table, float(rule["min_side_temperature"]), float(rule["target_accuracy"]))
+        status = "final" if n_done == len(names) else f"PROVISIONAL: {n_done} of {len(names)} candidates finished"
+        print(f"\nchoice ({status}): {choice.option}: {choice.reason}")
+    except ValueError as e:
+        print(f"\nno choice: {e}")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        table.to_csv(out / "cpu_search_options.csv", index=False)
+        if histories:
+            pd.concat(histories, ignore_index=True).to_csv(out / "cpu_search_histories.csv", index=False)
+        log(f"wrote {out}/cpu_search_options.csv, cpu_search_histories.csv")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("queue", choices=("precision", "search", "precision-table"))
+    ap.add_argument("queue", choices=("precision", "search", "precision-table", "search-table"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16", help="search only")
     ap.add_argument("--only", nargs="*", default=None, help="these jobs only, in this order")
@@ -131,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save-every", type=float, default=15.0, help="minutes")
     ap.add_argument("--overlay", default=None, help="extra params overlay for every job (tests)")
     ap.add_argument("--build", type=Path, default=BUILD, help="where the projects live")
+    ap.add_argument("--out", type=Path, default=None, help="search-table: write its CSVs there")
     args = ap.parse_args(argv)
+    if args.queue == "search-table":
+        return search_table(args.build.resolve() / "search", args.out)
     if args.queue == "precision-table":
         return precision_table(args.build.resolve() / "precision")
     jobs = precision_jobs(args.seeds) if args.queue == "precision" else search_jobs(args.precision)

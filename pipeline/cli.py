@@ -47,6 +47,13 @@ def train(variant: str = VARIANT, seed: int = SEED) -> None:
     _stage("train", variant, seed)
 
 
+@app.command("train-batched")
+def train_batched(variant: str = VARIANT,
+                  seeds: list[int] = typer.Argument(None, min=0, help="seeds of train.seeds (default: all)")) -> None:
+    """Train several seeds of a variant as one batched model; each seed's outputs as `train` writes them."""
+    _stage("train_batched", variant, seeds or None, record_timing=False)
+
+
 @app.command()
 def logits(variant: str = VARIANT, seed: int = SEED) -> None:
     """Every exit's logits on val and test: data/logits/<variant>/seed<k>.parquet."""

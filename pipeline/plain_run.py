@@ -12,7 +12,9 @@ differs. ``--parallel train logits`` runs the instances of those ``foreach`` sta
 variant) as concurrent processes, which a GPU left mostly idle by one small model absorbs.
 ``--until`` takes a stage (``train@two_branch``) or a foreach stage's name (``logits``: all its
 instances); ``--only calibrate evaluate`` runs just those (on inputs already there, e.g. a shipped
-results bundle: ``pipeline.paper``). Needs only PyYAML.
+results bundle: ``pipeline.paper``). ``--batched-train`` trains each variant's seeds as one batched
+model (``python -m pipeline.train_batched <variant>``, the same per-run outputs) in place of its
+``train`` instances. Needs only PyYAML.
 """
 
 from __future__ import annotations
@@ -137,6 +139,25 @@ def plan(root: Path) -> list[Stage]:
     return dependency_order(expand_stages(dvc, params))
 
 
+def batch_train_stages(stages: list[Stage]) -> list[Stage]:
+    """The plan with each variant's ``train@<variant>-<seed>`` instances replaced, where the first of
+    them stood, by one ``train@<variant>`` stage running ``pipeline.train_batched`` for all its seeds."""
+    out: list[Stage] = []
+    merged: dict[str, Stage] = {}
+    for stage in stages:
+        base, _, label = stage.name.partition("@")
+        if base != "train" or "-" not in label:
+            out.append(stage)
+            continue
+        variant = label.rsplit("-", 1)[0]
+        if variant not in merged:
+            merged[variant] = Stage(f"train@{variant}", f"python -m pipeline train-batched {variant}", (), ())
+            out.append(merged[variant])
+        s = merged[variant]
+        merged[variant] = Stage(s.name, s.cmd, s.deps + stage.deps, s.outs + stage.outs)
+    return [merged.get(s.name.partition("@")[2], s) if s.name.startswith("train@") else s for s in out]
+
+
 def stage_groups(stages: list[Stage], parallel: set[str]) -> list[list[Stage]]:
     """The plan as groups run one after another: consecutive instances of a foreach stage named in
     ``parallel`` form one group (run concurrently); every other stage is a group of its own."""
@@ -157,7 +178,7 @@ def _command(stage: Stage) -> list[str]:
     machine)."""
     words = [sys.executable if w == "python" else w for w in shlex.split(stage.cmd)]
     if words[1:3] == ["-m", "pipeline"] and len(words) > 3:
-        words = [words[0], "-m", f"pipeline.{words[3]}", *words[4:]]
+        words = [words[0], "-m", f"pipeline.{words[3].replace('-', '_')}", *words[4:]]
     return words
 
 
@@ -181,10 +202,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="foreach stages whose instances run concurrently (e.g. train logits)")
     ap.add_argument("--only", nargs="*", default=None, metavar="STAGE",
                     help="run only these stages (names or foreach names), in plan order; their inputs must exist")
+    ap.add_argument("--batched-train", action="store_true",
+                    help="train each variant's seeds as one batched model (pipeline.train_batched)")
     args = ap.parse_args(argv)
     root = Path.cwd()
     try:
         stages = plan(root)
+        if args.batched_train:
+            stages = batch_train_stages(stages)
     except (OSError, PlanError, KeyError, yaml.YAMLError) as e:
         print(f"plain_run: {e}", file=sys.stderr)
         return 2

@@ -27,15 +27,23 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from eeoffload.layout import ModelSpec
 from eeoffload.model import build_model
-from eeoffload.training import EarlyStopping, Recipe, fit, images_to_tensor, make_optimizer, training_schedule
+from eeoffload.training import (
+    EarlyStopping,
+    EpochResult,
+    Recipe,
+    fit,
+    images_to_tensor,
+    make_optimizer,
+    training_schedule,
+)
 from pipeline import registry
 from pipeline.atomic import atomic_dir, atomic_path, atomic_write_parquet, atomic_write_text
 from pipeline.io import StageError, read_params, run_run_stage
 from pipeline.params import TrainParams, VariantParams, model_spec, torch_device, train_params, variant_params
 from pipeline.runtime import keep_freed_memory
 from pipeline.splits import BATCH, PREPARED, load_split, model_logits
-
 
 
 def fingerprint(tp: TrainParams, vp: VariantParams, seed: int, spec: object = None) -> str:
@@ -76,6 +84,61 @@ def history_csv(history: list[dict[str, float | int | str]]) -> str:
     writer.writeheader()
     writer.writerows(history)
     return out.getvalue()
+
+
+def history_row(r: EpochResult, recipe: Recipe, lr: float) -> dict[str, float | int | str]:
+    """One epoch's row of reports/training/<variant>/seed<k>.csv (the recipe columns only for a
+    recipe beyond BranchyNet's: ``Recipe(lr)``)."""
+    row: dict[str, float | int | str] = {"epoch": r.epoch, "phase": r.phase,
+                                         "train_loss": round(r.train_loss, 6), "val_loss": round(r.val_loss, 6)}
+    row.update({f"val_acc_exit{k + 1}": round(a, 6) for k, a in enumerate(r.val_accuracy)})
+    row.update({f"val_temperature_exit{k + 1}": round(t, 4) for k, t in enumerate(r.val_temperature)})
+    if recipe != Recipe(lr):  # a recipe beyond BranchyNet's: the columns that say how it went
+        row.update({"lr": round(r.lr, 8), "val_nll_final": round(r.val_nll_final, 6),
+                    "best_epoch": r.best_epoch, "stopped": int(r.stop)})
+    return row
+
+
+def epoch_line(run: Path, r: EpochResult, row: dict, n_epochs: int, snapshot: bool, elapsed: float,
+               eta: float) -> str:
+    """The progress line of one epoch (printed after its checkpoint: once printed, it survives a kill)."""
+    accs = " ".join(f"exit{k + 1} {a:.3f}" for k, a in enumerate(r.val_accuracy))
+    temps = " ".join(f"{row[f'val_temperature_exit{k + 1}']:.2f}" for k in range(len(r.val_accuracy)))
+    return (f"{run} epoch {r.epoch}/{n_epochs} {r.phase}: loss {r.train_loss:.4f} val_loss "
+            f"{r.val_loss:.4f} val_acc {accs} T {temps}{' (snapshot)' if snapshot else ''} "
+            f"({elapsed:.1f} s, eta {eta / 60:.1f} min)")
+
+
+def save_checkpoint(path: Path, fp: str, model: dict, optimizer: dict, generator: torch.Tensor,
+                    torch_rng: torch.Tensor, cuda_rng: list | None, history: list[dict], early_stopping: dict | None
+                    ) -> None:
+    """The epoch checkpoint of one run (what :func:`read_checkpoint` resumes), written atomically."""
+    with atomic_path(path) as tmp:
+        torch.save({"fingerprint": fp, "model": model, "optimizer": optimizer, "generator": generator,
+                    "torch_rng": torch_rng, "cuda_rng": cuda_rng, "history": history,
+                    "early_stopping": early_stopping}, tmp)
+
+
+def write_run_outputs(variant: str, seed: int, state_dict: dict, branches: list[str], spec: ModelSpec,
+                      history: list[dict], snapshot_epochs: list[int], extra: dict[str, object]) -> None:
+    """One run's outputs: the model file, its history CSV, its snapshots (moved from beside the
+    checkpoint); then the checkpoint and its snapshots are removed."""
+    ckpt_path = registry.checkpoint_path(variant, seed)
+    snapshot_dir = ckpt_path.with_name(ckpt_path.stem + "_snapshots")
+    saved: dict[str, object] = {"state_dict": state_dict, "branches": branches}
+    if spec != type(spec)():  # today's B-AlexNet files stay as they were
+        saved["model"] = spec.as_dict()
+    saved.update(extra)
+    with atomic_path(registry.model_path(variant, seed)) as tmp:
+        torch.save(saved, tmp)
+    atomic_write_text(registry.training_csv(variant, seed), history_csv(history))
+    with atomic_dir(registry.snapshots_dir(variant, seed)) as tmp:
+        for epoch in snapshot_epochs:
+            if epoch > len(history):  # past an early stop: that snapshot was never taken
+                continue
+            shutil.copy2(snapshot_dir / f"epoch_{epoch:03d}.parquet", tmp / f"epoch_{epoch:03d}.parquet")
+    ckpt_path.unlink(missing_ok=True)
+    shutil.rmtree(snapshot_dir, ignore_errors=True)
 
 
 def main(variant: str, seed: int) -> None:
@@ -132,7 +195,6 @@ def main(variant: str, seed: int) -> None:
                              f"are already past in the checkpoint {ckpt_path} (epoch {len(history)}); allowed: "
                              f"epochs after {len(history)}, or delete {ckpt_path} to train from scratch")
 
-    n_exits = model.num_exits
     steps = -(-len(x) // tp.batch_size)
     start_time = time.perf_counter()
     interactive = sys.stderr.isatty()
@@ -145,13 +207,7 @@ def main(variant: str, seed: int) -> None:
         first = len(schedule) + 1 if stopped else len(history) + 1
         for r in fit(model, optimizer, x, y, x_val, y_val, schedule, vp.exit_weights, tp.batch_size, generator,
                      recipe, first_epoch=first, val_batch_size=BATCH, on_batch=progress, early_stopping=stopper):
-            row: dict[str, float | int | str] = {"epoch": r.epoch, "phase": r.phase,
-                                                 "train_loss": round(r.train_loss, 6), "val_loss": round(r.val_loss, 6)}
-            row.update({f"val_acc_exit{k + 1}": round(a, 6) for k, a in enumerate(r.val_accuracy)})
-            row.update({f"val_temperature_exit{k + 1}": round(t, 4) for k, t in enumerate(r.val_temperature)})
-            if recipe != Recipe(tp.lr):  # a recipe beyond BranchyNet's: the columns that say how it went
-                row.update({"lr": round(r.lr, 8), "val_nll_final": round(r.val_nll_final, 6),
-                            "best_epoch": r.best_epoch, "stopped": int(r.stop)})
+            row = history_row(r, recipe, tp.lr)
             history.append(row)
             if r.epoch in tp.snapshot_epochs:
                 atomic_write_parquet(snapshot_dir / f"epoch_{r.epoch:03d}.parquet",
@@ -159,41 +215,23 @@ def main(variant: str, seed: int) -> None:
             elapsed = time.perf_counter() - t0
             eta = elapsed * (len(schedule) - r.epoch)
             # The checkpoint first, then the line: once "epoch k/" is printed, epoch k survives a kill.
-            with atomic_path(ckpt_path) as tmp:
-                torch.save({"fingerprint": fp, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                            "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
-                            "cuda_rng": torch.cuda.get_rng_state_all() if device == "cuda" else None,
-                            "history": history, "early_stopping": stopper.state() if stopper else None}, tmp)
+            save_checkpoint(ckpt_path, fp, model.state_dict(), optimizer.state_dict(), generator.get_state(),
+                            torch.get_rng_state(), torch.cuda.get_rng_state_all() if device == "cuda" else None,
+                            history, stopper.state() if stopper else None)
             if r.stop:
                 print(f"{run}: early stopping after epoch {r.epoch} (no lower final-exit val NLL for "
                       f"{tp.early_stopping_patience} epochs); the weights of epoch {r.best_epoch} are kept", flush=True)
-            accs = " ".join(f"exit{k + 1} {a:.3f}" for k, a in enumerate(r.val_accuracy))
-            temps = " ".join(f"{row[f'val_temperature_exit{k + 1}']:.2f}" for k in range(n_exits))
-            print(f"{run} epoch {r.epoch}/{len(schedule)} {r.phase}: loss {r.train_loss:.4f} val_loss "
-                  f"{r.val_loss:.4f} val_acc {accs} T {temps}{' (snapshot)' if r.epoch in tp.snapshot_epochs else ''} "
-                  f"({elapsed:.1f} s, eta {eta / 60:.1f} min)", flush=True)
+            print(epoch_line(run, r, row, len(schedule), r.epoch in tp.snapshot_epochs, elapsed, eta), flush=True)
             t0 = time.perf_counter()
 
-    saved: dict[str, object] = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                                "branches": vp.branches}
-    if spec != type(spec)():  # today's B-AlexNet files stay as they were
-        saved["model"] = spec.as_dict()
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    extra: dict[str, object] = {}
     if stopper is not None:
         if stopper.best_state is not None:
-            saved["state_dict"] = stopper.best_state
+            state = stopper.best_state
             model.load_state_dict(stopper.best_state)
-        saved["best_epoch"] = stopper.best_epoch
-        saved["epochs_run"] = len(history)
-    with atomic_path(registry.model_path(variant, seed)) as tmp:
-        torch.save(saved, tmp)
-    atomic_write_text(registry.training_csv(variant, seed), history_csv(history))
-    with atomic_dir(registry.snapshots_dir(variant, seed)) as tmp:
-        for epoch in tp.snapshot_epochs:
-            if epoch > len(history):  # past an early stop: that snapshot was never taken
-                continue
-            shutil.copy2(snapshot_dir / f"epoch_{epoch:03d}.parquet", tmp / f"epoch_{epoch:03d}.parquet")
-    ckpt_path.unlink(missing_ok=True)
-    shutil.rmtree(snapshot_dir, ignore_errors=True)
+        extra = {"best_epoch": stopper.best_epoch, "epochs_run": len(history)}
+    write_run_outputs(variant, seed, state, vp.branches, spec, history, tp.snapshot_epochs, extra)
     print(f"trained {run} ({len(history)} epochs{f', weights of epoch {stopper.best_epoch}' if stopper else ''}) in {(time.perf_counter() - start_time) / 60:.1f} min "
           f"on {device}", flush=True)
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.plain_run import PlanError, Stage, dependency_order, expand_stages, plan
+from pipeline.plain_run import PlanError, Stage, _command, batch_train_stages, dependency_order, expand_stages, plan
 from pipeline.scratch import make_scratch_project, scratch_env
 from tests.conftest import ROOT, TINY_PARAMS, TinyRun
 
@@ -38,6 +38,25 @@ def test_plan_expands_foreach_and_orders_by_deps() -> None:
             assert names.index(f"train@{run}") < names.index(f"logits@{run}") < names.index(f"calibrate@{run}")
             assert names.index(f"calibrate@{run}") < names.index("evaluate") < names.index("plots")
         assert names.index(f"profile@{v}") < names.index("evaluate")
+
+
+def test_batched_train_replaces_each_variants_train_instances_by_one_stage() -> None:
+    stages = plan(ROOT)
+    batched = batch_train_stages(stages)
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    trains = [s for s in batched if s.name.startswith("train@")]
+    assert [s.name for s in trains] == [f"train@{v}" for v in params["variants"]]
+    for s in trains:
+        variant = s.name.split("@")[1]
+        assert s.cmd == f"python -m pipeline train-batched {variant}"
+        assert _command(s)[1:] == ["-m", "pipeline.train_batched", variant]
+        merged = [t for t in stages if t.name.startswith(f"train@{variant}-")]
+        assert set(s.outs) == {o for t in merged for o in t.outs} and set(s.deps) == {d for t in merged for d in t.deps}
+    others = [s for s in stages if not s.name.startswith("train@")]
+    assert [s for s in batched if not s.name.startswith("train@")] == others
+    names = [s.name for s in batched]
+    assert all(names.index(f"train@{v}") < names.index(f"logits@{v}-{k}")
+               for v in params["variants"] for k in params["train"]["seeds"])
 
 
 def test_matrix_expands_over_params_lists_and_mappings() -> None:
