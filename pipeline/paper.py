@@ -185,7 +185,7 @@ def headline(dest: Path) -> str:
              "|---|---|---|---|---|---|---|"]
 
     def f(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.3f}"
+        return "undefined" if v is None or v == "undefined" else f"{v:.3f}"
 
     for variant, by_cal in data.items():
         for calibration in ("conventional", "calibrated"):
