@@ -47,7 +47,7 @@ run: venv .dvc/config
 	  eval "$(BIN)/dvc exp run -n $(RECIPE)-$$(date +%Y%m%d-%H%M%S) $$args",$(BIN)/dvc repro)
 
 ## The shipped paper-length results (results/paper/), analysed again with params.yaml's downstream
-## sections, without training: build/paper/seed<N>/reports/index.html. PARAMS="-S network.uplink_mbps=5";
+## sections, without training: build/paper/reports/index.html (a git + DVC project: dvc exp run there). PARAMS="-S network.uplink_mbps=5";
 ## CERTIFY=1 adds the certified thresholds of seed 0 (about two more minutes).
 paper: venv
 	$(BIN)/python -m pipeline.paper build $(if $(RECIPE),--recipe $(RECIPE)) $(PARAMS) $(if $(CERTIFY),--certify)

@@ -3,15 +3,19 @@
     python -m pipeline.paper build  [--bundle results/paper] [--dest build/paper] [-S key=value ...]
     python -m pipeline.paper import DEVICE_OUT [--bundle results/paper]
 
-``build`` (``make paper``) needs no training: it makes one plain project at DEST with this
-checkout's code, the bundle's ``data``/``variants``/``train`` params (how the logits were made)
-with ``train.seeds`` = the bundle's seeds, and this checkout's params.yaml for everything
-downstream (``calibration``, ``network``, ``evaluate``; ``-S network.uplink_mbps=5`` overrides one),
-copies in every seed's logits, snapshots and training history and the latency profile, and runs
-the stages calibrate, evaluate, trajectory, plots and report there (``pipeline.plain_run --only``;
-with ``--certify`` also the certify stage on the first seed): the metrics and the report are
-aggregated over the seeds. Then it prints the headline table (mean, t-interval and min-max over the
-seeds) and writes it to DEST/headline.md. ``--ship`` copies the analysis (tables, JSON, the
+``build`` (``make paper``) needs no training: it makes one project at DEST with this checkout's
+code, the bundle's ``data``/``variants``/``train`` params (how the logits were made) with
+``train.seeds`` = the bundle's seeds, and this checkout's params.yaml for everything downstream
+(``calibration``, ``network``, ``evaluate``; ``-S network.uplink_mbps=5`` overrides one), copies in
+every seed's logits, snapshots and training history and the latency profile, and runs the stages
+calibrate, evaluate, trajectory, plots and report there with ``dvc repro`` (with ``--certify`` also
+the certify stage on the first seed): the metrics and the report are aggregated over the seeds.
+DEST is a git + DVC repository (one project for all the seeds, since its numbers are means over
+them): its dvc.yaml has only those stages, the bundle's files are DVC-tracked inputs (``dvc add``),
+and its first commit has dvc.lock, the metrics and the curves, so that ``dvc exp run -S
+network.uplink_mbps=5``, ``dvc metrics diff``, ``dvc plots diff``, ``make exps`` and ``make plots``
+work there as in build/smoke. Then it prints the headline table (mean, t-interval and min-max over
+the seeds) and writes it to DEST/headline.md. ``--ship`` copies the analysis (tables, JSON, the
 report) into the bundle's analysis/ folder, so it can be read without running anything.
 
 ``import`` turns the tarballs that ``benchmarks/device_gpu.sh`` brings back (seed<s>_<variant>.tgz)
@@ -34,7 +38,7 @@ import yaml
 
 from pipeline import registry as R
 from pipeline.overlay import merge, set_args_overrides
-from pipeline.scratch import ROOT, make_scratch_project, scratch_env
+from pipeline.scratch import ROOT, init_repository, make_scratch_project, scratch_env
 
 BUNDLE = ROOT / "results" / "paper"
 VARIANTS = ("one_branch", "two_branch")
@@ -96,9 +100,43 @@ def stage_bundle(bundle: Path, seeds: list[int], project: Path) -> None:
     _copy(bundle / f"seed{seeds[0]}" / "data" / "profile", project / R.PROFILE)
 
 
+#: What the bundle brings in (not made in the project): DVC-tracked inputs (``dvc add``), so that
+#: ``dvc status`` knows them and an experiment finds them; the imported timings are git-tracked.
+IMPORTED = (R.LOGITS, R.SNAPSHOTS, R.PROFILE, R.TRAINING)
+#: The project's header: what its dvc.yaml is.
+DVC_YAML_HEADER = """\
+# Made by pipeline.paper: the stages of {root}/dvc.yaml that do not train ({stages}).
+# Their inputs come from the results bundle {bundle}: {imported} are DVC-tracked
+# (*.dvc), the training and logits timings git-tracked. Compare experiments here as in build/smoke:
+# dvc exp run -S network.uplink_mbps=5, dvc metrics diff, dvc plots diff, make exps, make plots.
+"""
+
+
+def paper_dvc_yaml(project: Path, seeds: list[int], certify: bool) -> dict:
+    """The project's dvc.yaml without the stages that train: :data:`DOWNSTREAM` (and ``certify`` on
+    the first seed), its plots as they are."""
+    spec = yaml.safe_load((project / "dvc.yaml").read_text())
+    stages = {name: spec["stages"][name] for name in (*DOWNSTREAM, *([CERTIFY] if certify else []))}
+    if certify:
+        stages[CERTIFY]["matrix"]["seed"] = [seeds[0]]
+    else:  # no certify stage writes reports/certify: the report goes without it
+        stages["report"]["deps"] = [d for d in stages["report"]["deps"] if d != str(R.CERTIFY)]
+    return {**spec, "stages": stages}
+
+
+def _git_ignore_without_data(project: Path) -> None:
+    """The project's .gitignore without ``/data/``: the imported inputs' .dvc files live in data/
+    (DVC ignores what it tracks there itself); the headline table is pipeline.paper's printout."""
+    lines = (project / ".gitignore").read_text().splitlines()
+    (project / ".gitignore").write_text("\n".join([line for line in lines if line.strip() != "/data/"]
+                                                  + ["/headline.md"]) + "\n")
+
+
 def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, certify: bool = False) -> tuple[int, str]:
-    """One plain project at ``dest`` holding every seed of the bundle, and the downstream stages run
-    there (the metrics aggregated over the seeds; certify on the first seed only)."""
+    """One project at ``dest`` holding every seed of the bundle, and the downstream stages run there
+    with ``dvc repro`` (the metrics aggregated over the seeds; certify on the first seed only). It is
+    a git + DVC repository whose first commit has the results (dvc.lock, the metrics, the curves),
+    so that experiments compare against them from the start, as in build/smoke."""
     project = make_scratch_project(dest, None, vcs=False)
     params = project_params(bundle, seeds, overrides)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -112,10 +150,29 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
                 folder = project / R.snapshots_dir(variant, seed)
                 if folder.is_dir():
                     shutil.copy2(project / R.logits_path(variant, seed), folder / f"epoch_{epoch:03d}.parquet")
-    certify_stages = [f"{CERTIFY}@{v}-{seeds[0]}" for v in params["variants"]] if certify else []
-    cmd = [sys.executable, "-m", "pipeline.plain_run", "--only", *DOWNSTREAM, *certify_stages]
-    proc = subprocess.run(cmd, cwd=project, env=scratch_env(project), text=True, capture_output=True)
-    return proc.returncode, proc.stdout + proc.stderr
+    spec = paper_dvc_yaml(project, seeds, certify)
+    header = DVC_YAML_HEADER.format(root=ROOT, stages=", ".join(spec["stages"]), bundle=bundle,
+                                    imported=", ".join(map(str, IMPORTED)))
+    (project / "dvc.yaml").write_text(header + yaml.safe_dump(spec, sort_keys=False, width=200))
+    _git_ignore_without_data(project)
+    init_repository(project)
+    env, log = scratch_env(project), []
+
+    def run(*cmd: str) -> int:
+        proc = subprocess.run(cmd, cwd=project, env=env, text=True, capture_output=True)
+        log.append(f"$ {' '.join(cmd)}\n{proc.stdout}{proc.stderr}")
+        return proc.returncode
+
+    timings = [str(p.relative_to(project)) for p in sorted((project / R.TIMINGS).glob("*.json"))]
+    steps = [(sys.executable, "-m", "dvc", "add", "-q", *[str(p) for p in IMPORTED if (project / p).exists()]),
+             ("git", "add", "-f", *timings),
+             (sys.executable, "-m", "dvc", "repro"),
+             ("git", "add", "-A"),
+             ("git", "commit", "-q", "-m", f"the analysis of {bundle.name} (pipeline.paper build)")]
+    for cmd in steps:
+        if rc := run(*cmd):
+            return rc, "\n".join(log)
+    return 0, "\n".join(log)
 
 
 def headline(dest: Path) -> str:
@@ -128,7 +185,7 @@ def headline(dest: Path) -> str:
              "|---|---|---|---|---|---|---|"]
 
     def f(v: float | None) -> str:
-        return "n/a" if v is None else f"{v:.3f}"
+        return "undefined" if v is None or v == "undefined" else f"{v:.3f}"
 
     for variant, by_cal in data.items():
         for calibration in ("conventional", "calibrated"):

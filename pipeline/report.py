@@ -279,13 +279,17 @@ def inline_png(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
-def fmt(x: Any, digits: int = 3) -> str:
+def fmt(x: Any, digits: int = 3, undefined: str = "–") -> str:
+    """A number with ``digits`` decimals; an undefined one (None, NaN, evaluate's "undefined") as
+    ``undefined`` (a dash, or the word where a note does not explain the dash: the headline)."""
+    if x is None or x == "undefined":
+        return undefined
     try:
         f = float(x)
     except (TypeError, ValueError):
         return str(x)
     if f != f:  # NaN
-        return "–"
+        return undefined
     return f"{f:.{digits}f}"
 
 

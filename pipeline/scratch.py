@@ -84,6 +84,16 @@ def make_scratch_project(dest: Path, overrides: dict | None = None, vcs: bool = 
                                                 "python": sys.executable}) + "\n")
     if not vcs:
         return dest
+    init_repository(dest)
+    run = lambda *cmd: subprocess.run(cmd, cwd=dest, env=scratch_env(dest), check=True, capture_output=True)  # noqa: E731
+    run("git", "add", "-A")
+    run("git", "commit", "-q", "-m", "scratch project")
+    return dest
+
+
+def init_repository(dest: Path) -> None:
+    """Make ``dest`` a git + DVC repository (nothing committed) with the Makefile of DVC's
+    comparisons (``make exps``, ``make plots``): build/smoke, build/paper."""
     (dest / "Makefile").write_text(scratch_makefile())
     env = scratch_env(dest)
     run = lambda *cmd: subprocess.run(cmd, cwd=dest, env=env, check=True, capture_output=True)  # noqa: E731
@@ -92,9 +102,8 @@ def make_scratch_project(dest: Path, overrides: dict | None = None, vcs: bool = 
     run("git", "config", "user.name", "scratch")
     run(sys.executable, "-m", "dvc", "init", "-q")
     run(sys.executable, "-m", "dvc", "config", "core.site_cache_dir", str(dest / ".dvc" / "site_cache"))
-    run("git", "add", "-A")
-    run("git", "commit", "-q", "-m", "scratch project")
-    return dest
+    with (dest / ".dvc" / ".gitignore").open("a") as ignore:  # DVC's local state, not the project's
+        ignore.write("/site_cache\n")
 
 
 #: The scratch project's Makefile: DVC's comparisons with the venv's tools, activated or not.

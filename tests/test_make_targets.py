@@ -60,6 +60,6 @@ def test_readme_first_screen_names_the_ways_to_a_result_and_the_exit_statuses() 
     first = readme[readme.index("## The two commands"):readme.index("## Layout")]
     commands = re.search(r"```sh\n(.*?)```", first, flags=re.S).group(1)
     assert len([line for line in commands.splitlines() if line.startswith("make ")]) == 2
-    for needle in ("make paper", "make quick", "make smoke", "make help", "build/paper/seed<N>/reports/index.html",
+    for needle in ("make paper", "make quick", "make smoke", "make help", "build/paper/reports/index.html",
                    "build/smoke/reports/index.html", "build/smoke.logs/", "| 255", "| 2 |", "| 1,"):
         assert needle in first, needle

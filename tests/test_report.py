@@ -250,3 +250,25 @@ def test_report_fig4_caption_matches_its_legend(reported: Path) -> None:
         assert needle in fig4, fig4
     assert "dashed and band" not in fig4
     assert "greyish where the two overlap" in " ".join(captions["fig5_missed_deadline_one_branch"].split())
+
+
+def test_report_headline_says_undefined_not_none(reported: Path, tmp_path: Path) -> None:
+    """An undefined headline metric (null in reports/metrics.json: no sample kept on the device) reads
+    "undefined" in the headline table, its interval a dash; never Python's None."""
+    other = tmp_path / "p"
+    shutil.copytree(reported, other)
+    path = other / "reports" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    m = metrics["one_branch"]["calibrated"]
+    for key in [k for k in m if k.startswith("acc_device@0.85")]:
+        m[key] = None
+    path.write_text(json.dumps(metrics))
+    proc = stage(other, "report")
+    assert proc.returncode == 0, proc.stderr
+    page = (other / "reports" / "index.html").read_text(encoding="utf-8")
+    table = page[page.index('id="headline-table"'):]
+    table = table[:table.index("</table>")]
+    row = next(r for r in table.split("<tr>") if "one_branch</td><td>calibrated</td><td>acc_device@0.85<" in r)
+    cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in row.split("</td>")[3:5]]
+    assert cells[0] == "undefined" and "None" not in cells[1], cells
+    assert "None" not in re.sub(r"<[^>]+>", " ", table)

@@ -297,3 +297,32 @@ def test_no_pipeline_outputs_is_a_clear_error(tmp_path: Path) -> None:
 
     with pytest.raises(TrackingError, match="run the pipeline before logging"):
         log_pipeline_run(tmp_path, uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def _compare_view_common_artifacts(client: object, run_ids: list[str]) -> list[str]:
+    """MLflow's compare view (its JS, mlflow 3): the files (not folders) at the first run's artifact
+    root that every other run's root listing has; none: "No common artifacts to display"."""
+    first = [a.path for a in client.list_artifacts(run_ids[0]) if not a.is_dir]
+    return [p for p in first if all(p in {a.path for a in client.list_artifacts(r)} for r in run_ids[1:])]
+
+
+def test_compared_runs_have_a_common_artifact(outputs: Path, tmp_path: Path) -> None:
+    """Any runs compared in the MLflow UI (children, parent and children, two pipeline states) share
+    metrics.json at their artifact root, with an undefined metric written as such."""
+    from pipeline.orchestration.tracking import log_pipeline_run
+
+    # the project's store: SQLite, the artifacts as files in mlartifacts/ beside it (MLflow 3 refuses
+    # the ./mlruns file tracking store unless MLFLOW_ALLOW_FILE_STORE=true)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent_id = log_pipeline_run(outputs, "tiny", uri=uri, log_model=False, log=lambda _: None)
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    runs = client.search_runs([client.get_run(parent_id).info.experiment_id])
+    children = [r.info.run_id for r in runs if r.data.tags.get("eeoffload_role") == "child"]
+    assert len(children) == 4
+    assert _compare_view_common_artifacts(client, children) == ["metrics.json"]
+    assert _compare_view_common_artifacts(client, [parent_id, *children]) == ["metrics.json"]
+    assert (tmp_path / "mlartifacts").is_dir()
+    child = next(r for r in runs if r.info.run_id == children[0])
+    logged = json.loads(Path(client.download_artifacts(children[0], "metrics.json", str(tmp_path / "dl"))).read_text())
+    assert "acc_device/p0.85" in logged and set(logged) <= set(child.data.metrics)
+    assert all(isinstance(v, float) or v == "undefined" for v in logged.values())  # valid JSON: no NaN

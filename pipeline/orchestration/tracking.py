@@ -28,7 +28,8 @@ counter; p_tar is not one): each child carries them as tables logged with ``log_
 (``curves/offload.json``, ``curves/missed_deadline.json``, ``curves/reliability.json``, rendered and
 compared across runs by the UI's artifact view) and as figures (``figures/p_device.png``,
 ``figures/outage.png``, ``figures/missed_deadline.png``, ``figures/reliability.png``), the same
-names in every child.
+names in every child. Every run also has ``metrics.json`` at its artifact root (its metrics; the
+parent's: the headline): the one root file all runs share, which MLflow's compare view needs.
 
 Params: params.yaml flattened (``network.uplink_mbps``, ...), ``git_commit``, ``dvc_exp_name``,
 ``n_seeds``; children add ``variant``, ``calibration``. Artifacts on the parent: figures, report,
@@ -61,6 +62,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
+import math
 import os
 import subprocess
 import sys
@@ -85,6 +88,21 @@ PARENT_ARTIFACTS = ((registry.FIGURES, "figures"), (registry.REPORT_HTML, "repor
                     (registry.METRICS, "metrics"), (registry.METRICS_JSON, "metrics"),
                     (registry.CALIBRATION_TABLES, "calibration"), (Path("dvc.lock"), "dvc"),
                     (Path("params.yaml"), "dvc"))
+
+
+#: The file every run (parent, children, calibrators) logs at its artifact root, under this one name:
+#: MLflow's compare view shows only the root files that all the compared runs have ("No common
+#: artifacts to display" otherwise; every other artifact is in a folder). The run's metrics (the
+#: parent: reports/headline.json), an undefined value as "undefined", as in reports/headline.json.
+RUN_METRICS_ARTIFACT = "metrics.json"
+
+
+def _log_run_metrics(client: Any, run_id: str, metrics: dict[str, Any]) -> None:
+    def value(v: Any) -> Any:
+        return "undefined" if v is None or (isinstance(v, float) and not math.isfinite(v)) else v
+
+    client.log_dict(run_id, {k: value(v) if not isinstance(v, dict) else v for k, v in sorted(metrics.items())},
+                    RUN_METRICS_ARTIFACT)
 
 
 class TrackingError(RuntimeError):
@@ -247,6 +265,8 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
         parent_id = parent.info.run_id
         try:
             _log_batch(client, parent_id, {}, [], params=common)
+            headline = root / registry.HEADLINE_JSON
+            _log_run_metrics(client, parent_id, json.loads(headline.read_text()) if headline.is_file() else {})
             for rel, dest in PARENT_ARTIFACTS:
                 path = root / rel
                 if path.is_dir():
@@ -266,6 +286,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
                     cid = child.info.run_id
                     _log_batch(client, cid, metrics, steps,
                                params={**common, "variant": variant, "calibration": calibration})
+                    _log_run_metrics(client, cid, metrics)
                     for file, table in tables.items():
                         client.log_table(cid, data=table, artifact_file=file)
                     for file, figure in child_figures(tables, name).items():
@@ -289,6 +310,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
                         MLFLOW_RUN_NAME: name, "variant": variant, "method": method})
                     _log_batch(client, child.info.run_id, metrics, [],
                                params={**common, "variant": variant, "method": method})
+                    _log_run_metrics(client, child.info.run_id, metrics)
                     client.set_terminated(child.info.run_id)
                 if methods:
                     log(f"MLflow: one child run per calibrator of {variant} (certify)")
