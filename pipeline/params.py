@@ -33,55 +33,16 @@ from eeoffload.training_options import AUGMENTATIONS, OPTIMIZERS, PRECISIONS, SC
 from eeoffload.wire import COMPRESSORS as LINK_COMPRESSORS
 from eeoffload.wire import ENCODINGS as LINK_ENCODINGS
 from pipeline.io import PARAMS_FILE, StageError, read_params
-from pipeline.params_model import (  # noqa: F401 (re-exported)
-    VariantParams,
-    model_arch,
-    model_spec,
-    variant_branches,
-    variant_names,
-    variant_params,
-    variants_params,
-)
-from pipeline.params_schema import (
-    REQUIRED,
-    Bool,
-    Choice,
-    Choices,
-    Custom,
-    Fraction,
-    Grid,
-    Int,
-    Number,
-    PathText,
-    Probabilities,
-    Seeds,
-    bad,
-    is_int,
-    is_number,
-    known,
-    read,
-    read_section,
-    rules,
-    section,
-    value_grid,
-)
+from pipeline.params_model import (VariantParams, model_arch, model_spec, variant_branches, variant_names,
+                                   variant_params, variants_params)
+from pipeline.params_schema import (REQUIRED, Bool, Choice, Choices, Custom, Fraction, Grid, Int, Number, PathText,
+                                    Probabilities, Seeds, bad, is_int, is_number, known, read, read_section, rules,
+                                    section, value_grid)
 
-__all__ = [
-    "BATCH_ORDERS",
-    "CALIBRATOR_METHODS",
-    "CERTIFY_FAMILIES",
-    "CERTIFY_PROCEDURES",
-    "CERTIFY_P_VALUES",
-    "LINK_COMPRESSORS",
-    "LINK_ENCODINGS",
-    "Seeds",
-    "bad",
-    "is_number",
-    "model_arch",
-    "value_grid",
-    "variant_branches",
-    "variant_names",
-]
+#: Re-exported: the library's vocabularies (tests check them) and the helpers stages use.
+__all__ = ["BATCH_ORDERS", "CALIBRATOR_METHODS", "CERTIFY_FAMILIES", "CERTIFY_PROCEDURES", "CERTIFY_P_VALUES",
+           "LINK_COMPRESSORS", "LINK_ENCODINGS", "Seeds", "bad", "is_number", "model_arch", "value_grid",
+           "variant_branches", "variant_names", "variant_params"]
 
 #: CIFAR-10's sizes: the upper bound of every split (prepare checks the actual archive too).
 CIFAR10_TRAIN_IMAGES = 50_000
@@ -173,6 +134,13 @@ def train_seeds(params: dict[str, Any]) -> Seeds:
     return read(section(params, "train"), "train", "seeds", *rules(TrainParams)["seeds"])
 
 
+def run_seeds(params: dict[str, Any]) -> Seeds:
+    """The seeds a finished run was trained with, for its readers (summary, tracking): ``train.seeds``,
+    or the one ``train.seed`` of params files from before the seed axis (default 0)."""
+    train = params.get("train") or {}
+    return train_seeds(params) if "seeds" in train else Seeds([read(train, "train", "seed", Int(0), 0)])
+
+
 def train_params(params: dict[str, Any]) -> TrainParams:
     p = _spec(TrainParams, section(params, "train"), "train")
     total = p.trunk_epochs + p.joint_epochs
@@ -192,8 +160,7 @@ class RuntimeParams:
 
 def runtime_params(params: dict[str, Any]) -> RuntimeParams:
     """``train.device`` and ``train.num_threads`` only (stage logits reads nothing else of train)."""
-    s, r = section(params, "train"), rules(TrainParams)
-    return RuntimeParams(*(read(s, "train", key, *r[key]) for key in ("device", "num_threads")))
+    return RuntimeParams(*(one_key(params, "train", key) for key in ("device", "num_threads")))
 
 
 def torch_device(name: str) -> str:
@@ -331,6 +298,13 @@ def link_params(params: dict[str, Any]) -> LinkParams:
 
 
 # --------------------------------------------------------------------------- everything
+
+
+def one_key(params: dict[str, Any], name: str, key: str) -> Any:
+    """One key of section ``name``, checked by its declared rule (for readers that need only it)."""
+    cls = {"data": DataParams, "train": TrainParams, "latency": LatencyParams, "network": NetworkParams,
+           "calibration": CalibrationParams, "evaluate": EvaluateParams, "link": LinkParams}[name]
+    return read(section(params, name), name, key, *rules(cls)[key])
 
 
 @dataclass(frozen=True)

@@ -10,27 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from eeoffload.layout import (
-    ARCHS,
-    HEADS,
-    BranchPlacementError,
-    ModelSpec,
-    validate_branches,
-)
+from eeoffload.layout import ARCHS, HEADS, BranchPlacementError, ModelSpec, validate_branches
 from pipeline.io import StageError
-from pipeline.params_schema import (
-    Bool,
-    Choice,
-    Custom,
-    Int,
-    PathText,
-    bad,
-    is_number,
-    known,
-    read,
-    read_section,
-    section,
-)
+from pipeline.params_schema import Bool, Choice, Custom, Int, PathText, bad, is_number, known, read, read_section, section
 
 #: Variant names become file names (data/models/<v>.pt): letters, digits, _ and - only.
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
