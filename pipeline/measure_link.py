@@ -129,7 +129,7 @@ def encoding_table(model: Any, images: np.ndarray, labels: np.ndarray) -> pd.Dat
 
 def main(variant: str) -> None:
     inputs = read_inputs(variant)
-    where = paths(variant, P.train_seeds(read_params())[0])
+    where = paths(variant, P.train_seeds(read_params()).first)
     from pipeline.artifacts import read_temperatures
     from pipeline.run_inputs import read_profile
     from pipeline.link import analysis

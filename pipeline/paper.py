@@ -38,6 +38,7 @@ import yaml
 
 from pipeline import registry as R
 from pipeline.overlay import merge, set_args_overrides
+from pipeline.params_schema import Seeds
 from pipeline.scratch import ROOT, init_repository, make_scratch_project, scratch_env
 
 BUNDLE = ROOT / "results" / "paper"
@@ -97,7 +98,7 @@ def stage_bundle(bundle: Path, seeds: list[int], project: Path) -> None:
                     out = project / R.timing_path(R.stage_instance(stage, variant, seed))
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_text(json.dumps({**json.loads(timing.read_text()), "seed": seed}) + "\n")
-    _copy(bundle / f"seed{seeds[0]}" / "data" / "profile", project / R.PROFILE)
+    _copy(bundle / f"seed{Seeds(seeds).first}" / "data" / "profile", project / R.PROFILE)
 
 
 #: What the bundle brings in (not made in the project): DVC-tracked inputs (``dvc add``), so that
@@ -150,6 +151,7 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
                 folder = project / R.snapshots_dir(variant, seed)
                 if folder.is_dir():
                     shutil.copy2(project / R.logits_path(variant, seed), folder / f"epoch_{epoch:03d}.parquet")
+<<<<<<< HEAD
     spec = paper_dvc_yaml(project, seeds, certify)
     header = DVC_YAML_HEADER.format(root=ROOT, stages=", ".join(spec["stages"]), bundle=bundle,
                                     imported=", ".join(map(str, IMPORTED)))
@@ -173,6 +175,12 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
         if rc := run(*cmd):
             return rc, "\n".join(log)
     return 0, "\n".join(log)
+=======
+    certify_stages = [f"{CERTIFY}@{v}-{Seeds(seeds).first}" for v in params["variants"]] if certify else []
+    cmd = [sys.executable, "-m", "pipeline.plain_run", "--only", *DOWNSTREAM, *certify_stages]
+    proc = subprocess.run(cmd, cwd=project, env=scratch_env(project), text=True, capture_output=True)
+    return proc.returncode, proc.stdout + proc.stderr
+>>>>>>> params
 
 
 def headline(dest: Path) -> str:

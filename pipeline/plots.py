@@ -271,7 +271,7 @@ def write_folder(target: Path, fill) -> None:
 def main() -> None:
     params = read_params()
     net, deadline_p, variants = parse_params(params)
-    seed = P.train_seeds(params)[0]
+    seed = P.train_seeds(params).first
     inputs = {v: read_variant(v, br, seed) for v, br in variants.items()}
     trajectory = read_trajectory()
 

@@ -253,12 +253,11 @@ def link_sections(root: Path, variants: list[str]) -> tuple[list[str], list[dict
     return [link_fragment(v, root) for v in ran], rows
 
 
-def run_banner(params: dict[str, Any]) -> dict[str, str] | None:
+def run_banner(data: P.DataParams, train: P.TrainParams) -> dict[str, str] | None:
     """A warning for runs below the paper's setting: a subset of the data (smoke) is plumbing only;
     fewer epochs than the paper-length recipe is not the paper's setting. None for a full run."""
-    data, train = params.get("data", {}), params.get("train", {})
-    sizes = (data.get("n_train"), data.get("n_val"), data.get("n_test"))
-    epochs = int(train.get("trunk_epochs", 0)) + int(train.get("joint_epochs", 0))
+    sizes = (data.n_train, data.n_val, data.n_test)
+    epochs = train.trunk_epochs + train.joint_epochs
     if sizes != (PAPER.N_TRAIN, PAPER.N_VAL, PAPER.N_TEST):
         return {"title": "Plumbing run: the numbers below mean nothing about the paper.",
                 "text": f"It uses {sizes[0]} / {sizes[1]} / {sizes[2]} train / val / test images "
@@ -305,13 +304,14 @@ def render(context: dict[str, Any]) -> str:
 
 
 def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, Any]:
-    variants = params.get("variants")
-    if not isinstance(variants, dict) or not variants:
-        raise StageError("params.yaml: variants must be a non-empty mapping")
-    branches = {v: [str(b) for b in (spec or {}).get("branches", [])] for v, spec in variants.items()}
-    one, two = C.paper_variants(variants)
+    """The page's values: the typed params (validated here) and the outputs under ``root``; the raw
+    ``params`` only for the table of the file as written."""
+    p = validate_params(params)
+    variants = p.variants
+    branches = {v: list(spec.branches) for v, spec in variants.items()}
+    one, two = C.paper_variants({v: {"branches": b} for v, b in branches.items()})
 
-    seeds = P.train_seeds(params)
+    seeds = p.train.seeds
     offload, deadline, profiles, per_exit = {}, {}, {}, {}
     for v in variants:
         m = root / registry.metrics_dir(v)
@@ -350,10 +350,10 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
     stage_rows = timings(root / registry.TIMINGS)
     trajectory, trajectory_epochs, trajectory_claims = trajectory_tables(root)
     return {
-        "certify": certify_sections(root, list(variants), seeds[0]),
+        "certify": certify_sections(root, list(variants), seeds.first),
         "seeds": list(seeds),
         "link": link_html,
-        "banner": run_banner(params),
+        "banner": run_banner(p.data, p.train),
         "profile_warnings": [(v, str(w)) for v, prof in profiles.items() for w in (prof.get("warnings") or [])],
         "trajectory": trajectory,
         "trajectory_epochs": trajectory_epochs,
@@ -363,10 +363,10 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
         "machine": machine(profiles),
         "params": {s: _flat(params.get(s, {})) for s in PARAM_SECTIONS if s in params},
         "key_params": [
-            ("uplink rate", f"{params.get('network', {}).get('uplink_mbps', '?')} Mbps"),
-            ("round-trip time", f"{params.get('network', {}).get('rtt_ms', 0)} ms"),
-            ("test batch size", str(params.get("evaluate", {}).get("batch_size", "?"))),
-            ("calibration", str(params.get("calibration", {}).get("method", "?"))),
+            ("uplink rate", f"{p.network.uplink_mbps} Mbps"),
+            ("round-trip time", f"{p.network.rtt_ms} ms"),
+            ("test batch size", str(p.evaluate.batch_size)),
+            ("calibration", p.calibration.method),
             ("variants", "; ".join(f"{v}: {', '.join(b)}" for v, b in branches.items())),
             ("paper's one-/two-branch network", f"{one or 'none'} / {two or 'none'}"),
         ],
@@ -389,9 +389,7 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
 
 
 def main() -> None:
-    params = read_params()
-    validate_params(params)  # the report reads (and shows) every section
-    html = render(build_context(params))
+    html = render(build_context(read_params()))  # validates every section first (the page shows them all)
     with atomic_path(OUT) as tmp:
         tmp.write_text(html, encoding="utf-8")
         os.chmod(tmp, 0o644)  # a page to open or serve: readable by all, like the figures

@@ -14,6 +14,7 @@ import pandas as pd
 import yaml
 
 from eeoffload.claims import claims_table, paper_variants
+from pipeline import params as P
 from pipeline import registry
 
 
@@ -48,12 +49,13 @@ def offload_rows(root: Path, variant: str, p_values: tuple[float, ...]) -> list[
 
 def main(root: Path) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
-    variants = list(params["variants"])
+    spec = P.variants_params(params)
+    variants = list(spec)
     print("| variant | exit | test accuracy | T | ECE before | ECE after | NLL before | NLL after |")
     print("|---|---|---|---|---|---|---|---|")
-    seeds = (params["train"].get("seeds") or [0])
+    first = P.run_seeds(params).first
     for v in variants:
-        print("\n".join(exit_rows(root, v, seeds[0])))
+        print("\n".join(exit_rows(root, v, first)))
     print()
     print("| variant | p_tar | calibration | p_device | acc_device | acc_total | outage (batches) | outage over re-batchings [2.5-97.5% spread] |")
     print("|---|---|---|---|---|---|---|---|")
@@ -62,7 +64,7 @@ def main(root: Path) -> None:
     print()
     offload = {v: pd.read_parquet(root / registry.metrics_dir(v) / "offload.parquet") for v in variants}
     deadline = {v: pd.read_parquet(root / registry.metrics_dir(v) / "deadline.parquet") for v in variants}
-    one, two = paper_variants(params["variants"])
+    one, two = paper_variants({v: {"branches": s.branches} for v, s in spec.items()})
     table = claims_table(offload, deadline, one, two)
     print("| claim | variant | this run | verdict |")
     print("|---|---|---|---|")

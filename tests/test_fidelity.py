@@ -163,14 +163,17 @@ def test_report_of_a_subset_run_says_it_is_plumbing(tiny_run: TinyRun) -> None:
 
 
 def test_banner_rules() -> None:
+    from dataclasses import replace
+
     from pipeline.report import run_banner
 
-    full = {"data": {"n_train": 45000, "n_val": 3000, "n_test": 7000}, "train": {"trunk_epochs": 50, "joint_epochs": 100}}
-    assert run_banner(full) is None
-    short = {**full, "train": {"trunk_epochs": 0, "joint_epochs": 16}}
-    assert run_banner(short)["title"].startswith("Shortened training")
-    smoke = {"data": {"n_train": 2000, "n_val": 500, "n_test": 1100}, "train": {"trunk_epochs": 0, "joint_epochs": 1}}
-    assert run_banner(smoke)["title"].startswith("Plumbing run")
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    data, train = P.data_params(base), P.train_params(base)
+    assert (data.n_train, data.n_val, data.n_test, train.trunk_epochs, train.joint_epochs) == (45000, 3000, 7000, 50, 100)
+    assert run_banner(data, train) is None
+    assert run_banner(data, replace(train, trunk_epochs=0, joint_epochs=16))["title"].startswith("Shortened training")
+    smoke = replace(data, n_train=2000, n_val=500, n_test=1100)
+    assert run_banner(smoke, replace(train, trunk_epochs=0, joint_epochs=1))["title"].startswith("Plumbing run")
 
 
 def test_shipped_bundle_is_complete() -> None:

@@ -76,6 +76,7 @@ from typing import Any
 
 import yaml
 
+from pipeline import params as P
 from pipeline import registry
 from pipeline.orchestration.project import mlflow_store_uri
 from pipeline.orchestration.tracking_tables import (CALIBRATIONS, child_figures, child_metrics, child_tables,
@@ -231,7 +232,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
         raise TrackingError(f"{root}: no dvc.lock or {registry.METRICS_JSON}; run the pipeline before logging it")
     lock_sha = hashlib.sha256(lock.read_bytes()).hexdigest()
     params = yaml.safe_load((root / "params.yaml").read_text())
-    seeds = seeds_of(params)
+    seeds, variants = seeds_of(params), P.variants_params(params)  # typed (StageError on a bad value) before any run
     check_reachable(uri, root)
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
@@ -260,7 +261,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
         parent = client.create_run(exp_id, run_name=f"{exp_label} {lock_sha[:8]}", tags={
             **tags, "eeoffload_role": "parent", "mlflow.note.content":
                 f"Pipeline state dvc.lock {lock_sha[:12]} ({exp_label}), {len(seeds)} training seed(s) "
-                f"{seeds}. Children: one per variant x calibration; their metric keys and curve "
+                f"{list(seeds)}. Children: one per variant x calibration; their metric keys and curve "
                 "artifacts are described on the experiment and in docs/orchestration.md."})
         parent_id = parent.info.run_id
         try:
@@ -273,7 +274,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
                     client.log_artifacts(parent_id, str(path), dest)
                 elif path.is_file():
                     client.log_artifact(parent_id, str(path), dest)
-            for variant, spec in params["variants"].items():
+            for variant, spec in variants.items():
                 model_uri = None
                 for calibration in CALIBRATIONS:
                     metrics, steps = child_metrics(root, params, variant, calibration)
@@ -295,9 +296,9 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
                         for seed in seeds:
                             if (cal_file := root / registry.temperatures_path(variant, seed)).is_file():
                                 client.log_artifact(cid, str(cal_file), "calibration")  # seed<k>.json
-                    if log_model and (root / registry.model_path(variant, seeds[0])).exists():
+                    if log_model and (root / registry.model_path(variant, seeds.first)).exists():
                         if model_uri is None:  # one model per variant (its first seed), on its first child
-                            model_uri = _log_model(root, uri, cid, variant, seeds[0], list(spec["branches"]))
+                            model_uri = _log_model(root, uri, cid, variant, seeds.first, list(spec.branches))
                         client.set_tag(cid, "model_uri", model_uri)
                     client.set_terminated(cid)
                     log(f"MLflow: child run {name!r} ({cid}): {len(metrics)} metrics, {len(tables)} curve "

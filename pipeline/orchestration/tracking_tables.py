@@ -14,7 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from pipeline import params as P
 from pipeline import registry
+from pipeline.params_schema import Seeds
 
 CALIBRATIONS = ("conventional", "calibrated")
 EXTRA_P_TAR = (0.8, 0.9)
@@ -25,10 +27,9 @@ EXIT_COLUMNS = ("ece", "mce", "nll", "brier", "accuracy", "temperature")
 SEED_BANDS = ("seed_lo", "seed_hi")
 
 
-def seeds_of(params: dict[str, Any]) -> list[int]:
-    """The training seeds of params: ``train.seeds``, else the single ``train.seed`` (default 0)."""
-    train = params.get("train") or {}
-    return [int(s) for s in train.get("seeds", [train.get("seed", 0)])]
+def seeds_of(params: dict[str, Any]) -> Seeds:
+    """The training seeds of params (:func:`pipeline.params.run_seeds`; ``.first``: the first-seed rule)."""
+    return P.run_seeds(params)
 
 
 def _p(p: float) -> str:
@@ -92,7 +93,7 @@ def child_metrics(root: Path, params: dict[str, Any], variant: str, calibration:
     metrics: dict[str, float] = {}
     steps: list[tuple[str, float, int]] = []
     seeds = seeds_of(params)
-    deadline_p = [float(p) for p in params["evaluate"]["deadline_p_tar"]]
+    deadline_p = P.one_key(params, "evaluate", "deadline_p_tar").tolist()
 
     offload = offload_curve(root, variant, calibration)
     for p in sorted(set(deadline_p) | set(EXTRA_P_TAR)):
@@ -126,7 +127,7 @@ def child_metrics(root: Path, params: dict[str, Any], variant: str, calibration:
                     for name in names:
                         metrics[f"{col}/{name}"] = v
 
-    training = root / registry.training_csv(variant, seeds[0])
+    training = root / registry.training_csv(variant, seeds.first)
     if training.exists():
         curve = pd.read_csv(training)
         for _, row in curve.iterrows():

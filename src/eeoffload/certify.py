@@ -33,11 +33,7 @@ import numpy as np
 from scipy.stats import binom
 
 from eeoffload import offload
-
-FAMILIES = ("shared",)
-PROCEDURES = ("fixed_sequence", "holm")
-P_VALUES = ("hoeffding_bentkus", "binomial")
-
+from eeoffload.certify_options import FAMILIES, P_VALUES, PROCEDURES
 
 # --------------------------------------------------------------------------- counts on a grid
 
