@@ -119,7 +119,7 @@ def paper_dvc_yaml(project: Path, seeds: list[int], certify: bool) -> dict:
     spec = yaml.safe_load((project / "dvc.yaml").read_text())
     stages = {name: spec["stages"][name] for name in (*DOWNSTREAM, *([CERTIFY] if certify else []))}
     if certify:
-        stages[CERTIFY]["matrix"]["seed"] = [seeds[0]]
+        stages[CERTIFY]["matrix"]["seed"] = [Seeds(seeds).first]
     else:  # no certify stage writes reports/certify: the report goes without it
         stages["report"]["deps"] = [d for d in stages["report"]["deps"] if d != str(R.CERTIFY)]
     return {**spec, "stages": stages}
@@ -151,7 +151,6 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
                 folder = project / R.snapshots_dir(variant, seed)
                 if folder.is_dir():
                     shutil.copy2(project / R.logits_path(variant, seed), folder / f"epoch_{epoch:03d}.parquet")
-<<<<<<< HEAD
     spec = paper_dvc_yaml(project, seeds, certify)
     header = DVC_YAML_HEADER.format(root=ROOT, stages=", ".join(spec["stages"]), bundle=bundle,
                                     imported=", ".join(map(str, IMPORTED)))
@@ -175,12 +174,6 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
         if rc := run(*cmd):
             return rc, "\n".join(log)
     return 0, "\n".join(log)
-=======
-    certify_stages = [f"{CERTIFY}@{v}-{Seeds(seeds).first}" for v in params["variants"]] if certify else []
-    cmd = [sys.executable, "-m", "pipeline.plain_run", "--only", *DOWNSTREAM, *certify_stages]
-    proc = subprocess.run(cmd, cwd=project, env=scratch_env(project), text=True, capture_output=True)
-    return proc.returncode, proc.stdout + proc.stderr
->>>>>>> params
 
 
 def headline(dest: Path) -> str:
