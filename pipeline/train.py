@@ -141,6 +141,15 @@ def write_run_outputs(variant: str, seed: int, state_dict: dict, branches: list[
     shutil.rmtree(snapshot_dir, ignore_errors=True)
 
 
+def training_data(device: str, snapshots: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    """The prepared training split on ``device``, the validation split (labels on the CPU) and, when
+    ``snapshots``, the val and test splits the snapshots are taken on."""
+    train, val = load_split("train"), load_split("val")
+    snapshot_splits = {"val": val, "test": load_split("test")} if snapshots else {}
+    return (images_to_tensor(train["images"], device), torch.from_numpy(train["labels"]).to(device),
+            images_to_tensor(val["images"], device), torch.from_numpy(val["labels"]), snapshot_splits)
+
+
 def main(variant: str, seed: int) -> None:
     params = read_params()
     tp, vp, spec = train_params(params), variant_params(params, variant), model_spec(params)
@@ -152,12 +161,7 @@ def main(variant: str, seed: int) -> None:
         raise StageError(f"params.yaml: train.seeds = {list(tp.seeds)} has no seed {seed}; allowed: one of them")
     torch.manual_seed(seed)
     run = registry.run_dir(variant, seed)
-    train, val = load_split("train"), load_split("val")
-    snapshot_splits = {"val": val, "test": load_split("test")} if tp.snapshot_epochs else {}
-    x = images_to_tensor(train["images"], device)
-    y = torch.from_numpy(train["labels"]).to(device)
-    x_val = images_to_tensor(val["images"], device)
-    y_val = torch.from_numpy(val["labels"])
+    x, y, x_val, y_val, snapshot_splits = training_data(device, bool(tp.snapshot_epochs))
 
     try:
         model = build_model(spec, vp.branches)

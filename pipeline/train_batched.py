@@ -25,19 +25,20 @@ import time
 import torch
 
 from eeoffload.batched import BatchedTrainer, fit_batched, seeded_models
-from eeoffload.training import Recipe, images_to_tensor, make_optimizer, training_schedule
+from eeoffload.training import Recipe, make_optimizer, training_schedule
 from pipeline import registry
 from pipeline.atomic import atomic_write_parquet
 from pipeline.io import StageError, read_params, run_stage
 from pipeline.params import model_spec, torch_device, train_params, variant_params
 from pipeline.runtime import keep_freed_memory
-from pipeline.splits import BATCH, load_split, model_logits
+from pipeline.splits import BATCH, model_logits
 from pipeline.train import (
     epoch_line,
     fingerprint,
     history_row,
     read_checkpoint,
     save_checkpoint,
+    training_data,
     write_run_outputs,
 )
 
@@ -76,12 +77,7 @@ def main(variant: str, seeds: list[int] | None = None) -> None:
     device = torch_device(tp.device)
     torch.set_num_threads(tp.num_threads or os.cpu_count() or 1)
     keep_freed_memory()
-    train, val = load_split("train"), load_split("val")
-    snapshot_splits = {"val": val, "test": load_split("test")} if tp.snapshot_epochs else {}
-    x = images_to_tensor(train["images"], device)
-    y = torch.from_numpy(train["labels"]).to(device)
-    x_val = images_to_tensor(val["images"], device)
-    y_val = torch.from_numpy(val["labels"])
+    x, y, x_val, y_val, snapshot_splits = training_data(device, bool(tp.snapshot_epochs))
 
     try:
         models, data_gens, dropout_gens = seeded_models(spec, vp.branches, seeds)
