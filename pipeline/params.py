@@ -11,7 +11,8 @@ span sections (for flows and CI); exit status 0 when valid, 2 with that one line
 Plain dataclasses, not pydantic: the stage scripts must run on a GPU box that has only torch,
 numpy, pandas, pyarrow, pyyaml, tqdm, seaborn and jinja2, and the rules are few and flat. This
 module imports neither torch nor pandas at import time (branch names are checked with a lazy
-import of the torch-free :mod:`eeoffload.layout`).
+import of the torch-free :mod:`eeoffload.layout`; the calibrator names are the library's list in
+the import-free :mod:`eeoffload.calibrator_names`).
 
 Length (about 620 lines): the schema of all nine sections with their one-line errors, in one
 place so that a reader sees every knob's allowed values together; it runs on a machine with only
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from eeoffload.calibrator_names import METHODS as CALIBRATOR_METHODS
 from pipeline.io import PARAMS_FILE, StageError, read_params
 
 #: CIFAR-10's sizes: the upper bound of every split (prepare checks the actual archive too).
@@ -40,7 +42,10 @@ MAX_GRID_POINTS = 100_000
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 
 DEVICES = ("auto", "cpu", "cuda")
-CALIBRATION_METHODS = ("per_exit", "global")
+#: calibration.method and calibration.methods: the library's one list of calibrator names.
+CALIBRATION_METHODS = CALIBRATOR_METHODS
+#: The method names before the calibrators were one interface, and what each is now.
+RENAMED_CALIBRATION_METHODS = {"per_exit": "temperature", "global": "global_temperature"}
 BATCH_ORDERS = ("sample_id", "shuffled")  # eeoffload.offload.BATCH_ORDERS (checked in tests)
 BYTES_PER_ELEMENT = (1, 2, 4, 8)  # int8, float16, float32, float64
 
@@ -484,6 +489,10 @@ class CalibrationParams:
 def calibration_params(params: dict[str, Any]) -> CalibrationParams:
     s = _section(params, "calibration")
     _known(s, "calibration", CALIBRATION_KEYS)
+    method = s.get("method")
+    if isinstance(method, str) and method in RENAMED_CALIBRATION_METHODS:
+        raise bad("calibration.method", method, f"{' | '.join(CALIBRATION_METHODS)} "
+                  f"({method!r} is now {RENAMED_CALIBRATION_METHODS[method]!r})")
     return CalibrationParams(method=_choice(s, "calibration", "method", CALIBRATION_METHODS),
                              n_bins=_int(s, "calibration", "n_bins"))
 
@@ -582,10 +591,8 @@ def main(path: str = str(PARAMS_FILE)) -> None:
 
 # --------------------------------------------------------------------------- certify
 
-#: eeoffload.calibrators.METHODS and eeoffload.certify.{PROCEDURES, P_VALUES, FAMILIES} (checked
-#: equal in tests/test_certify.py; repeated here so this module imports no science code).
-CALIBRATOR_METHODS = ("none", "temperature", "global_temperature", "vector_scaling", "histogram_binning",
-                      "isotonic", "scaling_binning")
+#: eeoffload.certify.{PROCEDURES, P_VALUES, FAMILIES} (checked equal in tests/test_certify.py;
+#: repeated here so this module imports no science code). The calibrators: CALIBRATOR_METHODS, above.
 CERTIFY_PROCEDURES = ("fixed_sequence", "holm")
 CERTIFY_P_VALUES = ("hoeffding_bentkus", "binomial")
 CERTIFY_FAMILIES = ("shared",)
