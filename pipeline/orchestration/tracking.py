@@ -242,7 +242,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
         dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
         exp_label = dvc_exp_name or "workspace"
         flat = _params_for_mlflow(flatten(params))
-        method = str((params.get("calibration") or {}).get("method", "temperature"))
+        calibration_method = str((params.get("calibration") or {}).get("method", "temperature"))
         common = {**flat, "git_commit": commit, "dvc_exp_name": exp_label, "n_seeds": str(len(seeds))}
         tags = {"dvc_lock_sha256": lock_sha, "git_commit": commit, "git_dirty": str(dirty).lower(),
                 "dvc_exp_name": exp_label, "project_root": str(root), "n_seeds": str(len(seeds))}
@@ -265,8 +265,8 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
                 for calibration in CALIBRATIONS:
                     metrics, steps = child_metrics(root, params, variant, calibration)
                     tables = child_tables(root, params, variant, calibration)
-                    calibrator = method if calibration == "calibrated" else "none"
-                    name = run_name(variant, child_label(calibration, method))
+                    calibrator = calibration_method if calibration == "calibrated" else "none"
+                    name = run_name(variant, child_label(calibration, calibration_method))
                     child = client.create_run(exp_id, run_name=name, tags={
                         **tags, "eeoffload_role": "child", MLFLOW_PARENT_RUN_ID: parent_id,
                         MLFLOW_RUN_NAME: name, "variant": variant, "calibration": calibration,
