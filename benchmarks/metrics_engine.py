@@ -27,6 +27,8 @@ import yaml
 from benchmarks import ROOT, figure, note, project_env, run_python
 from tests import reference_metrics as ref
 from eeoffload import offload
+from eeoffload.calibrator_state import run_state
+from eeoffload.calibrators import Temperature
 
 BENCH = "metrics_engine"
 N_TEST, N_VAL, N_CLASSES = 7000, 3000, 10
@@ -114,12 +116,12 @@ def write_stage_inputs(folder: Path, g: dict) -> list[int]:
                 for c in range(N_CLASSES):
                     frame[f"logit_{c}"] = logits[k, :, c]
                 frames.append(frame)
-            for path in (R.logits_path(variant, seed), R.temperatures_path(variant, seed)):
+            for path in (R.logits_path(variant, seed), R.calibration_path(variant, seed)):
                 (folder / path).parent.mkdir(parents=True, exist_ok=True)
             pd.concat(frames, ignore_index=True).to_parquet(folder / R.logits_path(variant, seed), index=False)
-            temps = {str(k + 1): 1.3 + 0.2 * k for k in range(n_exits)}
-            (folder / R.temperatures_path(variant, seed)).write_text(json.dumps({"method": "per_exit",
-                                                                                 "temperatures": temps}))
+            temps = [1.3 + 0.2 * k for k in range(n_exits)]
+            state = run_state("temperature", [Temperature(t) for t in temps])
+            (folder / R.calibration_path(variant, seed)).write_text(json.dumps(state))
         profile = {"device_ms_to_exit": {str(k + 1): 2.0 + 3.0 * k for k in range(n_exits - 1)},
                    "offload_edge_ms": 3.0 * n_exits, "upload_bytes": 32768.0, "cloud_ms": 4.0}
         (folder / R.profile_path(variant)).parent.mkdir(parents=True, exist_ok=True)

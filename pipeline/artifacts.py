@@ -1,7 +1,7 @@
 """Readers of the pipeline's artifacts that stages share, each validating what it reads and raising
 one StageError that names the file (docs/interfaces.md lists every artifact and its schema).
 
-The logits and temperatures readers only: what evaluates a run (the latency profile, the library's
+The logits and calibration readers only: what evaluates a run (the latency profile, the library's
 evaluation settings) is in pipeline/run_inputs.py, so that calibrate and certify, which read logits,
 do not import the offloading and latency code (their dvc.yaml deps follow their imports,
 tests/test_dvc_contract.py).
@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from eeoffload import calibration as cal
+from eeoffload import calibrators as cb
+from eeoffload.calibrator_state import TEMPERATURE_METHODS, run_from_state
 from pipeline.io import StageError, read_json_checked
 from pipeline.params import is_number
 
@@ -52,10 +54,22 @@ def split_logits(frame: pd.DataFrame, split: str, path: Path) -> cal.ExitLogits:
         raise StageError(f"{path}: {e}") from e
 
 
+def read_calibration(path: Path, n_exits: int) -> tuple[str, list[cb.Calibrator]]:
+    """(method, the fitted calibrator of each exit 1..n_exits) from calibrate's JSON, validated."""
+    obj = read_json_checked(path, ["method", "exits"], "calibrate")
+    try:
+        return run_from_state(obj, n_exits)
+    except ValueError as e:
+        raise StageError(f"{path}: {e}") from e
+
+
 def read_temperatures(path: Path, n_exits: int) -> list[float]:
-    """Temperatures of exits 1..n_exits from a calibration JSON, validated."""
+    """Temperatures of exits 1..n_exits from a calibration JSON of a temperature method, validated."""
     obj = read_json_checked(path, [], "calibrate")
     temps = obj.get("temperatures")
+    if temps is None and "method" in obj:
+        raise StageError(f"{path}: calibration.method {obj['method']!r} has no temperatures; this reader needs "
+                         f"one of {', '.join(TEMPERATURE_METHODS)}")
     expected = [str(k) for k in range(1, n_exits + 1)]
     if not isinstance(temps, dict) or sorted(temps, key=str) != sorted(expected):
         got = sorted(temps) if isinstance(temps, dict) else temps

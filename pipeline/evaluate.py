@@ -3,7 +3,8 @@
     python -m pipeline.evaluate
 
 For every variant in params ``variants`` and seed in ``train.seeds``, reads
-data/logits/<variant>/seed<k>.parquet (test split), data/calibration/<variant>/seed<k>.json and
+data/logits/<variant>/seed<k>.parquet (test split), data/calibration/<variant>/seed<k>.json (the fitted
+calibrator of each exit, any ``calibration.method``) and
 data/profile/<variant>.json, runs the evaluation protocol (:func:`eeoffload.evaluation.evaluate_run`:
 conventional and calibrated decisions) per seed, aggregates over the seeds
 (:func:`eeoffload.evaluation.aggregate_runs`: means, seed intervals, pooled population intervals) and
@@ -76,7 +77,7 @@ def main() -> None:
         exit_ms = runs[0].profile.exit_ms(network.uplink_mbps, network.rtt_ms)  # the variant's profile, every seed
         latency[variant] = {"uplink_mbps": network.uplink_mbps, "rtt_ms": network.rtt_ms,
                             "exit_ms": {str(k): float(ms) for k, ms in enumerate(exit_ms, start=1)}}
-        per_seed[variant] = [evaluate_run(r.test.logits, r.test.labels, r.temperatures, exit_ms, settings)
+        per_seed[variant] = [evaluate_run(r.test.logits, r.test.labels, r.calibrators, exit_ms, settings)
                              for r in runs]
     results = {variant: aggregate_runs(runs) for variant, runs in per_seed.items()}
     # reports/metrics/ is one DVC output folder: built beside it and swapped in whole, so a kill

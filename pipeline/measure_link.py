@@ -43,7 +43,7 @@ def paths(variant: str, seed: int) -> LinkPaths:
     """Every path the stage reads or writes: the run of training seed ``seed`` (the first of
     ``train.seeds``) of ``variant`` (:mod:`pipeline.registry`)."""
     return LinkPaths(model=registry.model_path(variant, seed),
-                     calibration=registry.temperatures_path(variant, seed),
+                     calibration=registry.calibration_path(variant, seed),
                      profile=registry.profile_path(variant),
                      out=registry.link_dir(variant))
 

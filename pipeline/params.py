@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from eeoffload.batches import BATCH_ORDERS
-from eeoffload.calibrators import METHODS as CALIBRATOR_METHODS
+from eeoffload.calibrator_names import METHODS as CALIBRATOR_METHODS
 from eeoffload.certify_options import FAMILIES as CERTIFY_FAMILIES
 from eeoffload.certify_options import P_VALUES as CERTIFY_P_VALUES
 from eeoffload.certify_options import PROCEDURES as CERTIFY_PROCEDURES
@@ -205,15 +205,24 @@ def network_params(params: dict[str, Any]) -> NetworkParams:
 
 
 # --------------------------------------------------------------------------- calibration
-# (one small declaration: the vocabulary of calibration.method is being changed on another branch)
 
-CALIBRATION_METHODS = ("per_exit", "global")
+#: calibration.method and calibration.methods: the library's one list of calibrator names.
+CALIBRATION_METHODS = CALIBRATOR_METHODS
+#: The method names before the calibrators were one interface, and what each is now.
+RENAMED_CALIBRATION_METHODS = {"per_exit": "temperature", "global": "global_temperature"}
 CALIBRATION_KEYS = ("method", "n_bins", "methods")  # methods: read by stage certify only
+
+
+def _calibration_method(value: Any, key: str) -> str:
+    if isinstance(value, str) and value in RENAMED_CALIBRATION_METHODS:
+        raise bad(key, value, f"{' | '.join(CALIBRATION_METHODS)} ({value!r} is now "
+                              f"{RENAMED_CALIBRATION_METHODS[value]!r})")
+    return Choice(CALIBRATION_METHODS)(value, key)
 
 
 @dataclass(frozen=True)
 class CalibrationParams:
-    method: str = Choice(CALIBRATION_METHODS).field()
+    method: str = Custom(_calibration_method, " | ".join(CALIBRATION_METHODS)).field()
     n_bins: int = Int(1).field()
 
 

@@ -4,7 +4,8 @@
 
 Reads, for every variant of params ``variants``: reports/metrics/<v>/{offload,deadline}.parquet
 (aggregated over the seeds: curves with the population band and the seeds' band), the first
-seed's reports/calibration/<v>/seed<k>_{exits,reliability}.parquet and reports/training/<v>/seed<k>.csv,
+seed's reports/calibration/<v>/seed<k>_{exits,reliability}.parquet (also naming the calibrator,
+calibration.method, that the legends and captions show) and reports/training/<v>/seed<k>.csv,
 data/profile/<v>.json and data/profile/<v>_layers.parquet (paths: :mod:`pipeline.registry`); params
 sections ``network``, ``evaluate``, ``variants`` and ``train.seeds`` only.
 
@@ -26,6 +27,7 @@ import pandas as pd
 
 from eeoffload import figures as F
 from eeoffload import figures_extra as FX
+from eeoffload.calibrator_names import DESCRIPTIONS
 from eeoffload.claims import paper_variants
 from pipeline import params as P
 from pipeline import registry
@@ -42,7 +44,8 @@ OFFLOAD_COLUMNS = {"calibration": "str", "p_tar": _F, "p_device": _F, "conf_devi
                    "acc_total": _F, "outage": _F, "n_batches": "int64", "outage_resampled": _F,
                    "outage_low": _F, "outage_high": _F}
 DEADLINE_COLUMNS = {"calibration": "str", "p_tar": _F, "t_tar_ms": _F, "missed_deadline": _F}
-EXITS_COLUMNS = {"exit": "int64", "calibration": "str", "temperature": _F, "accuracy": _F, "ece": _F}
+EXITS_COLUMNS = {"exit": "int64", "calibration": "str", "method": "str", "temperature": _F, "accuracy": _F,
+                 "ece": _F}
 RELIABILITY_COLUMNS = {"exit": "int64", "calibration": "str", "bin": "int64", "bin_lower": _F, "bin_upper": _F,
                        "count": "int64", "confidence": _F, "accuracy": _F}
 TRAJECTORY_EXITS_COLUMNS = {"variant": "str", "epoch": "int64", "exit": "int64", "temperature": _F,
@@ -155,14 +158,28 @@ def read_trajectory(root: Path = Path(".")) -> tuple[pd.DataFrame, pd.DataFrame]
     return (exits, offload) if len(exits) else None
 
 
+def calibrator_of(inputs: dict[str, VariantInputs]) -> str:
+    """The calibrator behind "calibrated" (calibration.method, as calibrate recorded it in each exits
+    table); StageError if the variants disagree."""
+    methods = {str(m) for i in inputs.values() for m in i.exits.loc[i.exits["calibration"] == F.CALIBRATED, "method"]}
+    if len(methods) > 1:
+        raise StageError(f"{registry.CALIBRATION_TABLES}: the variants were calibrated with different methods "
+                         f"{sorted(methods)}; run calibrate again")
+    return methods.pop() if methods else "temperature"
+
+
 def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list[float], out: Path,
           trajectory: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> Manifest:
     """Draw every figure into folder ``out`` and return the manifest (not yet written)."""
     man = Manifest()
+    method = calibrator_of(inputs)
+    # the legends and captions name the calibrator behind "calibrated" (calibration.method)
+    F.CALIBRATION_LABELS[F.CALIBRATED] = f"{F.CALIBRATED} ({method})"
     variants = {v: {"branches": i.branches} for v, i in inputs.items()}
     one, two = paper_variants(variants)
     n_branches = {v: len(i.branches) for v, i in inputs.items()}
     uplink = f"uplink {net.uplink_mbps:g} Mbps" + (f", RTT {net.rtt_ms:g} ms" if net.rtt_ms else "")
+    method_text = DESCRIPTIONS.get(method, method)
 
     def save(fig, name: str, caption: str, group: str, variant: str | None) -> None:
         png = f"{name}.png"
@@ -173,6 +190,8 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
             fig.savefig(out / svg, format="svg")
         title = fig.get_suptitle() or name
         F.plt.close(fig)
+        if group == "paper" or name.startswith(("reliability", "trajectory")):
+            caption += f" Calibrated: {method_text}."
         man.figures.append(FigureEntry(name, title, caption, group, variant, png, svg))
 
     def skip(name: str, reason: str) -> None:
@@ -239,7 +258,7 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
     for v, i in inputs.items():
         save(FX.reliability_diagrams(i.reliability, i.exits, v, i.branches), f"reliability_{v}",
              f"Reliability diagrams of {v} (training seed {i.seed}) on the test split: accuracy vs mean confidence per confidence bin, "
-             f"before (conventional) and after temperature scaling (calibrated).", "extra", v)
+             f"before (conventional) and after calibration (calibrated).", "extra", v)
         save(FX.latency_breakdown(i.layers, i.profile, v, net, i.branches, i.exit_ms), f"latency_{v}",
              f"Latency model of {v}: measured time per layer (left) and per-sample totals (right) for an "
              f"offloaded sample (edge + upload at {net.uplink_mbps:g} Mbps + cloud) and for each side exit.",
@@ -254,7 +273,7 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
         trunk = int((first.training["phase"] == "trunk").sum())
         save(FX.trajectory(*trajectory, trunk_epochs=trunk), "trajectory",
              "Miscalibration along training, from the snapshots (train.snapshot_epochs): (a) temperature fitted on "
-             "val per exit, above 1 = over-confident; (b) test ECE before (solid) and after (dotted) scaling, one "
+             "val per exit, above 1 = over-confident; (b) test ECE before (solid) and after (dotted) calibration, one "
              "colour per variant and exit; (c) mean share of samples kept on the device over the p_tar grid "
              "(circles), and the outage at p_tar 0.875 (squares), colour the calibration, line style the variant. "
              "Grey: the trunk-only epochs, when the side branches are untrained.", "extra", None)

@@ -70,8 +70,10 @@ def logits_path(variant: str, seed: int) -> Path:
     return LOGITS / f"{run_dir(variant, seed)}.parquet"
 
 
-def temperatures_path(variant: str, seed: int) -> Path:
-    """``{"method", "temperatures": {"1": T, ...}}``, written by calibrate."""
+def calibration_path(variant: str, seed: int) -> Path:
+    """The fitted calibrator of each exit, ``{"method", "exits": {"1": state, ...}}`` (plus
+    ``"temperatures"`` for the temperature methods), written by calibrate
+    (:mod:`eeoffload.calibrator_state`; read with pipeline.artifacts.read_calibration)."""
     return CALIBRATION / f"{run_dir(variant, seed)}.json"
 
 

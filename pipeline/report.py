@@ -34,6 +34,7 @@ import jinja2
 import pandas as pd
 
 from eeoffload import claims as C
+from eeoffload.calibrator_names import DESCRIPTIONS
 from eeoffload import paper as PAPER
 from pipeline import params as P
 from pipeline import registry
@@ -312,6 +313,7 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
     one, two = C.paper_variants({v: {"branches": b} for v, b in branches.items()})
 
     seeds = p.train.seeds
+    method = p.calibration.method
     offload, deadline, profiles, per_exit = {}, {}, {}, {}
     for v in variants:
         m = root / registry.metrics_dir(v)
@@ -374,6 +376,9 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
         "total_seconds": sum(r["seconds"] for r in stage_rows if r["seconds"] == r["seconds"]),
         "wall_seconds": wall_span(stage_rows),
         "per_exit": per_exit,
+        "calibrator": DESCRIPTIONS.get(method, method),
+        # the T columns only for a calibrator with a temperature (not isotonic, histogram binning ...)
+        "has_temperature": any(r["temperature"] == r["temperature"] for rows in per_exit.values() for r in rows),
         "headline": headline_rows,
         "figures": figures,
         "paper_figures": [f for f in figures if f.get("group") == "paper"],

@@ -1,7 +1,7 @@
 """What the evaluation of one run reads (evaluate, trajectory; measure_link reads the profile): the
-latency profile, a run's logits, temperatures and profile checked against each other, and the
+latency profile, a run's logits, calibrators and profile checked against each other, and the
 library's evaluation settings from the ``evaluate`` params. Each reader validates what it reads and
-raises one StageError that names the file (docs/interfaces.md). The logits and temperatures readers
+raises one StageError that names the file (docs/interfaces.md). The logits and calibration readers
 are in pipeline/artifacts.py.
 """
 
@@ -15,7 +15,8 @@ from eeoffload import calibration as cal
 from eeoffload.evaluation import EvaluationSettings
 from eeoffload.latency import LatencyProfile
 from pipeline import registry
-from pipeline.artifacts import read_logits, read_temperatures, split_logits
+from eeoffload import calibrators as cb
+from pipeline.artifacts import read_calibration, read_logits, split_logits
 from pipeline.io import StageError, read_json_checked
 from pipeline.params import is_number
 
@@ -45,10 +46,12 @@ def read_profile(path: Path, n_exits: int) -> LatencyProfile:
 
 @dataclass(frozen=True)
 class RunInputs:
-    """What the evaluation of one trained network reads: its test logits, temperatures, latency profile."""
+    """What the evaluation of one trained network reads: its test logits, the fitted calibrator of each
+    exit (``method``: calibration.method) and its latency profile."""
 
     test: cal.ExitLogits
-    temperatures: list[float]
+    method: str
+    calibrators: list[cb.Calibrator]
     profile: LatencyProfile
 
 
@@ -61,9 +64,9 @@ def read_run_inputs(variant: str, seed: int, spec: Any, logits_path: Path | None
     if len(spec.branches) + 1 != test.n_exits:
         raise StageError(f"{path}: {test.n_exits} exits, but params variants.{variant}.branches lists "
                          f"{len(spec.branches)} branches")
-    temperatures = read_temperatures(registry.temperatures_path(variant, seed), test.n_exits)
+    method, calibrators = read_calibration(registry.calibration_path(variant, seed), test.n_exits)
     profile = read_profile(registry.profile_path(variant), test.n_exits)
-    return RunInputs(test, temperatures, profile)
+    return RunInputs(test, method, calibrators, profile)
 
 
 def evaluation_settings(ep: Any, resamples: int | None = None) -> EvaluationSettings:

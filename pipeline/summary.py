@@ -25,12 +25,11 @@ def _fmt(x: float) -> str:
 def exit_rows(root: Path, variant: str, seed: int) -> list[str]:
     """The exit table of one run (the first training seed)."""
     exits = pd.read_parquet(root / registry.calibration_exits_path(variant, seed))
-    temps = json.loads((root / registry.temperatures_path(variant, seed)).read_text())["temperatures"]
     rows = []
     for k, group in exits.groupby("exit"):
         conv = group[group["calibration"] == "conventional"].iloc[0]
         cal = group[group["calibration"] == "calibrated"].iloc[0]
-        rows.append(f"| {variant} | {k} | {_fmt(conv['accuracy'])} | {float(temps[str(k)]):.3f} | "
+        rows.append(f"| {variant} | {k} | {_fmt(conv['accuracy'])} | {_fmt(cal['temperature'])} | "
                     f"{_fmt(conv['ece'])} | {_fmt(cal['ece'])} | {_fmt(conv['nll'])} | {_fmt(cal['nll'])} |")
     return rows
 

@@ -4,8 +4,9 @@
 
 For every variant, seed (``train.seeds``) and snapshot data/snapshots/<variant>/seed<k>/epoch_NNN.parquet
 (the logits of val and test after epoch NNN, ``train.snapshot_epochs``), does what calibrate and
-evaluate do for the final model: fits the temperatures on val (``calibration`` params), measures
-each exit on test before and after scaling, runs the evaluation protocol (without the re-batching
+evaluate do for the final model: fits the calibrator of each exit on val (``calibration.method``,
+any of :data:`eeoffload.calibrators.METHODS`), measures each exit on test before and after it
+(``temperature``: the fitted T, NaN for a method without one), runs the evaluation protocol (without the re-batching
 spread), and checks the paper's claims at that epoch on the seed aggregate. Writes
 reports/trajectory/exits.parquet and offload.parquet (means over the seeds, ``n_seeds`` rows each),
 exits_by_seed.parquet and offload_by_seed.parquet (the same with a ``seed`` column), and
@@ -66,20 +67,22 @@ def main() -> None:
         for epoch, path in snapshots.items():
             frame = read_logits(path)
             val, test = split_logits(frame, "val", path), split_logits(frame, "test", path)
-            temperatures = cal.fit_temperatures(val, cp.method)
-            exits, _ = cal.calibration_tables(test, temperatures, cp.n_bins)
-            wide = exits.pivot(index="exit", columns="calibration", values=["ece", "nll"])
-            for k, temperature in enumerate(temperatures, start=1):
+            calibrators = cal.fit_calibrators(val, cp.method, cp.n_bins)
+            exits, _ = cal.calibration_tables(test, calibrators, cp.n_bins, cp.method)
+            wide = exits.pivot(index="exit", columns="calibration", values=["ece", "nll", "temperature"])
+            n_exits = len(calibrators)
+            for k in range(1, n_exits + 1):
                 # During the trunk-only phase the side branches are untrained: their rows say so.
                 phase = "trunk" if epoch <= trunk_epochs else "joint"
                 exit_rows.append({"variant": variant, "seed": seed, "epoch": epoch, "phase": phase, "exit": k,
-                                  "trained": phase == "joint" or k == len(temperatures), "temperature": temperature,
+                                  "trained": phase == "joint" or k == n_exits,
+                                  "temperature": wide.loc[k, ("temperature", "calibrated")],
                                   "accuracy": float(exits.loc[exits["exit"] == k, "accuracy"].iloc[0]),
                                   "ece_conventional": wide.loc[k, ("ece", "conventional")],
                                   "ece_calibrated": wide.loc[k, ("ece", "calibrated")],
                                   "nll_conventional": wide.loc[k, ("nll", "conventional")],
                                   "nll_calibrated": wide.loc[k, ("nll", "calibrated")]})
-            run = evaluate_run(test.logits, test.labels, temperatures, exit_ms, settings, TABLE_P_TAR)
+            run = evaluate_run(test.logits, test.labels, calibrators, exit_ms, settings, TABLE_P_TAR)
             metrics.setdefault(epoch, {}).setdefault(variant, []).append((run.offload, run.deadline))
             for calibration, numbers in run.headline.items():
                 row = {"variant": variant, "seed": seed, "epoch": epoch, "calibration": calibration,
@@ -87,7 +90,9 @@ def main() -> None:
                 row |= {f"{key}@{p:g}": numbers[f"{key}@{p:g}"] for key in ("p_device", "acc_device", "outage")
                         for p in TABLE_P_TAR}
                 offload_rows.append(row)
-            print(f"{registry.run_dir(variant, seed)} epoch {epoch}: T " + " ".join(f"{t:.2f}" for t in temperatures), flush=True)
+            ece = wide[("ece", "calibrated")]
+            print(f"{registry.run_dir(variant, seed)} epoch {epoch}: {cp.method}, calibrated ECE "
+                  + " ".join(f"{e:.3f}" for e in ece), flush=True)
     for epoch, by_variant in sorted(metrics.items()):
         offload = {v: aggregate_offload([m[0] for m in runs_]) for v, runs_ in by_variant.items()}
         deadline = {v: aggregate_deadline([m[1] for m in runs_]) for v, runs_ in by_variant.items()}

@@ -27,7 +27,7 @@ def make_project(root: Path, n_test: int = 60, link: dict[str, Any] | None = Non
     torch.save({"state_dict": model.state_dict(), "branches": BRANCHES}, root / "data/models/tiny/seed0.pt")
     (root / "data/calibration/tiny").mkdir(parents=True)
     (root / "data/calibration/tiny/seed0.json").write_text(json.dumps(
-        {"method": "per_exit", "temperatures": {"1": 0.5, "2": 0.5, "3": 1.0}}))
+        {"method": "temperature", "temperatures": {"1": 0.5, "2": 0.5, "3": 1.0}}))
     (root / "data/profile").mkdir(parents=True)
     (root / "data/profile/tiny.json").write_text(json.dumps(
         {"device_ms_to_exit": {"1": 0.5, "2": 1.3}, "offload_edge_ms": 1.3, "upload_bytes": 65536, "cloud_ms": 0.5}))

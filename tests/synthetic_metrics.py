@@ -155,7 +155,8 @@ def exits_frame(n_exits: int) -> pd.DataFrame:
     for e in range(1, n_exits + 1):
         acc = 0.62 + 0.18 * (e - 1) / max(n_exits - 1, 1)
         for cal, t, ece in (("conventional", 1.0, 0.08 - 0.01 * e), ("calibrated", 1.4 + 0.1 * e, 0.015)):
-            rows.append({"exit": e, "calibration": cal, "temperature": t, "accuracy": acc, "ece": ece,
+            rows.append({"exit": e, "calibration": cal, "method": "none" if cal == "conventional" else "temperature",
+                         "temperature": t, "accuracy": acc, "ece": ece,
                          "mce": ece * 3, "nll": 1.2 - 0.3 * e / n_exits - (0.05 if cal == "calibrated" else 0),
                          "brier": 0.5 - 0.1 * e / n_exits})
     df = pd.DataFrame(rows)

@@ -14,6 +14,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from eeoffload.calibration import exit_logits_from_frame
+from eeoffload.calibrator_state import run_from_state, run_state
+from eeoffload.calibrators import Temperature, exit_top_labels, fit_exit_calibrators
+from eeoffload.offload import device_metrics
 from eeoffload.temperature import softmax
 from pipeline.params import evaluate_params, value_grid
 
@@ -23,7 +27,7 @@ T_SIDE = 3.0  # the side branch's logits are those of a calibrated model times 3
 PARAMS: dict[str, Any] = {
     "variants": {"v": {"branches": ["relu1"], "exit_weights": [1.0, 0.3]}},
     "train": {"seeds": [0]},
-    "calibration": {"method": "per_exit", "n_bins": 15},
+    "calibration": {"method": "temperature", "n_bins": 15},
     "network": {"uplink_mbps": 18.8, "rtt_ms": 0.0},
     "evaluate": {
         "p_tar": {"start": 0.5, "stop": 0.99, "step": 0.005},
@@ -63,8 +67,8 @@ def write_project(root: Path, params: dict[str, Any] = PARAMS, calibration: bool
     (root / "data/profile/v.json").write_text(json.dumps(PROFILE))
     if calibration:
         (root / "data/calibration/v").mkdir(parents=True)
-        temps = {"method": "per_exit", "temperatures": {"1": T_SIDE, "2": 1.0}}
-        (root / "data/calibration/v/seed0.json").write_text(json.dumps(temps))
+        state = run_state("temperature", [Temperature(T_SIDE), Temperature(1.0)])
+        (root / "data/calibration/v/seed0.json").write_text(json.dumps(state))
     return root
 
 
@@ -88,12 +92,15 @@ def test_calibrate_then_evaluate_write_the_contract_files(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr
 
     cal = json.loads((root / "data/calibration/v/seed0.json").read_text())
-    assert cal["method"] == "per_exit" and set(cal["temperatures"]) == {"1", "2"}
+    assert cal["method"] == "temperature" and set(cal["temperatures"]) == {"1", "2"} == set(cal["exits"])
+    assert cal["exits"]["1"] == {"temperature": cal["temperatures"]["1"]}
     assert cal["temperatures"]["1"] == pytest.approx(T_SIDE, rel=0.1)
     assert cal["temperatures"]["2"] == pytest.approx(1.0, rel=0.1)
 
     exits = pd.read_parquet(root / "reports/calibration/v/seed0_exits.parquet")
-    assert list(exits.columns) == ["exit", "calibration", "temperature", "accuracy", "ece", "mce", "nll", "brier"]
+    assert list(exits.columns) == ["exit", "calibration", "method", "temperature", "accuracy", "ece", "mce", "nll",
+                                   "brier"]
+    assert exits["method"].tolist() == ["none", "temperature"] * 2
     assert exits["exit"].dtype == np.int64 and len(exits) == 4
     side = exits[exits["exit"] == 1].set_index("calibration")
     assert side.loc["calibrated", "ece"] < side.loc["conventional", "ece"]
@@ -140,17 +147,50 @@ def test_calibrate_then_evaluate_write_the_contract_files(tmp_path: Path) -> Non
 
 
 def test_calibrate_global_method(tmp_path: Path) -> None:
-    params = {**PARAMS, "calibration": {"method": "global", "n_bins": 10}}
+    params = {**PARAMS, "calibration": {"method": "global_temperature", "n_bins": 10}}
     root = write_project(tmp_path, params)
     assert run(root, "calibrate", "v", "0").returncode == 0
-    assert json.loads((root / "data/calibration/v/seed0.json").read_text())["method"] == "global"
+    assert json.loads((root / "data/calibration/v/seed0.json").read_text())["method"] == "global_temperature"
     assert len(pd.read_parquet(root / "reports/calibration/v/seed0_reliability.parquet")) == 2 * 2 * 10
 
 
-def test_calibrate_bad_param_names_key_and_writes_nothing(tmp_path: Path) -> None:
+def test_calibrate_then_evaluate_with_isotonic_use_its_confidences(tmp_path: Path) -> None:
+    """calibration.method = isotonic: calibrate stores the fitted maps, evaluate's calibrated metrics
+    are those of the isotonic confidences (recomputed here from the stored state)."""
     root = write_project(tmp_path, {**PARAMS, "calibration": {"method": "isotonic", "n_bins": 15}})
-    assert_one_line_error(run(root, "calibrate", "v", "0"), "calibration.method", "per_exit | global")
+    assert run(root, "calibrate", "v", "0").returncode == 0
+    stored = json.loads((root / "data/calibration/v/seed0.json").read_text())
+    assert stored["method"] == "isotonic" and "temperatures" not in stored
+    exits = pd.read_parquet(root / "reports/calibration/v/seed0_exits.parquet").set_index(["exit", "calibration"])
+    assert exits.loc[(1, "calibrated"), "method"] == "isotonic"
+    assert np.isnan(exits.loc[(1, "calibrated"), "temperature"]) and np.isnan(exits.loc[(1, "calibrated"), "nll"])
+    assert exits.loc[(1, "calibrated"), "ece"] < exits.loc[(1, "conventional"), "ece"]
+    assert run(root, "evaluate").returncode == 0
+
+    test = exit_logits_from_frame(logits_frame(), "test")
+    method, calibrators = run_from_state(stored, 2)
+    conf, correct = exit_top_labels(calibrators, test.logits, test.labels)
+    grid = evaluate_params(PARAMS).p_tar
+    expected = device_metrics(conf, correct, grid)["p_device"]
+    off = pd.read_parquet(root / "reports/metrics/v/seed0/offload.parquet")
+    np.testing.assert_allclose(off.loc[off["calibration"] == "calibrated", "p_device"], expected, rtol=0, atol=0)
+    # isotonic is not temperature scaling: the curves differ
+    val = exit_logits_from_frame(logits_frame(), "val")
+    scaled = fit_exit_calibrators("temperature", val.logits, val.labels)
+    assert not np.array_equal(conf, exit_top_labels(scaled, test.logits, test.labels)[0])
+
+
+def test_calibrate_bad_param_names_key_and_writes_nothing(tmp_path: Path) -> None:
+    root = write_project(tmp_path, {**PARAMS, "calibration": {"method": "platt", "n_bins": 15}})
+    assert_one_line_error(run(root, "calibrate", "v", "0"), "calibration.method", "temperature | global_temperature")
     assert not (root / "data/calibration").exists() and not (root / "reports").exists()
+
+
+@pytest.mark.parametrize(("old", "new"), [("per_exit", "temperature"), ("global", "global_temperature")])
+def test_calibrate_old_method_name_says_the_new_one(tmp_path: Path, old: str, new: str) -> None:
+    root = write_project(tmp_path, {**PARAMS, "calibration": {"method": old, "n_bins": 15}})
+    assert_one_line_error(run(root, "calibrate", "v", "0"), "calibration.method", "isotonic", f"is now '{new}'")
+    assert not (root / "data/calibration").exists()
 
 
 def test_calibrate_bad_logits_file_names_file_and_writes_nothing(tmp_path: Path) -> None:

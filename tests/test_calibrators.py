@@ -143,3 +143,43 @@ def test_smooth_ece_small_when_calibrated_large_when_not() -> None:
     curve = cm.kernel_reliability(conf, correct, good.sigma)
     dense = (curve["t"] > 0.3) & (curve["t"] < 0.9)
     np.testing.assert_allclose(curve["accuracy"][dense], curve["t"][dense], atol=0.06)
+
+
+@pytest.mark.parametrize("method", cb.METHODS)
+def test_every_method_round_trips_through_its_stored_state(method: str) -> None:
+    """calibrate writes each exit's fitted state as JSON (eeoffload.calibrator_state); the calibrator
+    read back gives the same confidences and predictions, bit for bit."""
+    import json
+
+    from eeoffload import calibrator_state as cs
+
+    z, y = calibrated_logits(3000, 10, seed=7)
+    exits = np.stack([z * 2.5, z])
+    fitted = cb.fit_exit_calibrators(method, exits[:, :2000], y[:2000])
+    stored = json.loads(json.dumps(cs.run_state(method, fitted)))
+    assert ("temperatures" in stored) == (method in cs.TEMPERATURE_METHODS)
+    back_method, loaded = cs.run_from_state(stored, n_exits=2)
+    assert back_method == method
+    for a, b in zip(fitted, loaded, strict=True):
+        ta, tb = a.top_label(exits[0, 2000:]), b.top_label(exits[0, 2000:])
+        np.testing.assert_array_equal(ta.confidence, tb.confidence)
+        np.testing.assert_array_equal(ta.prediction, tb.prediction)
+    with pytest.raises(ValueError, match="'exits' must have keys"):
+        cs.run_from_state(stored, n_exits=3)
+
+
+def test_calibration_tables_of_a_top_label_method() -> None:
+    """Per exit before/after any calibrator: ECE from its confidences; T and NLL only where defined."""
+    z, y = calibrated_logits(4000, 10, seed=8)
+    logits = np.stack([z * 3.0, z]).astype(np.float32)
+    val = cal.ExitLogits(logits[:, :3000], y[:3000], np.arange(3000))
+    test = cal.ExitLogits(logits[:, 3000:], y[3000:], np.arange(1000))
+    exits, bins = cal.calibration_tables(test, cal.fit_calibrators(val, "isotonic"), 15, "isotonic")
+    side = exits[exits["exit"] == 1].set_index("calibration")
+    assert side.loc["calibrated", "method"] == "isotonic" and side.loc["conventional", "temperature"] == 1.0
+    assert np.isnan(side.loc["calibrated", "temperature"]) and np.isnan(side.loc["calibrated", "nll"])
+    assert side.loc["calibrated", "ece"] < side.loc["conventional", "ece"]
+    assert (bins.groupby(["exit", "calibration"])["count"].sum() == 1000).all()
+    scaled, _ = cal.calibration_tables(test, cal.fit_calibrators(val, "temperature"), 15)
+    t = scaled[(scaled["exit"] == 1) & (scaled["calibration"] == "calibrated")].iloc[0]
+    assert t["temperature"] == pytest.approx(3.0, rel=0.1) and np.isfinite(t["nll"])

@@ -131,8 +131,13 @@ CASES = [
     ("latency.repeat", 5, P.latency_params, "latency.repeat is not a known key"),
     ("latency.repeats", DELETE, P.latency_params, "latency.repeats is missing"),
     # calibration
-    ("calibration.method", "isotonic", P.calibration_params,
-     "calibration.method = 'isotonic'; allowed: per_exit | global"),
+    ("calibration.method", "platt", P.calibration_params,
+     "calibration.method = 'platt'; allowed: none | temperature | global_temperature | vector_scaling | "
+     "histogram_binning | isotonic | scaling_binning"),
+    ("calibration.method", "per_exit", P.calibration_params,
+     "calibration.method = 'per_exit'; allowed: none | temperature | global_temperature | vector_scaling | "
+     "histogram_binning | isotonic | scaling_binning ('per_exit' is now 'temperature')"),
+    ("calibration.method", "global", P.calibration_params, "('global' is now 'global_temperature')"),
     ("calibration.n_bins", 0, P.calibration_params, "calibration.n_bins = 0; allowed: an integer >= 1"),
     # network
     ("network.uplink_mbps", 0, P.network_params, "network.uplink_mbps = 0; allowed: a number > 0"),
@@ -257,3 +262,14 @@ def test_command_validates_a_params_file(tmp_path: Path) -> None:
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: params.yaml: data.n_train = -1; allowed: an integer >= 1"
     assert not (tmp_path / "reports").exists()  # no timing file for a check
+
+
+def test_calibration_methods_are_the_librarys_list() -> None:
+    """One vocabulary: calibration.method and calibration.methods take the names of
+    eeoffload.calibrators.METHODS, imported, not copied."""
+    from eeoffload import calibrators
+
+    assert P.CALIBRATION_METHODS is calibrators.METHODS and P.CALIBRATOR_METHODS is calibrators.METHODS
+    for method in calibrators.METHODS:
+        params = {"calibration": {"method": method, "n_bins": 15}}
+        assert P.calibration_params(params).method == method

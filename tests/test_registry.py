@@ -30,7 +30,7 @@ def test_per_run_stages_write_the_registry_paths() -> None:
                                          R.training_csv(v, k))
         assert outs(f"logits@{run}") == s(R.logits_path(v, k), R.timing_path(f"logits@{run}"))
         assert str(R.model_path(v, k)) in STAGES[f"logits@{run}"].deps
-        assert outs(f"calibrate@{run}") == s(R.temperatures_path(v, k), R.calibration_exits_path(v, k),
+        assert outs(f"calibrate@{run}") == s(R.calibration_path(v, k), R.calibration_exits_path(v, k),
                                              R.reliability_path(v, k), R.timing_path(f"calibrate@{run}"))
         assert str(R.logits_path(v, k)) in STAGES[f"calibrate@{run}"].deps
         assert outs(f"certify@{run}") == s(R.certify_dir(v, k), R.timing_path(f"certify@{run}"))

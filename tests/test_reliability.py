@@ -262,9 +262,9 @@ def test_prepared_split_with_missing_array_or_pickled_object(tmp_path: Path, ref
 def test_calibration_json_missing_key(tmp_path: Path, reference: Path) -> None:
     root = copy_project(reference, tmp_path / "p")
     ok(run_stage(root, "calibrate", VARIANT, "0"))
-    (root / f"data/calibration/{VARIANT}/seed0.json").write_text('{"method": "per_exit"}')
+    (root / f"data/calibration/{VARIANT}/seed0.json").write_text('{"method": "temperature"}')
     (root / "data/profile").mkdir(parents=True)
     (root / f"data/profile/{VARIANT}.json").write_text(
         '{"device_ms_to_exit": {"1": 1.0}, "offload_edge_ms": 1.0, "upload_bytes": 4, "cloud_ms": 1.0}')
-    assert_one_line_error(run_stage(root, "evaluate"), f"data/calibration/{VARIANT}/seed0.json", "temperatures")
+    assert_one_line_error(run_stage(root, "evaluate"), f"data/calibration/{VARIANT}/seed0.json", "exits")
     assert not (root / "reports/metrics").exists()

@@ -136,7 +136,7 @@ def test_report_claims_table_is_computed(reported: Path, tmp_path: Path) -> None
 
 def test_report_summary(reported: Path) -> None:
     text = (reported / "reports" / "index.html").read_text(encoding="utf-8")
-    for needle in ("18.8 Mbps", "Synthetic GPU", "Synthetic CPU", "commit", "per_exit", "train", "600.0",
+    for needle in ("18.8 Mbps", "Synthetic GPU", "Synthetic CPU", "commit", "temperature scaling, one T per exit", "train", "600.0",
                    "ECE before", "ECE after"):
         assert needle in html.unescape(text), needle
     # Not a git repository: the commit is unknown rather than an error.

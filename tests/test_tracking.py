@@ -113,7 +113,7 @@ def make_pipeline_outputs(root: Path, seeds: Sequence[int] = (0, 1), models: boo
             path.parent.mkdir(parents=True, exist_ok=True)
             pd.DataFrame({"epoch": [1, 2], "phase": ["trunk", "joint"], "train_loss": [2.0, 1.5],
                           "val_loss": [1.9 + seed, 1.6 + seed], "val_acc_exit1": [0.3, 0.4]}).to_csv(path, index=False)
-            path = root / registry.temperatures_path(variant, seed)
+            path = root / registry.calibration_path(variant, seed)
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps({"method": "temperature",
                                         "temperatures": {str(k): 1.5 for k in range(1, n_exits + 1)}}))
@@ -179,8 +179,10 @@ def test_parent_and_child_runs_with_aligned_metric_keys(outputs: Path, tmp_path:
 
     runs = client.search_runs([exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent_id}'")
     children = {c.data.tags["mlflow.runName"]: c for c in runs if c.data.tags["eeoffload_role"] == "child"}
-    assert sorted(children) == ["one-branch calibrated", "one-branch conventional",
-                                "two-branch calibrated", "two-branch conventional"]
+    # the calibrated children are named by their calibrator (calibration.method; the default here)
+    assert sorted(children) == ["one-branch calibrated (temperature)", "one-branch conventional",
+                                "two-branch calibrated (temperature)", "two-branch conventional"]
+    assert {c.data.tags["calibrator"] for c in children.values()} == {"none", "temperature"}
     assert all(c.info.run_name == name for name, c in children.items())
     keys = {name: set(c.data.metrics) for name, c in children.items()}
     for key in ("acc_device/p0.85", "p_device/p0.85", "outage/p0.85", "acc_total/p0.85", "ece/exit1",
@@ -190,8 +192,8 @@ def test_parent_and_child_runs_with_aligned_metric_keys(outputs: Path, tmp_path:
     assert not any(k.startswith(("curve/", "missed_deadline_curve/")) for ks in keys.values() for k in ks)
     # conventional and calibrated of one variant line up key for key in the compare view
     for variant in ("one-branch", "two-branch"):
-        assert keys[f"{variant} conventional"] == keys[f"{variant} calibrated"]
-    child = children["one-branch calibrated"]
+        assert keys[f"{variant} conventional"] == keys[f"{variant} calibrated (temperature)"]
+    child = children["one-branch calibrated (temperature)"]
     assert child.data.params["calibration"] == "calibrated" and child.data.params["n_seeds"] == "2"
     assert child.data.tags["n_seeds"] == "2" and "p_tar" in child.data.tags["mlflow.note.content"]
     assert child.data.metrics["p_device_seed_lo/p0.85"] == pytest.approx(child.data.metrics["p_device/p0.85"] - 0.02)

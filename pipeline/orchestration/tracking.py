@@ -116,7 +116,7 @@ def tracking_uri(root: Path) -> str:
 
 
 def run_name(variant: str, what: str | None = None) -> str:
-    """A child run's name as the UI shows it: ``one-branch calibrated``, ``two-branch · isotonic``."""
+    """A child run's name as the UI shows it: ``one-branch calibrated (isotonic)``, ``two-branch · isotonic``."""
     label = variant.replace("_", "-")
     return f"{label} {what}" if what else label
 
@@ -215,6 +215,12 @@ def _log_model(root: Path, uri: str, run_id: str, variant: str, seed: int, branc
     return info.model_uri
 
 
+def child_label(calibration: str, method: str) -> str:
+    """A child's calibration as its name shows it: ``conventional``, ``calibrated (isotonic)`` (the
+    calibrator of calibration.method)."""
+    return f"{calibration} ({method})" if calibration == "calibrated" else calibration
+
+
 def _child_description(variant: str, calibration: str, n_seeds: int) -> str:
     return (f"{variant}, {calibration} exits, metrics over {n_seeds} training seed(s) (mean; "
             "`*_seed_lo`/`*_seed_hi`: t-interval over the seeds, NaN below 3). `p0.85` = target confidence p_tar 0.85, "
@@ -255,6 +261,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
         dirty = bool(_git(root, "status", "--porcelain", "--untracked-files=no"))
         exp_label = dvc_exp_name or "workspace"
         flat = _params_for_mlflow(flatten(params))
+        calibration_method = str((params.get("calibration") or {}).get("method", "temperature"))
         common = {**flat, "git_commit": commit, "dvc_exp_name": exp_label, "n_seeds": str(len(seeds))}
         tags = {"dvc_lock_sha256": lock_sha, "git_commit": commit, "git_dirty": str(dirty).lower(),
                 "dvc_exp_name": exp_label, "project_root": str(root), "n_seeds": str(len(seeds))}
@@ -279,10 +286,12 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
                 for calibration in CALIBRATIONS:
                     metrics, steps = child_metrics(root, params, variant, calibration)
                     tables = child_tables(root, params, variant, calibration)
-                    name = run_name(variant, calibration)
+                    calibrator = calibration_method if calibration == "calibrated" else "none"
+                    name = run_name(variant, child_label(calibration, calibration_method))
                     child = client.create_run(exp_id, run_name=name, tags={
                         **tags, "eeoffload_role": "child", MLFLOW_PARENT_RUN_ID: parent_id,
                         MLFLOW_RUN_NAME: name, "variant": variant, "calibration": calibration,
+                        "calibrator": calibrator,
                         "mlflow.note.content": _child_description(variant, calibration, len(seeds))})
                     cid = child.info.run_id
                     _log_batch(client, cid, metrics, steps,
@@ -294,7 +303,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
                         client.log_figure(cid, figure, file)
                     if calibration == "calibrated":
                         for seed in seeds:
-                            if (cal_file := root / registry.temperatures_path(variant, seed)).is_file():
+                            if (cal_file := root / registry.calibration_path(variant, seed)).is_file():
                                 client.log_artifact(cid, str(cal_file), "calibration")  # seed<k>.json
                     if log_model and (root / registry.model_path(variant, seeds.first)).exists():
                         if model_uri is None:  # one model per variant (its first seed), on its first child

@@ -1,6 +1,8 @@
 """Calibration metrics (Guo et al. [10]): ECE, MCE, NLL, Brier, reliability bins.
 
-Temperature scaling itself (paper section IV-A, eq. 2) is in :mod:`eeoffload.temperature`.
+Temperature scaling itself (paper section IV-A, eq. 2) is in :mod:`eeoffload.temperature`, the
+calibrators (``calibration.method``) in :mod:`eeoffload.calibrators`: :func:`fit_calibrators` fits one
+per exit and :func:`calibration_tables` measures each exit before and after it.
 
 Pure functions over numpy arrays (torch tensors are accepted and converted). Conventions:
 ``logits`` is (N, C), ``probs`` is (N, C) rows summing to 1, ``labels`` is (N,) int class indices.
@@ -18,15 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from eeoffload import calibrators as cb
 from eeoffload.calibration_metrics import ece_equal_width
-from eeoffload.temperature import (
-    as_array,
-    fit_global_temperature,
-    fit_temperature,
-    labels_array,
-    softmax,
-    temperature_nll,
-)
+from eeoffload.calibrator_state import temperature_of
+from eeoffload.temperature import as_array, labels_array
 
 def confidence_and_correct(probs: Any, labels: Any) -> tuple[np.ndarray, np.ndarray]:
     """(max p, argmax p == label) per sample (paper eq. 1: the confidence and its correctness)."""
@@ -72,8 +69,12 @@ def reliability_bins(probs: Any, labels: Any, n_bins: int = 15) -> pd.DataFrame:
     ``confidence`` (mean confidence in the bin) and ``accuracy`` (fraction correct); the last two
     are NaN for an empty bin.
     """
+    return reliability_table(*confidence_and_correct(probs, labels), n_bins)
+
+
+def reliability_table(conf: np.ndarray, correct: np.ndarray, n_bins: int = 15) -> pd.DataFrame:
+    """:func:`reliability_bins` of given top-label confidences and their correctness (any calibrator)."""
     edges = bin_edges(n_bins)
-    conf, correct = confidence_and_correct(probs, labels)
     index = np.searchsorted(edges[1:-1], conf, side="left")
     count = np.bincount(index, minlength=n_bins)
     conf_sum = np.bincount(index, weights=conf, minlength=n_bins)
@@ -183,33 +184,42 @@ def exit_logits_from_frame(frame: pd.DataFrame, split: str) -> ExitLogits:
     return ExitLogits(np.stack(per_exit), labels, sample_id)
 
 
-def fit_temperatures(val: ExitLogits, method: str) -> list[float]:
-    """One temperature per exit, fitted on the validation logits (per exit, or one shared T)."""
-    if method == "global":
-        return fit_global_temperature(list(val.logits), val.labels)
-    return [fit_temperature(z, val.labels) for z in val.logits]
+def fit_calibrators(val: ExitLogits, method: str, n_bins: int = 15) -> list[cb.Calibrator]:
+    """One calibrator per exit of ``method`` (:data:`eeoffload.calibrators.METHODS`), fitted on the
+    validation logits (``temperature``: paper IV-A, eq. 2)."""
+    return cb.fit_exit_calibrators(method, val.logits, val.labels, n_bins)
 
 
-def calibration_tables(test: ExitLogits, temperatures: list[float], n_bins: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per exit, before (T = 1) and after scaling: metrics rows and reliability bins (test split)."""
+def _exit_row(calibrator: cb.Calibrator, z: np.ndarray, labels: np.ndarray, n_bins: int) -> tuple[dict, pd.DataFrame]:
+    """Metrics and reliability bins of one exit's calibrated top label. NLL and Brier need the whole
+    probability vector: NaN for the top-label methods (histogram, isotonic, scaling-binning)."""
+    top = calibrator.top_label(z)
+    correct = top.correct(labels)
+    bins = reliability_table(top.confidence, correct, n_bins)
+    filled = bins[bins["count"] > 0]
+    logp = cb.log_probs(calibrator, z)
+    nll = brier = float("nan")
+    if logp is not None:
+        nll = float(-logp[np.arange(len(labels)), labels].mean())
+        brier = brier_score(np.exp(logp), labels)
+    return {"accuracy": float(correct.mean()) if len(correct) else float("nan"),
+            "ece": ece_equal_width(top.confidence, correct, n_bins),
+            "mce": float((filled["accuracy"] - filled["confidence"]).abs().max()) if len(filled) else float("nan"),
+            "nll": nll, "brier": brier}, bins
+
+
+def calibration_tables(test: ExitLogits, calibrators: list[cb.Calibrator], n_bins: int,
+                       method: str = "temperature") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per exit, before (``conventional``: softmax, eq. 1) and after ``calibrators`` (``calibrated``,
+    fitted with ``method``): metrics rows and reliability bins on the test split. ``temperature`` is
+    the exit's T (1 before; NaN for a calibrator without one)."""
     rows, bins = [], []
-    for k, temperature in enumerate(temperatures, start=1):
-        for name, t in (("conventional", 1.0), ("calibrated", temperature)):
-            z = test.logits[k - 1]
-            probs = softmax(z, t)
-            rows.append(
-                {
-                    "exit": k,
-                    "calibration": name,
-                    "temperature": float(t),
-                    "accuracy": accuracy(probs, test.labels),
-                    "ece": expected_calibration_error(probs, test.labels, n_bins),
-                    "mce": maximum_calibration_error(probs, test.labels, n_bins),
-                    "nll": temperature_nll(z, test.labels, t),
-                    "brier": brier_score(probs, test.labels),
-                }
-            )
-            table = reliability_bins(probs, test.labels, n_bins)
+    for k, calibrator in enumerate(calibrators, start=1):
+        z = test.logits[k - 1]
+        for name, cal, m in (("conventional", cb.Identity(), "none"), ("calibrated", calibrator, method)):
+            numbers, table = _exit_row(cal, z, test.labels, n_bins)
+            t = 1.0 if name == "conventional" else temperature_of(cal)
+            rows.append({"exit": k, "calibration": name, "method": m, "temperature": t, **numbers})
             table.insert(0, "calibration", name)
             table.insert(0, "exit", k)
             bins.append(table)

@@ -33,10 +33,11 @@ Methods (:data:`METHODS`, the values of ``calibration.methods`` in params.yaml):
     scaling alone (Kumar et al., Thm. 4.1), and because it is cheap enough for 200 refits.
 
 A class with fewer than ``min_per_class`` fitting samples predicted as it falls back to the map
-fitted on all classes pooled.
+fitted on all classes pooled. Every fitted calibrator is plain numbers (the 1-D maps are
+:class:`StepMap` and :class:`InterpMap`), stored and loaded by :mod:`eeoffload.calibrator_state`.
 
-Length (about 330 lines): seven calibrators behind one small interface, a few lines each, in one
-module so that the certify stage compares them through one registry.
+Length (about 340 lines): seven calibrators behind one small interface, a few lines each, in one
+module so that every stage (calibrate, evaluate, trajectory, certify) uses them through one registry.
 """
 
 from __future__ import annotations
@@ -48,9 +49,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from eeoffload import temperature as ts
+from eeoffload.calibrator_names import METHODS  # noqa: F401  (the names; also imported by the params)
+from eeoffload.calibrator_maps import (  # noqa: F401  (re-exported: the maps are part of this interface)
+    InterpMap,
+    OneDimMap,
+    StepMap,
+    equal_mass_edges,
+    fit_histogram_map,
+    fit_isotonic_map,
+    fit_scaled_binning_map,
+)
 
-METHODS = ("none", "temperature", "global_temperature", "vector_scaling", "histogram_binning",
-           "isotonic", "scaling_binning")
 
 #: Equal-mass bins hold this many fitting samples (Gupta and Ramdas 2022 use 50 points per bin).
 POINTS_PER_BIN = 50
@@ -71,6 +80,13 @@ class Calibrator(Protocol):
     def fit(self, logits: np.ndarray, labels: np.ndarray) -> Calibrator: ...
 
     def top_label(self, logits: np.ndarray) -> TopLabel: ...
+
+
+def log_probs(calibrator: Calibrator, logits: np.ndarray) -> np.ndarray | None:
+    """The calibrated log-probabilities (N, C) of the methods that output a whole probability vector
+    (none, the temperatures, vector scaling), else None (the top-label methods)."""
+    method = getattr(calibrator, "log_probs", None)
+    return None if method is None else method(logits)
 
 
 def from_softmax(calibrator: Calibrator, logits: np.ndarray, base: TopLabel | None) -> TopLabel:
@@ -101,6 +117,9 @@ class Identity:
     def top_label(self, logits: np.ndarray) -> TopLabel:
         return softmax_top_label(logits)
 
+    def log_probs(self, logits: np.ndarray) -> np.ndarray:
+        return ts.log_softmax(logits)
+
     def remap(self, base: TopLabel) -> TopLabel:
         return base
 
@@ -117,6 +136,9 @@ class Temperature:
 
     def top_label(self, logits: np.ndarray) -> TopLabel:
         return softmax_top_label(logits, self.temperature)
+
+    def log_probs(self, logits: np.ndarray) -> np.ndarray:
+        return ts.log_softmax(logits, self.temperature)
 
 
 def _vector_scaling_nll(z: np.ndarray, onehot: np.ndarray, w: np.ndarray, b: np.ndarray) -> float:
@@ -162,10 +184,16 @@ class VectorScaling:
         return self
 
     def top_label(self, logits: np.ndarray) -> TopLabel:
+        return softmax_top_label(self._scaled(logits))
+
+    def log_probs(self, logits: np.ndarray) -> np.ndarray:
+        return ts.log_softmax(self._scaled(logits))
+
+    def _scaled(self, logits: np.ndarray) -> np.ndarray:
         z = np.asarray(logits, dtype=np.float64)
         if len(self.w) != z.shape[1]:
             raise ValueError(f"vector scaling fitted for {len(self.w)} classes, got {z.shape[1]}")
-        return softmax_top_label(z * self.w + self.b)
+        return z * self.w + self.b
 
 
 def _newton_step(z: np.ndarray, onehot: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -183,53 +211,7 @@ def _newton_step(z: np.ndarray, onehot: np.ndarray, w: np.ndarray, b: np.ndarray
 
 
 # --------------------------------------------------------------------------- top-label maps
-
-
-OneDimMap = Callable[[np.ndarray], np.ndarray]
-
-
-def equal_mass_edges(x: np.ndarray, n_bins: int) -> np.ndarray:
-    """The n_bins - 1 interior edges splitting sorted ``x`` into bins of (nearly) equal count."""
-    if n_bins <= 1 or len(x) == 0:
-        return np.empty(0)
-    return np.quantile(x, np.arange(1, n_bins) / n_bins)
-
-
-def fit_histogram_map(conf: np.ndarray, correct: np.ndarray, points_per_bin: int) -> OneDimMap:
-    """Histogram binning (Zadrozny and Elkan 2001): equal-mass bins of ``conf``, each mapped to the
-    fraction of its fitting samples that are correct."""
-    n_bins = max(1, len(conf) // points_per_bin)
-    edges = equal_mass_edges(conf, n_bins)
-    index = np.searchsorted(edges, conf, side="left")
-    count = np.bincount(index, minlength=n_bins)
-    hits = np.bincount(index, weights=correct.astype(np.float64), minlength=n_bins)
-    fallback = float(correct.mean()) if len(correct) else 0.5
-    value = np.where(count > 0, hits / np.maximum(count, 1), fallback)
-    return lambda x: value[np.searchsorted(edges, x, side="left")]
-
-
-def fit_isotonic_map(conf: np.ndarray, correct: np.ndarray) -> OneDimMap:
-    """Isotonic regression of correctness on confidence (Zadrozny and Elkan 2002), clipped outside
-    the fitted range."""
-    from sklearn.isotonic import IsotonicRegression
-
-    if len(conf) == 0:
-        return lambda x: np.full(len(x), 0.5)
-    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip", increasing=True)
-    model.fit(conf, correct.astype(np.float64))
-    return lambda x: model.predict(x)
-
-
-def fit_scaled_binning_map(conf: np.ndarray, n_bins: int) -> OneDimMap:
-    """The binning half of scaling-binning (Kumar et al. 2019, section 4): equal-mass bins of the
-    scaled confidence, each mapped to the mean scaled confidence in it."""
-    edges = equal_mass_edges(conf, n_bins)
-    index = np.searchsorted(edges, conf, side="left")
-    count = np.bincount(index, minlength=len(edges) + 1)
-    total = np.bincount(index, weights=conf, minlength=len(edges) + 1)
-    # a bin left empty by tied edges outputs its upper edge (the bins are monotone either way)
-    value = np.where(count > 0, total / np.maximum(count, 1), np.r_[edges, 1.0])
-    return lambda x: value[np.searchsorted(edges, x, side="left")]
+# (the 1-D maps themselves: eeoffload.calibrator_maps)
 
 
 @dataclass

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from eeoffload.calibration import ExitLogits, calibration_tables, fit_temperatures
-from eeoffload.offload import device_metrics, exit_confidence
+from eeoffload import calibrators as cb
+from eeoffload.calibration import ExitLogits, calibration_tables, fit_calibrators
+from eeoffload.offload import device_metrics
 
 
 def widened_range(reference: Sequence[float]) -> tuple[float, float]:
@@ -27,8 +28,8 @@ def run_summary(val: ExitLogits, test: ExitLogits, p_tar: np.ndarray, n_bins: in
     the temperature fitted on val (``T_exit<k>``), the test ECE before and after scaling
     (``ece_before_exit<k>``, ``ece_after_exit<k>``), and the mean over ``p_tar`` of p_device,
     conventional and calibrated (``p_device_mean_conventional``, ``p_device_mean_calibrated``)."""
-    temperatures = fit_temperatures(val, "per_exit")
-    exits, _ = calibration_tables(test, temperatures, n_bins)
+    calibrators = fit_calibrators(val, "temperature", n_bins)
+    exits, _ = calibration_tables(test, calibrators, n_bins)
     out: dict[str, float] = {}
     for row in exits.itertuples():
         if row.calibration == "conventional":
@@ -37,8 +38,8 @@ def run_summary(val: ExitLogits, test: ExitLogits, p_tar: np.ndarray, n_bins: in
         else:
             out[f"T_exit{row.exit}"] = float(row.temperature)
             out[f"ece_after_exit{row.exit}"] = float(row.ece)
-    for name, ts in (("conventional", [1.0] * len(temperatures)), ("calibrated", temperatures)):
-        conf, correct = exit_confidence(test.logits, test.labels, ts)
+    for name, cals in (("conventional", [cb.Identity() for _ in calibrators]), ("calibrated", calibrators)):
+        conf, correct = cb.exit_top_labels(cals, test.logits, test.labels)
         out[f"p_device_mean_{name}"] = float(np.mean(device_metrics(conf, correct, p_tar)["p_device"]))
     return out
 

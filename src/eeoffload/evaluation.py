@@ -1,6 +1,7 @@
 """The evaluation protocol of one trained network (paper sections IV-B..IV-E): for conventional
-(T = 1) and calibrated (fitted T per exit) decisions, the p_tar grid of device metrics and batch
-outage, the missed-deadline curves, and the headline numbers at the paper's p_tar values.
+(softmax, T = 1) and calibrated (a fitted calibrator per exit, :mod:`eeoffload.calibrators`)
+decisions, the p_tar grid of device metrics and batch outage, the missed-deadline curves, and the
+headline numbers at the paper's p_tar values.
 
 Pure: arrays and settings in, DataFrames out (the evaluate and trajectory stages write them).
 Formulas: :mod:`eeoffload.offload`; the metrics' definitions: docs/metrics.md.
@@ -9,11 +10,13 @@ Formulas: :mod:`eeoffload.offload`; the metrics' definitions: docs/metrics.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from eeoffload import calibrators as cb
 from eeoffload import offload
 from eeoffload import statistics as stats
 from eeoffload.paper import CALIBRATIONS, HEADLINE_P_TAR
@@ -55,9 +58,17 @@ def _json_number(x: float) -> float | None:
     return None if not math.isfinite(x) else round(float(x), 6)
 
 
-def evaluate_run(logits: np.ndarray, labels: np.ndarray, temperatures: list[float], exit_ms: np.ndarray,
-                 settings: EvaluationSettings, headline_p_tar: tuple[float, ...] = HEADLINE_P_TAR) -> RunMetrics:
-    """Both calibrations of one network's test logits ``(n_exits, N, C)``: the p_tar grid, the
+def exit_calibrators(calibrators: Sequence[cb.Calibrator | float]) -> list[cb.Calibrator]:
+    """Fitted per-exit calibrators; a number stands for temperature scaling with that T (eq. 2)."""
+    return [cb.Temperature(float(c)) if isinstance(c, (int, float)) else c for c in calibrators]
+
+
+def evaluate_run(logits: np.ndarray, labels: np.ndarray, calibrators: Sequence[cb.Calibrator | float],
+                 exit_ms: np.ndarray, settings: EvaluationSettings,
+                 headline_p_tar: tuple[float, ...] = HEADLINE_P_TAR) -> RunMetrics:
+    """Both calibrations of one network's test logits ``(n_exits, N, C)``, conventional (softmax,
+    eq. 1) and calibrated (the fitted per-exit ``calibrators``, any method of
+    :data:`eeoffload.calibrators.METHODS`; numbers are temperatures): the p_tar grid, the
     deadline curves (per-sample latency ``exit_ms`` by exit) and the headline numbers (at
     ``headline_p_tar``, plus the mean p_device over the grid).
 
@@ -72,9 +83,10 @@ def evaluate_run(logits: np.ndarray, labels: np.ndarray, temperatures: list[floa
     orders = offload.resample_orders(n, s.resamples, s.seed) if s.resamples > 0 else None
     headline_p = np.array(headline_p_tar)
     offload_tables, deadline_tables, headline = [], [], {}
+    fitted = exit_calibrators(calibrators)
     for name in CALIBRATIONS:
-        temps = temperatures if name == "calibrated" else [1.0] * logits.shape[0]
-        conf, correct = offload.exit_confidence(logits, labels, temps)
+        cals = fitted if name == "calibrated" else [cb.Identity() for _ in range(logits.shape[0])]
+        conf, correct = cb.exit_top_labels(cals, logits, labels)
 
         def grid_metrics(grid: np.ndarray) -> dict[str, np.ndarray]:
             dev = offload.device_metrics(conf, correct, grid)

@@ -37,6 +37,8 @@ CALIBRATIONS = (CONVENTIONAL, CALIBRATED)
 
 #: The one colour of each calibration, in every figure (Okabe-Ito vermillion and blue).
 CALIBRATION_COLORS: dict[str, str] = {CONVENTIONAL: "#D55E00", CALIBRATED: "#0072B2"}
+#: Legend name of each calibration; the plots stage names the calibrator: "calibrated (isotonic)".
+CALIBRATION_LABELS: dict[str, str] = {CONVENTIONAL: CONVENTIONAL, CALIBRATED: CALIBRATED}
 #: Colours of the latency components (edge computing, upload, cloud computing).
 LOCATION_COLORS: dict[str, str] = {"edge": "#009E73", "upload": "#E69F00", "rtt": "#999999", "cloud": "#CC79A7"}
 #: Colours of exits 1, 2, ... (training curves); distinct from the two calibration colours.
@@ -190,7 +192,7 @@ def _offload_curve(ax, offload: pd.DataFrame, column: str) -> None:
         rows = rows.sort_values("p_tar")
         _band(ax, rows["p_tar"], rows, column, calibration_color(cal), f"{cal}, 95% interval")
         _seed_band(ax, rows["p_tar"], rows, column, calibration_color(cal), cal)
-        ax.plot(rows["p_tar"], rows[column], color=calibration_color(cal), label=cal, linewidth=1.8,
+        ax.plot(rows["p_tar"], rows[column], color=calibration_color(cal), label=CALIBRATION_LABELS.get(cal, cal), linewidth=1.8,
                 linestyle=CALIBRATION_LINESTYLES.get(cal, "-"), marker="o" if len(rows) < 12 else None)
     _p_tar_axis(ax, offload)
 
@@ -218,7 +220,7 @@ def fig3a_acc_vs_conf(offload: pd.DataFrame, variant: str, branches: Sequence[st
     for cal, rows in by_calibration(offload):
         rows = rows.sort_values("p_tar").dropna(subset=["conf_device", "acc_device"])
         ax.plot(rows["conf_device"], rows["acc_device"], color=calibration_color(cal), marker="o",
-                markersize=2.5, linewidth=1.0, label=cal)
+                markersize=2.5, linewidth=1.0, label=CALIBRATION_LABELS.get(cal, cal))
     ax.set_xlabel("mean confidence on device (probability)")
     ax.set_ylabel("accuracy on device (fraction correct)")
     ax.set_xlim(lo - 0.01, 1.01)
@@ -263,7 +265,7 @@ def fig4_outage(offload: pd.DataFrame, variant: str, branches: Sequence[str] | N
         _seed_band(ax, rows["p_tar"], rows, "outage", c, cal)
         ax.plot(rows["p_tar"], rows["outage_resampled"], color=c, linewidth=1.0, linestyle=":",
                 label=f"{cal}, mean over re-batchings (thin dotted)")
-        ax.plot(rows["p_tar"], rows["outage"], color=c, linewidth=1.8, label=f"{cal}, fixed batches",
+        ax.plot(rows["p_tar"], rows["outage"], color=c, linewidth=1.8, label=f"{CALIBRATION_LABELS.get(cal, cal)}, fixed batches",
                 linestyle=CALIBRATION_LINESTYLES.get(cal, "-"), marker="o" if len(rows) < 12 else None)
     _p_tar_axis(ax, offload)
     ax.set_xlabel(P_TAR_LABEL)
@@ -291,7 +293,7 @@ def _deadline_panels(deadline: pd.DataFrame, p_tars: Sequence[float], fig_name: 
                                 label=f"{cal}, 95% interval (Clopper-Pearson, batches)")
             _seed_band(ax, rows["t_tar_ms"], rows, "missed_deadline", calibration_color(cal), cal)
             ax.plot(rows["t_tar_ms"], rows["missed_deadline"], color=calibration_color(cal), linewidth=1.8,
-                    label=cal, drawstyle="steps-post", linestyle=CALIBRATION_LINESTYLES.get(cal, "-"))
+                    label=CALIBRATION_LABELS.get(cal, cal), drawstyle="steps-post", linestyle=CALIBRATION_LINESTYLES.get(cal, "-"))
         ax.set_title(f"({chr(ord('a') + i)}) $p_{{tar}}$ = {p:g}", fontsize=9.5)
         ax.set_xlabel(T_TAR_LABEL)
         if i == 0:
@@ -336,7 +338,7 @@ def fig7_outage_branches(offloads: Mapping[str, pd.DataFrame], n_branches: Mappi
         for cal, rows in by_calibration(offload):
             rows = rows.sort_values("p_tar")
             ax.plot(rows["p_tar"], rows["outage"], color=calibration_color(cal), linestyle=ls, linewidth=1.8,
-                    label=f"{cal}, {variant} ({k} branch{'es' if k != 1 else ''})",
+                    label=f"{CALIBRATION_LABELS.get(cal, cal)}, {variant} ({k} branch{'es' if k != 1 else ''})",
                     marker="o" if len(rows) < 12 else None)
         _p_tar_axis(ax, offload)
     ax.set_xlabel(P_TAR_LABEL)

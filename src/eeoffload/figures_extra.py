@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from eeoffload import latency
 from eeoffload.figures import (
+    CALIBRATION_LABELS,
     DPI,
     EXIT_COLORS,
     FIGSIZE,
@@ -46,11 +47,12 @@ def reliability_diagrams(reliability: pd.DataFrame, exits: pd.DataFrame | None, 
         for cal, rows in by_calibration(sub):
             rows = rows.sort_values("bin")
             filled = rows[rows["count"] > 0].dropna(subset=["confidence", "accuracy"])
-            label = cal
+            label = CALIBRATION_LABELS.get(cal, cal)
             if exits is not None:
                 m = exits[(exits["exit"] == e) & (exits["calibration"] == cal)]
-                if len(m):
-                    label = f"{cal} (T={float(m['temperature'].iloc[0]):.2f}, ECE={float(m['ece'].iloc[0]):.3f})"
+                if len(m):  # T only for a calibrator that has one
+                    t = float(m["temperature"].iloc[0])
+                    label += f" ({f'T={t:.2f}, ' if np.isfinite(t) else ''}ECE={float(m['ece'].iloc[0]):.3f})"
             ax.plot(filled["confidence"], filled["accuracy"], color=calibration_color(cal), marker="o",
                     markersize=3.5, linewidth=1.4, label=label)
         kind = "final exit" if e == n_exits else f"side branch {e}"
@@ -184,9 +186,9 @@ def trajectory(exits: pd.DataFrame, offload: pd.DataFrame, trunk_epochs: int = 0
             o = o.sort_values("epoch")
             color = calibration_color(calibration)
             axes[2].plot(o["epoch"], o["p_device_mean"], color=color, linestyle=styles[v], marker="o", linewidth=1.6,
-                         label=f"{v} {calibration}: mean p_device")
+                         label=f"{v} {CALIBRATION_LABELS.get(calibration, calibration)}: mean p_device")
             axes[2].plot(o["epoch"], o["outage@0.875"], color=color, linestyle=styles[v], marker="s", alpha=0.6,
-                         linewidth=1.6, label=f"{v} {calibration}: outage at 0.875")
+                         linewidth=1.6, label=f"{v} {CALIBRATION_LABELS.get(calibration, calibration)}: outage at 0.875")
     axes[0].axhline(1.0, label="T = 1 (calibrated as is)", **REFERENCE_STYLE)
     axes[0].set_yscale("log")
     from matplotlib.ticker import FormatStrFormatter
@@ -194,9 +196,11 @@ def trajectory(exits: pd.DataFrame, offload: pd.DataFrame, trunk_epochs: int = 0
     axes[0].yaxis.set_major_formatter(FormatStrFormatter("%g"))
     axes[0].yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     axes[0].set(ylabel="fitted temperature T\n(log scale)")
-    axes[0].set_title("(a) temperature per exit", fontsize=TRAJECTORY_FONT + 0.5)
+    no_t = exits["temperature"].isna().all()  # a calibrator without a temperature (isotonic ...)
+    axes[0].set_title("(a) temperature per exit" + (": none, the calibrator has no T" if no_t else ""),
+                      fontsize=TRAJECTORY_FONT + 0.5)
     axes[1].set(ylabel="ECE (test)")
-    axes[1].set_title("(b) ECE before (solid, o) / after (dotted, x) scaling", fontsize=TRAJECTORY_FONT + 0.5)
+    axes[1].set_title("(b) ECE before (solid, o) / after (dotted, x) calibration", fontsize=TRAJECTORY_FONT + 0.5)
     axes[2].set(xlabel="epoch", ylabel="probability")
     axes[2].set_title("(c) mean p_device (o), outage at 0.875 (s)", fontsize=TRAJECTORY_FONT + 0.5)
     axes[2].set_ylim(-0.02, 1.02)
