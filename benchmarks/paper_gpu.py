@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(prepared, project / "data" / "prepared")
             search[name] = project
             for v in VARIANTS:
-                procs[f"search/{name}/{v}"] = start([sys.executable, "-m", "pipeline.train", v, "0"], project,
+                procs[f"search/{name}/{v}"] = start([sys.executable, "-m", "pipeline", "train", v, "0"], project,
                                                     logs / f"search_{name}_{v}.log")
     log(f"{len(procs)} processes running")
 

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                       {"train": {"seeds": [0]}}), vcs=False)
         shutil.copytree(prepared, project / "data" / "prepared")
         projects[name] = project
-        procs[name] = start([sys.executable, "-m", "pipeline.train", "one_branch", "0"], project,
+        procs[name] = start([sys.executable, "-m", "pipeline", "train", "one_branch", "0"], project,
                             logs / f"search_{name}.log")
     n_search = len(procs)
     log(f"search: {n_search} candidates x {epochs} epochs running")

@@ -165,7 +165,7 @@ def test_report_of_a_subset_run_says_it_is_plumbing(tiny_run: TinyRun) -> None:
 def test_banner_rules() -> None:
     from dataclasses import replace
 
-    from pipeline.report import run_banner
+    from pipeline.report_rows import run_banner
 
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     data, train = P.data_params(base), P.train_params(base)

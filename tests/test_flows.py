@@ -206,7 +206,8 @@ def micro_project(root: Path, bad_cmd: str) -> Path:
 
 
 def test_failed_stage_fails_its_task_with_the_stage_error(tmp_path: Path, prefect_api: str) -> None:
-    from pipeline.orchestration.flows import StageFailed, benchmark
+    from pipeline.orchestration.dvc_commands import StageFailed
+    from pipeline.orchestration.flows import benchmark
 
     root = micro_project(tmp_path / "micro", "python -c \"import sys; sys.exit('boom: bad input')\"")
     state = benchmark(root=str(root), track=False, return_state=True)

@@ -139,7 +139,7 @@ def test_cloud_that_dies_is_reported(tmp_path: Path) -> None:
 
 def stage(root: Path, **kwargs: object) -> subprocess.Popen[str]:
     env = {**scratch_env(ROOT), "TMPDIR": str(root)}
-    return subprocess.Popen([sys.executable, "-m", "pipeline.measure_link", "tiny"], cwd=root, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "measure_link", "tiny"], cwd=root, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
 
 

@@ -68,7 +68,7 @@ def test_a_waiting_flow_gets_the_lock_when_it_is_released(tmp_path: Path) -> Non
 
 
 def test_experiment_parameters_become_dvc_set_args() -> None:
-    from pipeline.orchestration.flows import exp_set_args, experiment_settings
+    from pipeline.orchestration.settings import exp_set_args, experiment_settings
 
     params = {"variants": {"one_branch": {"branches": ["relu1"], "exit_weights": [1.0, 0.3]}}}
     flat = experiment_settings(uplink_mbps=5, p_tar={"step": 0.01}, branches={"one_branch": ["relu1", "relu2"]},
@@ -96,7 +96,7 @@ def test_sweep_uses_public_functions_only() -> None:
 
 
 def test_bad_params_name_the_file_once() -> None:
-    from pipeline.orchestration.flows import BadParams, check_params
+    from pipeline.orchestration.settings import BadParams, check_params
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["network"]["uplink_mbps"] = -5

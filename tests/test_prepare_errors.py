@@ -99,7 +99,7 @@ def test_archive_env_var_overrides_param(tmp_path: Path, monkeypatch: pytest.Mon
 
     env = scratch_env(ROOT)
     env["CIFAR10_ARCHIVE"] = os.environ["CIFAR10_ARCHIVE"]
-    proc = subprocess.run([sys.executable, "-m", "pipeline.prepare"], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "prepare"], cwd=tmp_path, env=env,
                           text=True, capture_output=True)
     assert proc.returncode == 0, proc.stderr
 

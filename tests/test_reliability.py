@@ -57,7 +57,7 @@ def sha256(path: Path) -> str:
 def popen_stage(cwd: Path, stage: str, *args: str) -> subprocess.Popen[str]:
     env = scratch_env(ROOT)
     env.pop("CIFAR10_ARCHIVE", None)
-    return subprocess.Popen([sys.executable, "-u", "-m", f"pipeline.{stage}", *args], cwd=cwd, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-u", "-m", "pipeline", stage, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

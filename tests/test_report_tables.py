@@ -11,7 +11,7 @@ import pytest
 
 from pipeline import registry
 from pipeline.io import write_timing
-from pipeline.report import machine, timings, wall_span
+from pipeline.report_rows import machine, timings, wall_span
 from tests.conftest import ROOT
 
 

@@ -62,7 +62,8 @@ def quiet_console(log_file: Path) -> logging.Logger:
 
 def error_line(exc: BaseException | None, fallback: str) -> str:
     """The error a user reads: the message of the flow's exception (our errors say what to do)."""
-    from pipeline.orchestration.flows import BadParams, StageFailed
+    from pipeline.orchestration.dvc_commands import StageFailed
+    from pipeline.orchestration.settings import BadParams
     from pipeline.orchestration.lock import WorkspaceBusy
 
     if exc is None:

@@ -29,10 +29,10 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.orchestration.pool import POOL
 from pipeline.orchestration.processes import healthy, read_pidfile, terminate_group
 from pipeline.orchestration.project import PROJECT_ROOT, QUIET_ENV, mlflow_artifact_root, mlflow_store_uri
 
-POOL = "eeoffload-sweep"  # = workpool.POOL (not imported: this module stays free of Prefect imports)
 
 
 def state_dir() -> Path:

@@ -29,7 +29,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.orchestration.flows import check_params, exp_set_args, experiment_settings, run_dvc, with_settings
+from pipeline.orchestration.dvc_commands import run_dvc
+from pipeline.orchestration.settings import check_params, exp_set_args, experiment_settings, with_settings
 from pipeline.orchestration.lock import workspace_lock
 from pipeline.orchestration.project import resolve_root
 

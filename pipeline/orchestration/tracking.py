@@ -79,6 +79,7 @@ import yaml
 from pipeline import params as P
 from pipeline import registry
 from pipeline.orchestration.project import mlflow_store_uri
+from pipeline.orchestration.tracking_model import log_pytorch_model
 from pipeline.orchestration.tracking_tables import (CALIBRATIONS, child_figures, child_metrics, child_tables,
                                                     seed_method_metrics, seeds_of)
 from pipeline.orchestration.tracking_views import (EXPERIMENT, VIEW_TAG_PREFIX, experiment_tags, experiment_url,
@@ -186,35 +187,6 @@ def _experiment_id(client: Any, uri: str, name: str) -> str:
     return client.create_experiment(name, artifact_location=location, tags=experiment_tags())
 
 
-def _log_model(root: Path, uri: str, run_id: str, variant: str, seed: int, branches: list[str]) -> str:
-    """Log the weights of run ``variant`` x ``seed`` as an MLflow PyTorch model of run ``run_id``; its URI."""
-    import mlflow
-    import mlflow.pytorch
-    import torch
-
-    import eeoffload
-    from eeoffload.layout import ModelSpec
-    from eeoffload.model import build_model
-
-    state = torch.load(root / registry.model_path(variant, seed), map_location="cpu", weights_only=True)
-    spec = ModelSpec.from_dict(state.get("model") or {})  # absent in older files: today's B-AlexNet
-    model = build_model(spec, state.get("branches", branches), load_init_weights=False)
-    model.load_state_dict(state["state_dict"])
-    model.eval()
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        with mlflow.start_run(run_id=run_id):
-            # pickle with the model code beside it (pt2 needs a TensorSpec signature, and forward
-            # returns a list of exits); load with mlflow.pytorch.load_model
-            info = mlflow.pytorch.log_model(model, name=f"{variant}", serialization_format="pickle",
-                                            code_paths=[str(Path(eeoffload.__file__).parent)],
-                                            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-    finally:
-        mlflow.set_tracking_uri(previous)
-    return info.model_uri
-
-
 def child_label(calibration: str, method: str) -> str:
     """A child's calibration as its name shows it: ``conventional``, ``calibrated (isotonic)`` (the
     calibrator of calibration.method)."""
@@ -307,7 +279,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
                                 client.log_artifact(cid, str(cal_file), "calibration")  # seed<k>.json
                     if log_model and (root / registry.model_path(variant, seeds.first)).exists():
                         if model_uri is None:  # one model per variant (its first seed), on its first child
-                            model_uri = _log_model(root, uri, cid, variant, seeds.first, list(spec.branches))
+                            model_uri = log_pytorch_model(root, uri, cid, variant, seeds.first, list(spec.branches))
                         client.set_tag(cid, "model_uri", model_uri)
                     client.set_terminated(cid)
                     log(f"MLflow: child run {name!r} ({cid}): {len(metrics)} metrics, {len(tables)} curve "
