@@ -7,7 +7,7 @@ GPU is lent (issues 21 and 23).
     python -m benchmarks.cpu_queue search-table [--out results/search]   # the search's rule on the runs so far
     ... [--save-branch cpu-runs]                                 # also keep the progress in git
 
-Each job is one project under build/cpu/<queue>/<job>/ (a plain copy: ``pipeline.scratch`` without
+Each job is one project under build/cpu/<queue>/<job>/ (a plain copy: ``pipeline.tools.scratch`` without
 DVC) trained by the stage commands, one job at a time with every core. A project that exists is
 reused, so a second call resumes each job from its epoch checkpoint (the train stage's own
 resume). With ``--save-branch`` the queue's histories and checkpoints are committed, every
@@ -27,8 +27,8 @@ from pathlib import Path
 
 from benchmarks import ROOT
 from benchmarks.recipe_gpu import candidate_overlay, load_search
-from pipeline.overlay import load_overlay, merge
-from pipeline.scratch import make_scratch_project, scratch_env
+from pipeline.core.overlay import load_overlay, merge
+from pipeline.tools.scratch import make_scratch_project, scratch_env
 
 BUILD = ROOT / "build" / "cpu"
 
@@ -95,7 +95,7 @@ def precision_table(root: Path) -> int:
 
     from eeoffload.calibration import exit_logits_from_frame
     from eeoffload.equivalence import equivalence_table, run_summary
-    from pipeline.params import evaluate_params, read_params
+    from pipeline.core.params import evaluate_params, read_params
 
     p_tar = evaluate_params(read_params(ROOT / "params.yaml")).p_tar
     rows = []

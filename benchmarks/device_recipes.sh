@@ -6,7 +6,7 @@
 #
 #   here:    mkdir -p .device && cp "$CIFAR10_ARCHIVE" .device/cifar10-jpeg.zip   # 59 MiB, git-ignored
 #   device:  run(command="bash benchmarks/device_recipes.sh", carry=[".device"], timeout_s=600)
-#   here:    python -m pipeline.paper import <files_at> --bundle results/<recipe> --commit <sha>
+#   here:    python -m pipeline paper import <files_at> --bundle results/<recipe> --commit <sha>
 #
 # DEADLINE_S (default 565) stops what is left and packs it, checkpoints included.
 set -uo pipefail

@@ -1,6 +1,6 @@
 """Stage certify: calibrators compared, and Learn-then-Test thresholds certified, over random splits.
 
-    python -m pipeline.certify <variant> <seed>
+    python -m pipeline certify <variant> <seed>
 
 Reads data/logits/<variant>/seed<k>.parquet (val and test pooled: the held-out samples) and params
 ``calibration.methods``, ``calibration.n_bins`` and section ``certify``. For each of
@@ -26,11 +26,11 @@ from eeoffload import calibrators as cb
 from eeoffload import certify as ct
 from eeoffload.paper import BATCH_SIZE as PAPER_BATCH_SIZE
 from eeoffload.statistics import clopper_pearson_interval
-from pipeline.artifacts import read_logits, split_logits
-from pipeline import registry
-from pipeline.atomic import atomic_dir
-from pipeline.io import StageError, read_params, run_run_stage
-from pipeline.params import CertifyParams, certify_params
+from pipeline.core.artifacts import read_logits, split_logits
+from pipeline.core import registry
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.io import StageError, read_params
+from pipeline.core.params import CertifyParams, certify_params
 
 #: Fine threshold grid for the risk-coverage curves and AURC (every 0.001 of [0, 1]).
 #: ``procedure`` of the baseline rows: the paper's rule, threshold = target, no guarantee.
@@ -239,7 +239,3 @@ def main(variant: str, seed: int) -> None:
     for r in tables["validity"].itertuples():
         print(f"{variant} {r.method:>18} target {r.target:.3f} {r.procedure:>14}: violations "
               f"{r.violation_rate:.3f} [{r.violation_low:.3f}, {r.violation_high:.3f}] p_device {r.mean_p_device:.3f}")
-
-
-if __name__ == "__main__":
-    run_run_stage("certify", main)

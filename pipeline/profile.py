@@ -1,6 +1,6 @@
 """Stage profile: per-layer edge and cloud latency of one variant and the latency model's inputs.
 
-    python -m pipeline.profile <variant>
+    python -m pipeline profile <variant>
 
 Reads params ``latency``, ``model`` and ``variants.<variant>.branches`` only. The edge device is the host
 CPU with ``latency.edge_threads`` threads, every time multiplied by ``latency.edge_slowdown``,
@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline import registry
-from pipeline.atomic import atomic_write_json, atomic_write_parquet
-from pipeline.io import StageError, read_params, run_stage
-from pipeline.params import latency_params, model_spec, variant_branches
+from pipeline.core import registry
+from pipeline.core.atomic import atomic_write_json, atomic_write_parquet
+from pipeline.core.io import StageError, read_params
+from pipeline.core.params import latency_params, model_spec, variant_branches
 
 SEED = 0
 LAYER_COLUMNS = ["layer", "part", "location", "ms", "output_elements", "p10_ms", "p90_ms", "spread"]
@@ -254,10 +253,3 @@ def main(variant: str) -> None:
         f"cloud_ms {summary['cloud_ms']:.4f}; spread {spreads}; "
         f"{len(warnings)} warning(s)" + (f" (measured {len(attempts)} times)" if len(attempts) > 1 else "")
     )
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python -m pipeline.profile <variant>", file=sys.stderr)
-        raise SystemExit(2)
-    run_stage("profile", main, sys.argv[1])

@@ -16,9 +16,9 @@ from typing import Any
 
 import jinja2
 
-from pipeline import registry
-from pipeline.atomic import atomic_path
-from pipeline.io import read_params
+from pipeline.core import registry
+from pipeline.core.atomic import atomic_path
+from pipeline.core.io import read_params
 from pipeline.report_context import build_context
 
 OUT = registry.REPORT_HTML

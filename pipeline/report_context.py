@@ -7,7 +7,7 @@ variant of params ``variants`` aggregated over the seeds of ``train.seeds``
 (reports/metrics/<v>/{offload,deadline}.parquet, reports/metrics.json), every seed's
 reports/calibration/<v>/seed<k>_exits.parquet and reports/training/<v>/seed<k>.csv,
 reports/trajectory/*.parquet, reports/certify/<v>/seed<first>/, reports/timings/*.json and
-data/profile/<v>.json (paths: :mod:`pipeline.registry`); params sections data, train, variants,
+data/profile/<v>.json (paths: :mod:`pipeline.core.registry`); params sections data, train, variants,
 calibration, latency, network, evaluate. Each helper is a few lines over one input.
 """
 
@@ -22,15 +22,15 @@ import pandas as pd
 
 from eeoffload import claims as C
 from eeoffload.calibrator_names import DESCRIPTIONS
-from pipeline import registry
-from pipeline.io import StageError, project_commit, read_json_checked, read_parquet_checked
-from pipeline.params import validate_params
+from pipeline.core import registry
+from pipeline.core.io import StageError, project_commit, read_json_checked, read_parquet_checked
+from pipeline.core.params import validate_params
 from pipeline.report_rows import (flat_rows, exit_table, headline_table, machine, mean_exit_rows, run_banner, timings,
                                   trajectory_tables, wall_span)
 
 FIGURES = registry.FIGURES
 PARAM_SECTIONS = ("data", "train", "variants", "calibration", "latency", "network", "evaluate", "certify", "link")
-# Columns read from each input and their kinds (pipeline.io.COLUMN_KINDS; docs/interfaces.md).
+# Columns read from each input and their kinds (pipeline.core.io.COLUMN_KINDS; docs/interfaces.md).
 OFFLOAD_COLUMNS = {"calibration": "str", "p_tar": "number", "p_device": "number", "acc_device": "number",
                    "acc_total": "number", "outage": "number"}
 DEADLINE_COLUMNS = {"calibration": "str", "p_tar": "number", "t_tar_ms": "number", "missed_deadline": "number"}

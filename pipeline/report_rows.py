@@ -17,9 +17,9 @@ import pandas as pd
 
 from eeoffload import claims as C
 from eeoffload import paper as PAPER
-from pipeline import params as P
-from pipeline import registry
-from pipeline.io import StageError
+from pipeline.core import params as P
+from pipeline.core import registry
+from pipeline.core.io import StageError
 
 STAGE_ORDER = ("prepare", "train", "logits", "calibrate", "profile", "evaluate", "trajectory", "plots")
 
@@ -66,7 +66,7 @@ def timings(folder: Path) -> list[dict[str, Any]]:
                 t = json.loads(f.read_text(encoding="utf-8"))
             except (OSError, json.JSONDecodeError) as e:
                 raise StageError(f"{f}: not valid JSON: {e}") from e
-            seed = t.get("seed")  # per-run stages (pipeline.io.write_timing)
+            seed = t.get("seed")  # per-run stages (pipeline.core.io.write_timing)
             variant = t.get("variant") or ""
             rows.append({"stage": t.get("stage", f.stem), "variant": f"{variant} seed {seed}" if seed is not None
                          else variant, "seconds": float(t.get("seconds", float("nan"))),

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.scratch import dvc_repro, make_scratch_project, scratch_env
+from pipeline.tools.scratch import dvc_repro, make_scratch_project, scratch_env
 from tests.tiny_data import make_class_folder_zip
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,8 +21,8 @@ from eeoffload import calibrators as cb
 from eeoffload import certify as ct
 from eeoffload import offload
 from eeoffload.statistics import clopper_pearson_interval
-from pipeline import params as P
-from pipeline.io import StageError
+from pipeline.core import params as P
+from pipeline.core.io import StageError
 from tests.conftest import run_stage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,7 +296,7 @@ def test_dvc_runs_the_certify_stage_alone(tmp_path: Path) -> None:
     """dvc.yaml's certify@two_branch (params, deps, outs as declared) runs in a scratch DVC project
     on synthetic logits, and a second `dvc repro` of it is a no-op."""
     from tests.synthetic_logits import synthetic_logits_frame
-    from pipeline.scratch import dvc_repro, make_scratch_project
+    from pipeline.tools.scratch import dvc_repro, make_scratch_project
 
     root = make_scratch_project(tmp_path / "p", {"certify": {"splits": 10, "bootstrap": 5}, "train": {"seeds": [0]}})
     (root / "data/logits/two_branch").mkdir(parents=True)

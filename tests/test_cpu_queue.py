@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration

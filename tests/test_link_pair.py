@@ -20,7 +20,7 @@ from eeoffload import wire
 from eeoffload.model import BAlexNet
 from pipeline.link import netns
 from pipeline.link.runner import Job, LinkConfig, LinkError, run_pair
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 from tests.link_project import BRANCHES, make_project
 
 ROOT = Path(__file__).resolve().parent.parent

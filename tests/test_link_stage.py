@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from eeoffload import wire
-from pipeline import params as P
-from pipeline.io import StageError
+from pipeline.core import params as P
+from pipeline.core.io import StageError
 from pipeline.link.report_fragment import link_claim, link_fragment
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 from tests.link_project import make_project
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -208,9 +208,9 @@ def test_report_in_headless_chromium(reported: Path, tmp_path: Path) -> None:
 
 def test_report_commit_is_the_projects_in_a_scratch_copy(tmp_path: Path) -> None:
     """A scratch copy (make smoke, tests) shows the commit of the project it was copied from."""
-    from pipeline.io import git_commit, project_commit
-    from pipeline.scratch import ROOT as PROJECT
-    from pipeline.scratch import make_scratch_project
+    from pipeline.core.io import git_commit, project_commit
+    from pipeline.tools.scratch import ROOT as PROJECT
+    from pipeline.tools.scratch import make_scratch_project
 
     copy = make_scratch_project(tmp_path / "p", vcs=False)
     shown = project_commit(copy)

@@ -11,8 +11,8 @@
   same artifact and MLflow runs.
 
 Never two runs in one workspace: every flow takes the workspace lock (pipeline.orchestration.lock)
-before touching DVC. The params are checked (pipeline.params) before that. The CLI is
-pipeline.orchestration.cli (``python -m pipeline.flows``).
+before touching DVC. The params are checked (pipeline.core.params) before that. The CLI is
+pipeline.orchestration.cli (``python -m pipeline flows``).
 
 Length (about 330 lines): the two flows and their tasks (stage runner, summary artifact, MLflow);
 the CLI, the lock, the DAG and the sweeps are modules of their own.

@@ -1,6 +1,6 @@
 """Local sweep workers and the MLflow tracking server, started and stopped by PID files.
 
-``python -m pipeline.orchestration.scaleout workers-start N | workers-stop | tracking-start |
+``python -m pipeline scaleout workers-start N | workers-stop | tracking-start |
 tracking-stop | status``  (``make workers WORKERS=2``, ``make workers-stop``, ``make tracking-server``,
 ``make tracking-server-stop``, ``make scaleout-status``)
 
@@ -198,9 +198,5 @@ def main(argv: list[str] | None = None) -> None:
     elif argv == ["status"]:
         status()
     else:
-        raise SystemExit("usage: python -m pipeline.orchestration.scaleout "
+        raise SystemExit("usage: python -m pipeline scaleout "
                          "workers-start N | workers-stop | tracking-start | tracking-stop | status")
-
-
-if __name__ == "__main__":
-    main()

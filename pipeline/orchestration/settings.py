@@ -1,5 +1,5 @@
 """The settings of an experiment or sweep point: flat ``{dotted.key: value}`` overrides of
-params.yaml, as ``dvc exp run -S`` arguments, checked by the typed schema (pipeline.params) before
+params.yaml, as ``dvc exp run -S`` arguments, checked by the typed schema (pipeline.core.params) before
 any DVC command runs. No Prefect here: the flows, the sweeps and the sweep points share it.
 """
 
@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pipeline.overlay import set_args
+from pipeline.core.overlay import set_args
 
 
 class BadParams(ValueError):
@@ -20,17 +20,17 @@ class BadParams(ValueError):
 
 
 def check_params(params: dict[str, Any] | None, source: str) -> None:
-    """The typed schema of pipeline.params on the whole file (``params``, or read from the path
+    """The typed schema of pipeline.core.params on the whole file (``params``, or read from the path
     ``source`` if None), before any DVC command runs: a typo fails the flow in a second with one
     line ``<source>: <key> = <value>; allowed: ...`` (not an hour later in a stage)."""
-    from pipeline.io import StageError, read_params
-    from pipeline.params import validate_params
+    from pipeline.core.io import StageError, read_params
+    from pipeline.core.params import validate_params
 
     try:
         validate_params(read_params(Path(source)) if params is None else params)
     except StageError as e:
         message = str(e)
-        for prefix in (f"{source}: ", "params.yaml: "):  # pipeline.params names the file itself
+        for prefix in (f"{source}: ", "params.yaml: "):  # pipeline.core.params names the file itself
             message = message.removeprefix(prefix)
         raise BadParams(f"{source}: {message}") from None
 
@@ -50,7 +50,7 @@ def with_settings(params: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any
 
 
 def exp_set_args(flat: dict[str, Any]) -> list[str]:
-    """``-S key=value`` arguments for `dvc exp run` (pipeline.overlay.set_args), each on one line:
+    """``-S key=value`` arguments for `dvc exp run` (pipeline.core.overlay.set_args), each on one line:
     DVC's override grammar rejects the line breaks YAML puts into long lists."""
     return [re.sub(r"\n\s*", " ", arg) for arg in set_args(flat)]
 

@@ -53,7 +53,7 @@ from prefect.artifacts import create_table_artifact
 from pipeline.orchestration.dvc_commands import command_failed, ran_stages
 from pipeline.orchestration.settings import check_params, with_settings
 from pipeline.orchestration.sweep import point_rows
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 
 FLOW_NAME = "benchmark-sweep-point"
 DEFAULT_WORKDIR = Path("build") / "sweep-workspaces"

@@ -50,7 +50,7 @@ calibrator (``one-branch · isotonic``, tag ``eeoffload_role = method``), every 
 procedure ``violation_rate/t0.85/fixed_sequence``, ``p_device/...``, ``acc_device/...``,
 ``batch_outage/...`` (docs/certify.md).
 
-CLI: ``python -m pipeline.tracking [--root DIR] [--exp-name NAME]``. The metrics and tables come from
+CLI: ``python -m pipeline tracking [--root DIR] [--exp-name NAME]``. The metrics and tables come from
 :mod:`pipeline.orchestration.tracking_tables`, the experiment's kind and views from
 :mod:`pipeline.orchestration.tracking_views`.
 
@@ -76,15 +76,15 @@ from typing import Any
 
 import yaml
 
-from pipeline import params as P
-from pipeline import registry
+from pipeline.core import params as P
+from pipeline.core import registry
 from pipeline.orchestration.project import mlflow_store_uri
 from pipeline.orchestration.tracking_model import log_pytorch_model
 from pipeline.orchestration.tracking_tables import (CALIBRATIONS, child_figures, child_metrics, child_tables,
                                                     seed_method_metrics, seeds_of)
 from pipeline.orchestration.tracking_views import (EXPERIMENT, VIEW_TAG_PREFIX, experiment_tags, experiment_url,
                                                    same_view)
-from pipeline.overlay import flatten
+from pipeline.core.overlay import flatten
 
 PARENT_ARTIFACTS = ((registry.FIGURES, "figures"), (registry.REPORT_HTML, "report"),
                     (registry.METRICS, "metrics"), (registry.METRICS_JSON, "metrics"),
@@ -124,7 +124,7 @@ def run_name(variant: str, what: str | None = None) -> str:
 
 def _after_failure(root: Path) -> str:
     return (f"The pipeline outputs in {root / 'reports'} and {root / 'data'} are complete and untouched; "
-            f"log them later with `python -m pipeline.tracking --root {root}`.")
+            f"log them later with `python -m pipeline tracking --root {root}`.")
 
 
 def check_reachable(uri: str, root: Path, timeout: float = 5.0) -> None:
@@ -313,7 +313,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.tracking", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline tracking", description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=".")
     ap.add_argument("--exp-name", default=None, help="DVC experiment name to record (default: workspace)")
     ap.add_argument("--no-model", action="store_true", help="skip mlflow.pytorch model logging")
@@ -325,7 +325,3 @@ def main(argv: list[str] | None = None) -> None:
     except TrackingError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

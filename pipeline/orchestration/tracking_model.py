@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline import registry
+from pipeline.core import registry
 
 
 def log_pytorch_model(root: Path, uri: str, run_id: str, variant: str, seed: int, branches: list[str]) -> str:

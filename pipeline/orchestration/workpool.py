@@ -1,6 +1,6 @@
 """Sweeps that outgrow one machine: one flow run per point in a Prefect work pool (flow ``benchmark-sweep-workers``).
 
-``python -m pipeline.orchestration.workpool sweep --uplink 5 18.8 --branches relu1 relu2 pool2
+``python -m pipeline workpool sweep --uplink 5 18.8 --branches relu1 relu2 pool2
 [--seeds 0 1 2] [--variant one_branch] [--remote DIR|s3://...] [--tracking-uri URL] [--workers N]``
 (``make sweep-workers WORKERS=2 SEEDS="0 1 2" BRANCHES="relu1 relu2 pool2" UPLINK="5 18.8"``)
 
@@ -286,7 +286,7 @@ def sweep_workers(uplink_mbps: list[float], branch_placements: list[list[str]] |
     return summary
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m pipeline.orchestration.workpool") -> None:
+def main(argv: list[str] | None = None, prog: str = "python -m pipeline workpool") -> None:
     from pipeline.orchestration.cli import run_flow
 
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -321,7 +321,3 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline.orchestr
         remote=args.remote, tracking_uri=args.tracking_uri, pool=args.pool, workdir=args.workdir,
         attempts=args.attempts, stale_s=args.stale, timeout_s=args.timeout, log_model=not args.no_model,
         root=args.root, return_state=True), prog, args.root, args.verbose)
-
-
-if __name__ == "__main__":
-    main()

@@ -5,11 +5,11 @@ touching any file, so a typo fails in a second with one line naming the key and 
 
     params.yaml: <key> = <value>; allowed: <allowed values>
 
-``python -m pipeline.params [params.yaml]`` validates every section at once, plus the rules that
+``python -m pipeline check-params [params.yaml]`` validates every section at once, plus the rules that
 span sections (for flows and CI); exit status 0 when valid, 2 with that one line otherwise.
 
-The sections that define the network are in :mod:`pipeline.params_model`, training's in
-:mod:`pipeline.params_train` (both re-exported here). Each section's dataclass declares its keys with their rules (:mod:`pipeline.params_schema`: the
+The sections that define the network are in :mod:`pipeline.core.params_model`, training's in
+:mod:`pipeline.core.params_train` (both re-exported here). Each section's dataclass declares its keys with their rules (:mod:`pipeline.core.params_schema`: the
 rules and the one generic reader that writes the error lines); what is left here are the rules
 that span keys. The allowed values are the library's own tuples (torch- and scipy-free modules),
 so this module runs on a machine with only numpy and PyYAML.
@@ -17,9 +17,7 @@ so this module runs on a machine with only numpy and PyYAML.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,13 +30,12 @@ from eeoffload.certify_options import PROCEDURES as CERTIFY_PROCEDURES
 from eeoffload.layout import ModelSpec
 from eeoffload.wire import COMPRESSORS as LINK_COMPRESSORS
 from eeoffload.wire import ENCODINGS as LINK_ENCODINGS
-from pipeline.io import PARAMS_FILE, read_params
-from pipeline.params_model import (VariantParams, model_arch, model_spec, variant_branches, variant_names,
+from pipeline.core.params_model import (VariantParams, model_arch, model_spec, variant_branches, variant_names,
                                    variant_params, variants_params)
-from pipeline.params_schema import (Choice, Choices, Custom, Fraction, Grid, Int, Number, PathText,
+from pipeline.core.params_schema import (Choice, Choices, Custom, Fraction, Grid, Int, Number, PathText,
                                     Probabilities, Seeds, bad, is_number, known, read, read_section, rules,
                                     section, value_grid)
-from pipeline.params_train import (DEVICES, TRAIN_OPTIONAL, RuntimeParams, TrainParams, run_seeds, runtime_params,
+from pipeline.core.params_train import (DEVICES, TRAIN_OPTIONAL, RuntimeParams, TrainParams, run_seeds, runtime_params,
                                    torch_device, train_params, train_seeds)
 
 #: Re-exported: the library's vocabularies (tests check them) and the helpers stages use.
@@ -246,16 +243,3 @@ def validate_params(params: dict[str, Any]) -> Params:
         raise bad("evaluate.batch_size", p.evaluate.batch_size,
                   f"an integer in 1..data.n_test = {p.data.n_test} (a batch needs that many test samples)")
     return p
-
-
-def main(path: str = str(PARAMS_FILE)) -> None:
-    p = validate_params(read_params(Path(path)))
-    print(f"{path}: valid; variants {', '.join(p.variants)}")
-
-
-if __name__ == "__main__":
-    if len(sys.argv) > 2:
-        raise SystemExit("usage: python -m pipeline.params [params.yaml]")
-    from pipeline.io import run_stage
-
-    run_stage("params", main, *sys.argv[1:], record_timing=False)

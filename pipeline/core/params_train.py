@@ -1,5 +1,5 @@
 """The section that defines training: ``train`` (the recipe, the seeds, the device), and the
-device a stage runs on. Re-exported by :mod:`pipeline.params`, which declares the other sections.
+device a stage runs on. Re-exported by :mod:`pipeline.core.params`, which declares the other sections.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from eeoffload.training_options import AUGMENTATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES
-from pipeline.io import StageError
-from pipeline.params_schema import (REQUIRED, Bool, Choice, Custom, Int, Number, Seeds, bad, is_int, read,
+from pipeline.core.io import StageError
+from pipeline.core.params_schema import (REQUIRED, Bool, Choice, Custom, Int, Number, Seeds, bad, is_int, read,
                                     read_section, rules, section)
 
 DEVICES = ("auto", "cpu", "cuda")

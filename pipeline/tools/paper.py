@@ -1,7 +1,7 @@
 """The paper-length results bundle (results/paper/): import it from a GPU run, rebuild its analysis.
 
-    python -m pipeline.paper build  [--bundle results/paper] [--dest build/paper] [-S key=value ...]
-    python -m pipeline.paper import DEVICE_OUT [--bundle results/paper]
+    python -m pipeline paper build  [--bundle results/paper] [--dest build/paper] [-S key=value ...]
+    python -m pipeline paper import DEVICE_OUT [--bundle results/paper]
 
 ``build`` (``make paper``) needs no training: it makes one project at DEST with this checkout's
 code, the bundle's ``data``/``variants``/``train`` params (how the logits were made) with
@@ -34,11 +34,11 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import registry as R
-from pipeline.overlay import merge, set_args_overrides
-from pipeline.paper_import import BundleError, copy_path, import_device_output
-from pipeline.params_schema import Seeds
-from pipeline.scratch import ROOT, init_repository, make_scratch_project, scratch_env
+from pipeline.core import registry as R
+from pipeline.core.overlay import merge, set_args_overrides
+from pipeline.tools.paper_import import BundleError, copy_path, import_device_output
+from pipeline.core.params_schema import Seeds
+from pipeline.tools.scratch import ROOT, init_repository, make_scratch_project, scratch_env
 
 BUNDLE = ROOT / "results" / "paper"
 VARIANTS = ("one_branch", "two_branch")
@@ -71,7 +71,7 @@ def project_params(bundle: Path, seeds: list[int], overrides: dict) -> dict:
 
 
 def stage_bundle(bundle: Path, seeds: list[int], project: Path) -> None:
-    """Copy the bundle's runs into a project in the pipeline's layout (:mod:`pipeline.registry`):
+    """Copy the bundle's runs into a project in the pipeline's layout (:mod:`pipeline.core.registry`):
     seed<s>/data/logits/<v>.parquet -> data/logits/<v>/seed<s>.parquet, likewise the snapshots and
     the training histories; the latency profile of the first seed (it does not depend on weights)."""
     for seed in seeds:
@@ -95,7 +95,7 @@ def stage_bundle(bundle: Path, seeds: list[int], project: Path) -> None:
 IMPORTED = (R.LOGITS, R.SNAPSHOTS, R.PROFILE, R.TRAINING)
 #: The project's header: what its dvc.yaml is.
 DVC_YAML_HEADER = """\
-# Made by pipeline.paper: the stages of {root}/dvc.yaml that do not train ({stages}).
+# Made by `python -m pipeline paper build`: the stages of {root}/dvc.yaml that do not train ({stages}).
 # Their inputs come from the results bundle {bundle}: {imported} are DVC-tracked
 # (*.dvc), the training and logits timings git-tracked. Compare experiments here as in build/smoke:
 # dvc exp run -S network.uplink_mbps=5, dvc metrics diff, dvc plots diff, make exps, make plots.
@@ -116,7 +116,7 @@ def paper_dvc_yaml(project: Path, seeds: list[int], certify: bool) -> dict:
 
 def _git_ignore_without_data(project: Path) -> None:
     """The project's .gitignore without ``/data/``: the imported inputs' .dvc files live in data/
-    (DVC ignores what it tracks there itself); the headline table is pipeline.paper's printout."""
+    (DVC ignores what it tracks there itself); the headline table is `python -m pipeline paper build`'s printout."""
     lines = (project / ".gitignore").read_text().splitlines()
     (project / ".gitignore").write_text("\n".join([line for line in lines if line.strip() != "/data/"]
                                                   + ["/headline.md"]) + "\n")
@@ -158,7 +158,7 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
              ("git", "add", "-f", *timings),
              (sys.executable, "-m", "dvc", "repro"),
              ("git", "add", "-A"),
-             ("git", "commit", "-q", "-m", f"the analysis of {bundle.name} (pipeline.paper build)")]
+             ("git", "commit", "-q", "-m", f"the analysis of {bundle.name} (python -m pipeline paper build)")]
     for cmd in steps:
         if rc := run(*cmd):
             return rc, "\n".join(log)
@@ -221,7 +221,7 @@ def build(bundle: Path, dest: Path, overrides: dict, certify: bool = False, to_b
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline paper", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="rebuild metrics, figures and reports from the bundle (no training)")
     b.add_argument("--bundle", type=Path, default=None, help="default: the recipe's bundle (results/paper/)")
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         bundle, dest = args.bundle, args.dest
         if args.recipe:
-            from pipeline.recipes import bundle_dir
+            from pipeline.tools.recipes import bundle_dir
 
             bundle = bundle or bundle_dir(args.recipe)
             dest = dest or ROOT / "build" / ("paper" if bundle == BUNDLE else args.recipe)
@@ -258,7 +258,3 @@ def main(argv: list[str] | None = None) -> int:
     except (BundleError, ValueError) as e:
         print(f"paper: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""``python -m pipeline.paper import``: the runs a GPU machine brings back into a results bundle.
+"""``python -m pipeline paper import``: the runs a GPU machine brings back into a results bundle.
 
 ``benchmarks/device_gpu.sh`` (benchmarks/paper_gpu.py) brings back one tarball per run
 (``seed<s>_<variant>.tgz``), ``benchmarks/device_recipes.sh`` (benchmarks/recipe_gpu.py) them
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import registry as R
+from pipeline.core import registry as R
 
 
 class BundleError(Exception):
@@ -73,7 +73,7 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
         done = next((line for line in log if "done after" in line), "")
         made_by = ("bash benchmarks/device_recipes.sh (benchmarks/recipe_gpu.py)" if any(device_out.glob("runs_*.tar"))
                    else "bash benchmarks/device_gpu.sh (benchmarks/paper_gpu.py)")
-        provenance: dict = {"made_by": f"{made_by}, then python -m pipeline.paper import",
+        provenance: dict = {"made_by": f"{made_by}, then python -m pipeline paper import",
                             "commit": commit, "machine": log[:2], "call": done.split("] ", 1)[-1].split(";")[0],
                             "runs": {}, "skipped": {}}
         unpacked: dict[tuple[int, str], Path] = {}
@@ -113,7 +113,7 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
 
 
 def _import_run(src: Path, staged: Path, seed: int, variant: str, first: bool, provenance: dict) -> None:
-    """One run's files in the pipeline's layout (pipeline.registry) -> the bundle's layout."""
+    """One run's files in the pipeline's layout (pipeline.core.registry) -> the bundle's layout."""
     seed_name, out = f"seed{seed}", staged / f"seed{seed}"
     wanted = {R.logits_path(variant, seed): f"data/logits/{variant}.parquet",
               R.training_csv(variant, seed): f"reports/training/{variant}.csv",
