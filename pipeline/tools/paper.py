@@ -36,7 +36,7 @@ import yaml
 
 from pipeline.core import registry as R
 from pipeline.core.overlay import merge, set_args_overrides
-from pipeline.tools.paper_import import BundleError, copy_path, import_device_output
+from pipeline.tools.paper_import import BundleError, copy_path, final_epoch, import_device_output
 from pipeline.core.params_schema import Seeds
 from pipeline.tools.scratch import ROOT, init_repository, make_scratch_project, scratch_env
 
@@ -131,7 +131,7 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
     params = project_params(bundle, seeds, overrides)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stage_bundle(bundle, seeds, project)
-    epoch = _final_epoch(project)
+    epoch = final_epoch(project)
     early_stopped = int(params["train"].get("early_stopping_patience", 0) or 0) > 0
     # the final epoch's snapshot is the final logits (not with early stopping: those are the best epoch's)
     if epoch in params["train"].get("snapshot_epochs", []) and not early_stopped:

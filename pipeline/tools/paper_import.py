@@ -33,7 +33,8 @@ def copy_path(src: Path, out: Path) -> None:
         (shutil.copytree if src.is_dir() else shutil.copy2)(src, out)
 
 
-def _final_epoch(project: Path) -> int:
+def final_epoch(project: Path) -> int:
+    """The last epoch of the training recipe in ``project``'s params.yaml."""
     train = yaml.safe_load((project / "params.yaml").read_text())["train"]
     return int(train["trunk_epochs"]) + int(train["joint_epochs"])
 
@@ -136,7 +137,7 @@ def _import_run(src: Path, staged: Path, seed: int, variant: str, first: bool, p
         params = yaml.safe_load((src / "params.yaml").read_text())
         params["train"]["seeds"] = [0]
         (staged / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    final = out / "data" / "snapshots" / variant / f"epoch_{_final_epoch(src):03d}.parquet"
+    final = out / "data" / "snapshots" / variant / f"epoch_{final_epoch(src):03d}.parquet"
     final.unlink(missing_ok=True)  # the final epoch's snapshot is data/logits: shipped once
     timing = json.loads((src / R.timing_path(R.stage_instance("train", variant, seed))).read_text())
     provenance["runs"][f"{seed_name}/{variant}"] = {"train_seconds": timing["seconds"]}
