@@ -83,7 +83,7 @@ def _seed(text: str) -> int:
 
 def parser() -> argparse.ArgumentParser:
     tools = "\n".join(f"  {name:<15} {help_}" for name, (_, help_) in TOOLS.items())
-    ap = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0],
+    ap = argparse.ArgumentParser(prog=PROG, description="The project's one command line: the stages, the tools, the orchestration.",
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=f"tools (`{PROG} <tool> --help`):\n{tools}")
     sub = ap.add_subparsers(dest="command", metavar="<stage>", title="stages", required=True)
