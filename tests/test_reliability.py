@@ -55,9 +55,11 @@ def sha256(path: Path) -> str:
 
 
 def popen_stage(cwd: Path, stage: str, *args: str) -> subprocess.Popen[str]:
+    """`python -m pipeline <stage>` started in ``cwd`` (stage ``train_batched``: command ``train-batched``)."""
     env = scratch_env(ROOT)
     env.pop("CIFAR10_ARCHIVE", None)
-    return subprocess.Popen([sys.executable, "-u", "-m", "pipeline", stage, *args], cwd=cwd, env=env, text=True,
+    command = {"train_batched": "train-batched"}.get(stage, stage)
+    return subprocess.Popen([sys.executable, "-u", "-m", "pipeline", command, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
