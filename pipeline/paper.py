@@ -301,6 +301,8 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
                 tar.extractall(tmp / "search", filter="data")
             for name in ("search_histories.csv", "search_options.csv", "choice.json"):
                 _copy(tmp / "search" / "logs" / name, staged / "search" / name)
+        if (device_out / "gpu_throughput.json").is_file():  # benchmarks/gpu_throughput.py's figures
+            shutil.copy2(device_out / "gpu_throughput.json", staged / "gpu_throughput.json")
         if (device_out / "chosen.yaml").is_file():
             shutil.copy2(device_out / "chosen.yaml", staged / "recipe.yaml")
         for parquet in staged.rglob("*.parquet"):
