@@ -26,6 +26,7 @@ import pandas as pd
 import yaml
 
 from benchmarks.recipe_gpu import VARIANTS, _numeric, _pack_logs, _pack_runs, confirm_overlay, load_search
+from pipeline.profile import _cpu_name
 
 #: Where the confirmation projects live, under the queue's build folder: confirm/<recipe>/.
 QUEUE = "confirm"
@@ -65,10 +66,11 @@ def search_state(root: Path) -> tuple[pd.DataFrame, list[pd.DataFrame], object |
     return table, histories, choice, status
 
 
-def chosen_option(search_root: Path, option: str | None) -> tuple[str, str, bool, str]:
+def chosen_option(search_root: Path, option: str | None, state: tuple | None = None) -> tuple[str, str, bool, str]:
     """(option, candidate, early stopping, reason): ``option`` from the table, or the rule's final
-    choice; ValueError with one line when there is none to take."""
-    table, _, choice, status = search_state(search_root)
+    choice; ValueError with one line when there is none to take. ``state``: :func:`search_state`'s
+    result if the caller has it (else read here)."""
+    table, _, choice, status = state or search_state(search_root)
     if option is None:
         if choice is None:
             raise ValueError(f"{search_root}: no search candidate finished: nothing to confirm")
@@ -101,7 +103,8 @@ def pack_confirmation(build: Path, out: Path, option: str | None) -> Path:
     """``out`` as the GPU call leaves its $OUT: runs_<variant>.tar, chosen.yaml, search.tgz and
     recipe_cpu.log (the machine), for ``python -m pipeline.paper import``."""
     search_root = build / "search"
-    option, candidate, early_stopping, reason = chosen_option(search_root, option)
+    state = search_state(search_root)
+    option, candidate, early_stopping, reason = chosen_option(search_root, option, state)
     project = build / QUEUE / recipe_name(option)
     if not (project / "params.yaml").is_file():
         raise ValueError(f"{project}: no confirmation project (run: python -m benchmarks.cpu_queue confirm)")
@@ -115,7 +118,7 @@ def pack_confirmation(build: Path, out: Path, option: str | None) -> Path:
     recipe = {k: v for k, v in params.items() if k in ("model", "variants", "train")}
     (out / "chosen.yaml").write_text(f"# chosen by the rule of configs/recipes/search.yaml: {option}\n# {reason}\n"
                                      + yaml.safe_dump(recipe, sort_keys=False))
-    table, histories, choice, status = search_state(search_root)
+    table, histories, _, status = state
     logs = out / "logs"
     logs.mkdir()
     if histories:
@@ -125,10 +128,7 @@ def pack_confirmation(build: Path, out: Path, option: str | None) -> Path:
                                                   "early_stopping": early_stopping, "reason": reason,
                                                   "search": status}, indent=2) + "\n")
     _pack_logs(out, logs, "search.tgz")
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").is_file() \
-        else platform.processor()
-    (out / "recipe_cpu.log").write_text(f"{cpu}, {os.cpu_count()} cores (CPU confirmation, benchmarks/cpu_confirm.py)\n"
+    (out / "recipe_cpu.log").write_text(f"{_cpu_name()}, {os.cpu_count()} cores (CPU confirmation, benchmarks/cpu_confirm.py)\n"
                                         f"{platform.python_version()} {platform.platform()}\n"
                                         f"[cpu_confirm {time.strftime('%H:%M:%S')}] done after packing {option}\n")
     return out

@@ -180,9 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"cpu_queue {args.queue}: {e}", file=sys.stderr)
             return 2
     if args.queue == "search-table":
-        return search_table(args.build.resolve() / "search", args.out)
+        return search_table(build / "search", args.out)
     if args.queue == "precision-table":
-        return precision_table(args.build.resolve() / "precision")
+        return precision_table(build / "precision")
     if args.queue == "precision":
         jobs = precision_jobs(args.seeds)
     elif args.queue == "search":
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         by_name = {name: (name, over, cmds) for name, over, cmds in jobs}
         jobs = [by_name[n] for n in args.only]
     extra = load_overlay(args.overlay) if args.overlay else {}
-    root = args.build.resolve() / args.queue
+    root = build / args.queue
     root.mkdir(parents=True, exist_ok=True)
     prepared = root / "_prepared"
     last_save = time.monotonic()
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             while proc.poll() is None:
                 time.sleep(5)
                 if args.save_branch and time.monotonic() - last_save > 60 * args.save_every:
-                    save_progress(args.save_branch, args.queue, args.build.resolve())
+                    save_progress(args.save_branch, args.queue, build)
                     last_save = time.monotonic()
             if proc.returncode != 0:
                 log(f"{name}: {cmd} failed (exit {proc.returncode})")
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(f"done: {cmd}\n")
             log(f"{name}: {cmd} done in {(time.monotonic() - start) / 60:.1f} min")
     if args.save_branch:
-        save_progress(args.save_branch, args.queue, args.build.resolve())
+        save_progress(args.save_branch, args.queue, build)
     log(f"queue {args.queue}: every job done")
     return 0
 
