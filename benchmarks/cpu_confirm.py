@@ -110,16 +110,19 @@ def pack_confirmation(build: Path, out: Path, option: str | None) -> Path:
         raise ValueError(f"{project}: no confirmation project (run: python -m benchmarks.cpu_queue confirm)")
     params = yaml.safe_load((project / "params.yaml").read_text())
     seeds = [int(s) for s in params["train"]["seeds"]]
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    if out.exists() and any(out.iterdir()) and not (out / "recipe_cpu.log").is_file():
+        raise ValueError(f"--out {out}: a non-empty folder that is no earlier confirm-pack output; "
+                         "name an empty or new folder")
+    staged = out.with_name(f".{out.name}.new")  # written whole beside out, then swapped in
+    shutil.rmtree(staged, ignore_errors=True)
+    staged.mkdir(parents=True)
     for v in VARIANTS:
-        _pack_runs(out / f"runs_{v}.tar", project, v, seeds)
+        _pack_runs(staged / f"runs_{v}.tar", project, v, seeds)
     recipe = {k: v for k, v in params.items() if k in ("model", "variants", "train")}
-    (out / "chosen.yaml").write_text(f"# chosen by the rule of configs/recipes/search.yaml: {option}\n# {reason}\n"
-                                     + yaml.safe_dump(recipe, sort_keys=False))
+    (staged / "chosen.yaml").write_text(f"# chosen by the rule of configs/recipes/search.yaml: {option}\n# {reason}\n"
+                                        + yaml.safe_dump(recipe, sort_keys=False))
     table, histories, _, status = state
-    logs = out / "logs"
+    logs = staged / "logs"
     logs.mkdir()
     if histories:
         pd.concat(histories, ignore_index=True).to_csv(logs / "search_histories.csv", index=False)
@@ -127,8 +130,11 @@ def pack_confirmation(build: Path, out: Path, option: str | None) -> Path:
     (logs / "choice.json").write_text(json.dumps({"option": option, "candidate": candidate,
                                                   "early_stopping": early_stopping, "reason": reason,
                                                   "search": status}, indent=2) + "\n")
-    _pack_logs(out, logs, "search.tgz")
-    (out / "recipe_cpu.log").write_text(f"{_cpu_name()}, {os.cpu_count()} cores (CPU confirmation, benchmarks/cpu_confirm.py)\n"
-                                        f"{platform.python_version()} {platform.platform()}\n"
-                                        f"[cpu_confirm {time.strftime('%H:%M:%S')}] done after packing {option}\n")
+    _pack_logs(staged, logs, "search.tgz")
+    (staged / "recipe_cpu.log").write_text(f"{_cpu_name()}, {os.cpu_count()} cores (CPU confirmation, benchmarks/cpu_confirm.py)\n"
+                                           f"{platform.python_version()} {platform.platform()}\n"
+                                           f"[cpu_confirm {time.strftime('%H:%M:%S')}] done after packing {option}\n")
+    if out.exists():
+        shutil.rmtree(out)
+    staged.rename(out)
     return out

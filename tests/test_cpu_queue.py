@@ -90,6 +90,13 @@ def test_confirm_runs_the_named_option_and_packs_a_bundle(tmp_path: Path, tiny_z
     assert yaml.safe_load((project / "params.yaml").read_text())["train"]["optimizer"] == "sgd"
     again = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
     assert again.returncode == 0 and "python -m pipeline train" not in again.stdout
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    refused = subprocess.run([*queue, "confirm-pack", "--option", "b32_none_sgd", "--build", str(build), "--out",
+                              str(foreign)], cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+    assert refused.returncode == 2 and str(foreign) in refused.stderr, refused.stderr
+    assert [p.name for p in foreign.iterdir()] == ["keep.txt"]  # a folder that is not a pack is left alone
     out = tmp_path / "out"
     pack = subprocess.run([*queue, "confirm-pack", "--option", "b32_none_sgd", "--build", str(build), "--out", str(out)],
                           cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
