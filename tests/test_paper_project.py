@@ -71,6 +71,9 @@ def test_paper_project_compares_experiments_from_its_first_commit(tmp_path: Path
     assert not any(p.startswith(".dvc/site_cache") for p in tracked)
     assert _run(dest, "git", "status", "--porcelain").stdout == ""
     assert "train" not in yaml.safe_load((dest / "dvc.yaml").read_text())["stages"]
+    graph = _run(dest, sys.executable, "-m", "pipeline", "flows", "dag", "--root", str(dest), env=scratch_env(ROOT))
+    assert graph.returncode == 0 and "calibrate" in graph.stdout and ".dvc" not in graph.stdout, \
+        graph.stdout + graph.stderr  # the flow's stage graph: the bundle's .dvc inputs are no steps
     dvc = lambda *args: _run(dest, sys.executable, "-m", "dvc", *args)  # noqa: E731
     status = dvc("status", "--json")
     assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr

@@ -69,10 +69,13 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
                               "(written by benchmarks/device_gpu.sh or benchmarks/device_recipes.sh)")
         staged = bundle.parent / f".{bundle.name}.new"
         shutil.rmtree(staged, ignore_errors=True)
-        logfile = next((f for f in (device_out / "paper_gpu.log", device_out / "recipe_gpu.log") if f.is_file()), None)
+        logfile = next((f for f in (device_out / "paper_gpu.log", device_out / "recipe_gpu.log",
+                                    device_out / "recipe_cpu.log") if f.is_file()), None)
         log = logfile.read_text().splitlines() if logfile else []
         done = next((line for line in log if "done after" in line), "")
-        made_by = ("bash benchmarks/device_recipes.sh (benchmarks/recipe_gpu.py)" if any(device_out.glob("runs_*.tar"))
+        made_by = ("python -m benchmarks.cpu_queue confirm, confirm-pack (benchmarks/cpu_confirm.py)"
+                   if (device_out / "recipe_cpu.log").is_file()
+                   else "bash benchmarks/device_recipes.sh (benchmarks/recipe_gpu.py)" if any(device_out.glob("runs_*.tar"))
                    else "bash benchmarks/device_gpu.sh (benchmarks/paper_gpu.py)")
         provenance: dict = {"made_by": f"{made_by}, then python -m pipeline paper import",
                             "commit": commit, "machine": log[:2], "call": done.split("] ", 1)[-1].split(";")[0],
@@ -101,6 +104,8 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
                 tar.extractall(tmp / "search", filter="data")
             for name in ("search_histories.csv", "search_options.csv", "choice.json"):
                 copy_path(tmp / "search" / "logs" / name, staged / "search" / name)
+        if (device_out / "gpu_throughput.json").is_file():  # benchmarks/gpu_throughput.py's figures
+            shutil.copy2(device_out / "gpu_throughput.json", staged / "gpu_throughput.json")
         if (device_out / "chosen.yaml").is_file():
             shutil.copy2(device_out / "chosen.yaml", staged / "recipe.yaml")
         for parquet in staged.rglob("*.parquet"):
