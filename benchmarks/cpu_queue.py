@@ -97,7 +97,8 @@ def precision_table(root: Path) -> int:
 
     from eeoffload.calibration import exit_logits_from_frame
     from eeoffload.equivalence import equivalence_table, run_summary
-    from pipeline.core.params import evaluate_params, read_params
+    from pipeline.core.io import read_params
+    from pipeline.core.params import evaluate_params
 
     p_tar = evaluate_params(read_params(ROOT / "params.yaml")).p_tar
     rows = []
