@@ -72,6 +72,20 @@ def certify(variant: str = VARIANT, seed: int = SEED) -> None:
     _stage("certify", variant, seed)
 
 
+# --- distribution shift (docs/shift.md) ---------------------------------------------------------
+@app.command()
+def shift(variant: str = VARIANT, seed: int = SEED) -> None:
+    """Every exit's logits on the val/test images under CIFAR-10-C corruptions: data/shift/<variant>/seed<k>.parquet."""
+    _stage("shift", variant, seed)
+
+
+@app.command("shift_eval")
+def shift_eval(variant: str = VARIANT, seed: int = SEED) -> None:
+    """What breaks under shift, the remedies, the exchangeability monitor: reports/shift/<variant>/seed<k>/."""
+    _stage("shift_eval", variant, seed)
+# --- end distribution shift ----------------------------------------------------------------------
+
+
 @app.command()
 def profile(variant: str = VARIANT) -> None:
     """Per-layer edge and cloud latency of a variant, checked for disturbance (docs/latency.md)."""

@@ -157,13 +157,15 @@ def severity_parameter(corruption: str, severity: int) -> float:
     return CIFAR10_C[corruption][severity - 1]
 
 
-def corruption_rng(seed: int, corruption: str, severity: int) -> np.random.Generator:
-    """The generator of one (corruption, severity): seeded by (seed, corruption's index, severity),
-    so adding a corruption or a severity leaves the others' images unchanged."""
-    return np.random.default_rng([int(seed), CORRUPTIONS.index(corruption), int(severity)])
+def corruption_rng(seed: int | tuple[int, ...], corruption: str, severity: int) -> np.random.Generator:
+    """The generator of one (corruption, severity): seeded by (seed..., corruption's index, severity),
+    so adding a corruption or a severity leaves the others' images unchanged; ``seed`` may be a
+    tuple (e.g. the seed and the split, so that two splits get independent noise)."""
+    return np.random.default_rng([*(int(s) for s in np.atleast_1d(seed)), CORRUPTIONS.index(corruption), int(severity)])
 
 
-def corrupt(images: Any, corruption: str, severity: int, seed: int = 0, c: float | None = None) -> np.ndarray:
+def corrupt(images: Any, corruption: str, severity: int, seed: int | tuple[int, ...] = 0,
+            c: float | None = None) -> np.ndarray:
     """``images`` (uint8, N x H x W x 3) under ``corruption`` at ``severity`` with CIFAR-10-C's
     constant (or the parameter ``c`` given); deterministic under ``seed``. Severity 0 / corruption
     ``none`` returns the images unchanged (a copy)."""
