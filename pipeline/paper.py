@@ -122,6 +122,8 @@ def paper_dvc_yaml(project: Path, seeds: list[int], certify: bool) -> dict:
         stages[CERTIFY]["matrix"]["seed"] = [Seeds(seeds).first]
     else:  # no certify stage writes reports/certify: the report goes without it
         stages["report"]["deps"] = [d for d in stages["report"]["deps"] if d != str(R.CERTIFY)]
+    # distribution shift (docs/shift.md): stage shift needs the weights, which bundles do not ship yet
+    stages["report"]["deps"] = [d for d in stages["report"]["deps"] if d != str(R.SHIFT)]
     return {**spec, "stages": stages}
 
 
@@ -152,6 +154,10 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
                 if folder.is_dir():
                     shutil.copy2(project / R.logits_path(variant, seed), folder / f"epoch_{epoch:03d}.parquet")
     spec = paper_dvc_yaml(project, seeds, certify)
+    weights = sorted(bundle.glob("seed*/data/models/*.pt"))
+    print(f"shift: stages shift and shift_eval do not run here: {bundle} ships "
+          + (f"weights ({len(weights)} files) but not the images they need (data/prepared)" if weights
+             else "no model weights") + " (docs/shift.md)", flush=True)
     header = DVC_YAML_HEADER.format(root=ROOT, stages=", ".join(spec["stages"]), bundle=bundle,
                                     imported=", ".join(map(str, IMPORTED)))
     (project / "dvc.yaml").write_text(header + yaml.safe_dump(spec, sort_keys=False, width=200))

@@ -231,6 +231,14 @@ def trajectory_tables(root: Path) -> tuple[dict[str, list[dict[str, Any]]], list
     return tables, epochs, rows
 
 
+def shift_sections(root: Path, variants: list[str]) -> list[str]:
+    """Stage shift_eval's HTML fragment of every run that has one (pipeline.shift_report; docs/shift.md)."""
+    from pipeline.shift_report import shift_html
+
+    folders = sorted(f for v in variants for f in (root / registry.SHIFT / v).glob("seed*") if (f / "summary.json").is_file())
+    return [shift_html(f) for f in folders]
+
+
 def certify_sections(root: Path, variants: list[str], seed: int) -> list[str]:
     """The certify stage's HTML fragment of each variant that has one, for training seed ``seed``
     (pipeline.certify_report; the other seeds' tables are in reports/certify/<variant>/seed<k>/)."""
@@ -353,6 +361,7 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
     trajectory, trajectory_epochs, trajectory_claims = trajectory_tables(root)
     return {
         "certify": certify_sections(root, list(variants), seeds.first),
+        "shift": shift_sections(root, list(variants)),
         "seeds": list(seeds),
         "link": link_html,
         "banner": run_banner(p.data, p.train),

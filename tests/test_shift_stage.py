@@ -100,6 +100,16 @@ def test_shift_eval_writes_its_tables(project: Path) -> None:
     assert len(summary["table"]) == 5 and 0 <= summary["monitor"]["clean_false_alarm_rate"] <= 1
 
 
+def test_report_fragment(project: Path) -> None:
+    from pipeline.shift_report import shift_html
+
+    folder = project / "reports/shift/one_branch/seed0"
+    if not (folder / "summary.json").is_file():
+        assert run_stage(project, "shift_eval", "one_branch", "0").returncode == 0
+    fragment = shift_html(folder)
+    assert fragment.count("<img") == 2 and "violation certified" in fragment and "false alarms" in fragment
+
+
 def test_without_weights_one_line_and_status_2(tmp_path: Path) -> None:
     root = make_project(tmp_path / "noweights", with_model=False)
     proc = run_stage(root, "shift", "one_branch", "0")
