@@ -40,7 +40,7 @@ class ShiftParams:
     seeds: Seeds = Custom(_seeds, "a non-empty list of distinct seeds of train.seeds").field(Seeds([0]))  # noqa: RUF009
     corruptions: tuple[str, ...] = Choices(CORRUPTIONS).field(DEFAULT_CORRUPTIONS)
     severities: tuple[int, ...] = Custom(_severities, SEVERITIES_ALLOWED).field(DEFAULT_SEVERITIES)
-    max_images: int = Int(0).field(2000)  # per split, 0 = all
+    max_images: int = Int(0).field(1000)  # per split, 0 = all
     seed: int = Int(0).field(0)
     # stage shift_eval: the rules, the certified rule, the monitor
     p_tar: float = Number(0.0, strict=True, below=1.0).field(0.875)
@@ -49,6 +49,7 @@ class ShiftParams:
     splits: int = Int(1).field(100)
     fit_fraction: float = Fraction().field(0.5)
     batch_size: int = Int(1).field(512)
+    resamples: int = Int(1).field(100)
     monitor_alpha: float = Fraction().field(0.01)
     monitor_jump: float = Fraction().field(0.01)
     monitor_streams: int = Int(1).field(20)

@@ -48,19 +48,24 @@ def _with_clean(table: pd.DataFrame, corruption: str) -> pd.DataFrame:
 
 
 def severity_figure(rules: pd.DataFrame, certified: pd.DataFrame, p_tar: float, delta: float) -> str:
-    """Row 1: outage at p_tar vs severity per corruption, one line per rule; row 2: the certified
+    """Row 1: outage at p_tar (mean over re-batchings) vs severity per corruption, one line per rule; row 2: the certified
     rules' violation rate of the target (with delta, the rate LTT promises on exchangeable data)."""
     corruptions = [c for c in dict.fromkeys(rules["corruption"]) if c != "none"]
     fig, axes = _figure(2, len(corruptions))
     for j, c in enumerate(corruptions):
         for rule, part in _with_clean(rules, c).groupby("rule", sort=False):
             color, ls = RULE_STYLE.get(rule, ("0.3", "-"))
-            axes[0, j].plot(part["severity"], part["outage"], marker="o", ms=3, color=color, ls=ls, label=rule)
+            outage = part["outage_resampled"] if "outage_resampled" in part else part["outage"]
+            axes[0, j].plot(part["severity"], outage, marker="o", ms=3, color=color, ls=ls, label=rule)
         for rule, part in _with_clean(certified, c).groupby("rule", sort=False):
             color, ls = RULE_STYLE.get(rule, ("0.3", "-"))
             axes[1, j].plot(part["severity"], part["violation_rate"], marker="o", ms=3, color=color, ls=ls, label=rule)
             axes[1, j].fill_between(part["severity"], part["violation_low"], part["violation_high"], color=color, alpha=0.15)
         axes[1, j].axhline(delta, color="0.5", lw=1, ls="--")
+        ticks = sorted(set(rules["severity"]))
+        for ax in axes[:, j]:  # the same axis even where a rule keeps nothing on the device (outage undefined)
+            ax.set_xticks(ticks)
+            ax.set_xlim(ticks[0] - 0.3, ticks[-1] + 0.3)
         axes[0, j].set(title=c, ylim=(-0.03, 1.03), xlabel="severity (0 = clean)", ylabel=f"outage at p_tar {p_tar:g}")
         axes[1, j].set(ylim=(-0.03, 1.03), xlabel="severity (0 = clean)", ylabel="violation rate of the target")
     axes[0, -1].legend(fontsize=6)

@@ -114,3 +114,14 @@ def test_severity_classifier_tells_the_corruptions_apart() -> None:
     model = sv.fit_nearest_centroid(feats["fit"], labels["fit"])
     assert (model.predict(feats["test"]) == labels["test"]).mean() >= 0.8
     assert sv.image_statistics(smooth_images(2, rng)).shape == (2, len(sv.STATISTICS))
+
+
+def test_resampled_outage_is_the_mean_over_orders() -> None:
+    rng = np.random.default_rng(5)
+    z, y = exit_logits(400, 1.5, rng)
+    conf, ok = sh.exit_confidence(z, y, [1.0, 1.0])
+    orders = np.stack([np.random.default_rng(s).permutation(400) for s in range(3)])
+    row = sh.rule_at_p_tar(conf, ok, 0.6, orders[0], 50, orders)
+    per_order = [sh.rule_at_p_tar(conf, ok, 0.6, o, 50)["outage"] for o in orders]
+    assert np.isclose(row["outage_resampled"], np.mean(per_order))
+    assert np.isclose(sh.rule_at_p_tar(conf, ok, 0.6, orders[0], 50, orders[:1])["outage_resampled"], per_order[0])

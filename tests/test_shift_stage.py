@@ -21,7 +21,7 @@ from tests.conftest import ROOT, run_stage
 from tests.tiny_data import class_images
 
 SHIFT = {"seeds": [0], "corruptions": ["gaussian_noise", "contrast"], "severities": [1, 5], "max_images": 60,
-         "splits": 4, "monitor_streams": 3, "batch_size": 20}
+         "splits": 4, "monitor_streams": 3, "batch_size": 20, "resamples": 5}
 
 
 def make_project(root: Path, with_model: bool = True) -> Path:
@@ -83,7 +83,7 @@ def test_shift_eval_writes_its_tables(project: Path) -> None:
     out = project / "reports/shift/one_branch/seed0"
     rules = pd.read_parquet(out / "rules.parquet")
     assert set(rules["rule"]) == {"conventional", "calibrated", "recalibrated", "estimated"}
-    assert len(rules) == 5 * 4
+    assert len(rules) == 5 * 4 and rules["outage_resampled"].dropna().between(0, 1).all()
     certified = pd.read_parquet(out / "certified.parquet")
     assert set(certified["rule"]) == {"certified", "certified_recalibrated"}
     assert (certified["splits"] == 4).all() and certified["violation_rate"].between(0, 1).all()

@@ -127,10 +127,9 @@ def hsv_to_rgb(hsv: np.ndarray) -> np.ndarray:
     hi = np.floor(h * 6)
     f = h * 6 - hi
     p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
-    sextant = (hi.astype(np.uint8) % 6)[..., None]
-    table = np.stack([np.stack(c, axis=-1) for c in
-                      ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))])
-    return np.take_along_axis(table, sextant[None], axis=0)[0]
+    sextant = hi.astype(np.uint8) % 6
+    return np.stack([np.choose(sextant, (v, q, p, p, t, v)), np.choose(sextant, (t, v, v, q, p, p)),
+                     np.choose(sextant, (p, p, t, v, v, q))], axis=-1)
 
 
 def brightness(images: Any, c: float) -> np.ndarray:

@@ -68,15 +68,20 @@ def exit_rows(confidence: np.ndarray, correct: np.ndarray, n_bins: int) -> list[
 
 
 def rule_at_p_tar(confidence: np.ndarray, correct: np.ndarray, p_tar: float, order: np.ndarray,
-                  batch_size: int) -> dict:
+                  batch_size: int, orders: np.ndarray | None = None) -> dict:
     """The paper's metrics of one rule at one p_tar: p_device, accuracy on device and in total
     (IV-B, IV-C) and the inference outage (IV-D: batches of ``batch_size`` in ``order``, NaN when
-    no batch keeps a sample on the device), with the batch counts."""
+    no batch keeps a sample on the device), with the batch counts; with ``orders`` (R, N), also
+    ``outage_resampled``, its mean over those re-batchings (:func:`eeoffload.offload.resampled_outage`:
+    with few batches per order, the share of random batches in outage)."""
     d = offload.device_metrics(confidence, correct, [p_tar])
     o = offload.outage_counts(confidence, correct, [p_tar], order, batch_size)
-    return {"p_device": float(d["p_device"][0]), "acc_device": float(d["acc_device"][0]),
-            "acc_total": float(d["acc_total"][0]), "outage": float(o.outage[0]),
-            "n_outage": int(o.n_outage[0]), "n_counted": int(o.n_counted[0])}
+    row = {"p_device": float(d["p_device"][0]), "acc_device": float(d["acc_device"][0]),
+           "acc_total": float(d["acc_total"][0]), "outage": float(o.outage[0]),
+           "n_outage": int(o.n_outage[0]), "n_counted": int(o.n_counted[0])}
+    if orders is not None:
+        row["outage_resampled"] = float(offload.resampled_outage(confidence, correct, [p_tar], orders, batch_size)[0][0])
+    return row
 
 
 # --------------------------------------------------------------------------- certified rule
