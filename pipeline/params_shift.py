@@ -55,9 +55,14 @@ class ShiftParams:
     monitor_streams: int = Int(1).field(20)
 
 
-def shift_params(params: dict[str, Any]) -> ShiftParams:
-    """Section ``shift`` (optional: the defaults); ``shift.seeds`` must be seeds of ``train.seeds``."""
+def shift_params(params: dict[str, Any], check_seeds: bool = True) -> ShiftParams:
+    """Section ``shift`` (optional: the defaults). With ``check_seeds`` (stage validate), also the
+    rule that spans sections: ``shift.seeds`` must be seeds of ``train.seeds``. The shift stages
+    leave it to validate, so that adding a training seed does not re-run them (their dvc.yaml
+    params do not list train.seeds)."""
     p = ShiftParams(**read_section(section(params, "shift", optional=True), "shift", ShiftParams))
+    if not check_seeds:
+        return p
     trained = train_seeds(params)
     if not set(p.seeds) <= set(trained):
         raise bad("shift.seeds", list(p.seeds), f"seeds of train.seeds = {list(trained)}")
