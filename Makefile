@@ -40,24 +40,24 @@ $(STAMP): requirements.txt pyproject.toml
 RECIPE ?=
 ## The whole pipeline with params.yaml (the paper-length default recipe; use `make quick` on a CPU).
 ## First says what it will cost (device, estimated training time from timed steps). RECIPE=<name>
-## (configs/recipes/, `python -m pipeline.recipes` lists them): that recipe as a named DVC experiment.
+## (configs/recipes/, `python -m pipeline recipes` lists them): that recipe as a named DVC experiment.
 run: venv .dvc/config
-	$(BIN)/python -m pipeline.estimate
-	$(if $(RECIPE),@args=$$($(BIN)/python -m pipeline.recipes $(RECIPE)) || exit 2; \
+	$(BIN)/python -m pipeline estimate
+	$(if $(RECIPE),@args=$$($(BIN)/python -m pipeline recipes $(RECIPE)) || exit 2; \
 	  eval "$(BIN)/dvc exp run -n $(RECIPE)-$$(date +%Y%m%d-%H%M%S) $$args",$(BIN)/dvc repro)
 
 ## The shipped paper-length results (results/paper/), analysed again with params.yaml's downstream
 ## sections, without training: build/paper/reports/index.html (a git + DVC project: dvc exp run there). PARAMS="-S network.uplink_mbps=5";
 ## CERTIFY=1 adds the certified thresholds of seed 0 (about two more minutes).
 paper: venv
-	$(BIN)/python -m pipeline.paper build $(if $(RECIPE),--recipe $(RECIPE)) $(PARAMS) $(if $(CERTIFY),--certify)
+	$(BIN)/python -m pipeline paper build $(if $(RECIPE),--recipe $(RECIPE)) $(PARAMS) $(if $(CERTIFY),--certify)
 
 QUICK_CONFIG ?= configs/quick.yaml
 ## The quick CPU recipe (configs/quick.yaml) as a named DVC experiment in this workspace. A failed
 ## experiment puts params.yaml back as it was (DVC leaves the experiment's values there).
 quick: venv .dvc/config
 	@backup=$$(mktemp); cp params.yaml $$backup; \
-	eval "$(BIN)/dvc exp run -n quick-$$(date +%Y%m%d-%H%M%S) $$($(BIN)/python -m pipeline.overlay $(QUICK_CONFIG))"; status=$$?; \
+	eval "$(BIN)/dvc exp run -n quick-$$(date +%Y%m%d-%H%M%S) $$($(BIN)/python -m pipeline overlay $(QUICK_CONFIG))"; status=$$?; \
 	if [ $$status -ne 0 ]; then cp $$backup params.yaml; \
 	  echo "make quick: the experiment failed (exit $$status); params.yaml put back as it was before" >&2; fi; \
 	rm -f $$backup; exit $$status
@@ -65,7 +65,7 @@ quick: venv .dvc/config
 ## The whole pipeline on a small subset (configs/smoke.yaml) in a scratch copy under build/smoke (replaced
 ## each time), run by the benchmark flow: its Prefect and MLflow runs land where `make ui` shows them.
 smoke: venv
-	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.scratch --overlay configs/smoke.yaml --dest build/smoke --flow
+	env $$($(BIN)/python -m pipeline services api-env) $(BIN)/python -m pipeline scratch --overlay configs/smoke.yaml --dest build/smoke --flow
 
 ## The optional measured link (docs/link.md): a real edge and cloud process per variant over a link shaped
 ## by tc in network namespaces (root; loopback otherwise), against the latency model; then the report again.
@@ -119,28 +119,28 @@ WAIT ?=
 
 ## Start the Prefect server and the MLflow UI (PID files and logs in .prefect/ui/).
 ui: venv
-	$(BIN)/python -m pipeline.services start
+	$(BIN)/python -m pipeline services start
 
 ## Stop exactly the processes `make ui` started.
 ui-stop:
-	$(BIN)/python -m pipeline.services stop
+	$(BIN)/python -m pipeline services stop
 
 ## Whether the Prefect server and MLflow UI of `make ui` run, and where.
 ui-status:
-	$(BIN)/python -m pipeline.services status
+	$(BIN)/python -m pipeline services status
 
 ## The benchmark flow (dvc repro stage by stage, then MLflow): on `make ui`'s server if it runs,
 ## else on a temporary Prefect server. WAIT=30: queue up to 30 s behind a run already in progress.
 flow: venv .dvc/config
-	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.flows $(if $(RECIPE),experiment --recipe $(RECIPE),run) $(if $(WAIT),--wait $(WAIT))
+	env $$($(BIN)/python -m pipeline services api-env) $(BIN)/python -m pipeline flows $(if $(RECIPE),experiment --recipe $(RECIPE),run) $(if $(WAIT),--wait $(WAIT))
 
 ## Serve the deployments so runs (with parameters) can be started from the Prefect UI.
 serve: venv .dvc/config
-	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m pipeline.flows serve
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m pipeline flows serve
 
 ## Sweep uplink rates (and branch placements) as DVC experiments: reports/sweeps/sweep/.
 sweep: venv .dvc/config
-	env $$($(BIN)/python -m pipeline.services api-env) $(BIN)/python -m pipeline.sweep --uplink $(UPLINK) $(if $(BRANCHES),--branches $(BRANCHES)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(WAIT),--wait $(WAIT))
+	env $$($(BIN)/python -m pipeline services api-env) $(BIN)/python -m pipeline sweep --uplink $(UPLINK) $(if $(BRANCHES),--branches $(BRANCHES)) $(if $(RECIPE),--recipe $(RECIPE)) $(if $(WAIT),--wait $(WAIT))
 
 # Sweeps that outgrow one machine (docs/scale-out.md): one Prefect flow run per point in the work pool
 # eeoffload-sweep, picked up by process workers (here or on other machines), a DVC remote shared by
@@ -157,32 +157,32 @@ SWEEP_TRACKING = $(or $(TRACKING_URI),http://127.0.0.1:$(MLFLOW_SERVER_PORT))
 
 ## Start WORKERS local process workers of the pool (those not already running; PID files in .prefect/scaleout/).
 workers: venv
-	PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline.orchestration.scaleout workers-start $(WORKERS)
+	PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline scaleout workers-start $(WORKERS)
 
 ## Stop exactly the local workers `make workers` started.
 workers-stop:
-	$(BIN)/python -m pipeline.orchestration.scaleout workers-stop
+	$(BIN)/python -m pipeline scaleout workers-stop
 
 ## The MLflow tracking server (mlflow server, artifacts served through it) on 127.0.0.1:$(MLFLOW_SERVER_PORT);
 ## MLFLOW_HOST=0.0.0.0 MLFLOW_BACKEND_STORE_URI=postgresql://... MLFLOW_ARTIFACTS_DESTINATION=s3://... for several machines.
 tracking-server: venv
-	$(BIN)/python -m pipeline.orchestration.scaleout tracking-start
+	$(BIN)/python -m pipeline scaleout tracking-start
 
 ## Stop exactly the tracking server `make tracking-server` started.
 tracking-server-stop:
-	$(BIN)/python -m pipeline.orchestration.scaleout tracking-stop
+	$(BIN)/python -m pipeline scaleout tracking-stop
 
 ## The local workers, the tracking server and the work pool of the scale-out sweep.
 scaleout-status:
-	$(BIN)/python -m pipeline.orchestration.scaleout status
+	$(BIN)/python -m pipeline scaleout status
 
 ## The sweep as one flow run per point over the work pool: starts the Prefect server (make ui) unless
 ## PREFECT_API_URL is set, the tracking server unless TRACKING_URI is set, and WORKERS local workers
 ## (WORKERS=0: only the workers already running, here or elsewhere). reports/sweeps/sweep/.
 sweep-workers: venv .dvc/config
-	$(if $(PREFECT_API_URL),,$(BIN)/python -m pipeline.services start)
-	$(if $(TRACKING_URI),,$(BIN)/python -m pipeline.orchestration.scaleout tracking-start)
-	PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline.orchestration.scaleout workers-start $(WORKERS)
-	PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline.orchestration.workpool sweep --uplink $(UPLINK) \
+	$(if $(PREFECT_API_URL),,$(BIN)/python -m pipeline services start)
+	$(if $(TRACKING_URI),,$(BIN)/python -m pipeline scaleout tracking-start)
+	PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline scaleout workers-start $(WORKERS)
+	PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline workpool sweep --uplink $(UPLINK) \
 		$(if $(BRANCHES),--branches $(BRANCHES)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DVC_REMOTE),--remote $(DVC_REMOTE)) \
 		--tracking-uri $(SWEEP_TRACKING)

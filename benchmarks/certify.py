@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks import ROOT, figure, note, run_python
-from pipeline import registry
+from pipeline.core import registry
 from tests.synthetic_logits import synthetic_logits_frame
 
 BENCH = "certify"

@@ -5,9 +5,11 @@ GPU is lent (issues 21 and 23).
     python -m benchmarks.cpu_queue search [--precision bf16]     # configs/recipes/search.yaml, balexnet32 only
     python -m benchmarks.cpu_queue precision-table               # the fp32/bf16 rule on the finished runs
     python -m benchmarks.cpu_queue search-table [--out results/search]   # the search's rule on the runs so far
+    python -m benchmarks.cpu_queue confirm [--option NAME]      # the chosen option, 3 seeds x both variants
+    python -m benchmarks.cpu_queue confirm-pack [--out DIR]      # packed for python -m pipeline paper import
     ... [--save-branch cpu-runs]                                 # also keep the progress in git
 
-Each job is one project under build/cpu/<queue>/<job>/ (a plain copy: ``pipeline.scratch`` without
+Each job is one project under build/cpu/<queue>/<job>/ (a plain copy: ``pipeline.tools.scratch`` without
 DVC) trained by the stage commands, one job at a time with every core. A project that exists is
 reused, so a second call resumes each job from its epoch checkpoint (the train stage's own
 resume). With ``--save-branch`` the queue's histories and checkpoints are committed, every
@@ -27,8 +29,8 @@ from pathlib import Path
 
 from benchmarks import ROOT
 from benchmarks.recipe_gpu import candidate_overlay, load_search
-from pipeline.overlay import load_overlay, merge
-from pipeline.scratch import make_scratch_project, scratch_env
+from pipeline.core.overlay import load_overlay, merge
+from pipeline.tools.scratch import make_scratch_project, scratch_env
 
 BUILD = ROOT / "build" / "cpu"
 
@@ -95,7 +97,7 @@ def precision_table(root: Path) -> int:
 
     from eeoffload.calibration import exit_logits_from_frame
     from eeoffload.equivalence import equivalence_table, run_summary
-    from pipeline.params import evaluate_params, read_params
+    from pipeline.core.params import evaluate_params, read_params
 
     p_tar = evaluate_params(read_params(ROOT / "params.yaml")).p_tar
     rows = []
@@ -129,32 +131,16 @@ def search_table(root: Path, out: Path | None) -> int:
     ``out``: ``cpu_search_options.csv`` and ``cpu_search_histories.csv`` there."""
     import pandas as pd
 
-    from benchmarks.paper_gpu import history_rows
-    from benchmarks.recipe_gpu import _numeric
-    from eeoffload.recipe_search import choose_recipe, run_options
+    from benchmarks.cpu_confirm import search_state
 
-    search = load_search()
-    rule = search["rule"]
-    names = [name for name, _, _ in search_jobs("bf16")]
-    histories, options = [], []
-    for name in names:
-        hist = _numeric(pd.DataFrame(history_rows(root / name, "one_branch"))) if (root / name).is_dir() \
-            else pd.DataFrame()
-        if not hist.empty:
-            histories.append(hist.assign(candidate=name))
-        options += run_options(name, hist, int(rule["patience"]), int(rule["epochs"]),
-                               search["candidates"][name].get("deviation", ""))
-    table = pd.DataFrame(options)
+    table, histories, choice, status = search_state(root)
     shown = [c for c in ("option", "deviation", "finished", "epochs_run", "epoch", "val_acc_final",
                          "min_side_temperature") if c in table.columns]
     print(table[shown].round(4).to_markdown(index=False))
-    n_done = int(table.loc[~table["option"].str.endswith("+es"), "finished"].sum())
-    try:
-        choice = choose_recipe(table, float(rule["min_side_temperature"]), float(rule["target_accuracy"]))
-        status = "final" if n_done == len(names) else f"PROVISIONAL: {n_done} of {len(names)} candidates finished"
+    if choice is None:
+        print("\nno choice: no candidate run finished")
+    else:
         print(f"\nchoice ({status}): {choice.option}: {choice.reason}")
-    except ValueError as e:
-        print(f"\nno choice: {e}")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "cpu_search_options.csv", index=False)
@@ -166,26 +152,46 @@ def search_table(root: Path, out: Path | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("queue", choices=("precision", "search", "precision-table", "search-table"))
+    ap.add_argument("queue", choices=("precision", "search", "precision-table", "search-table", "confirm",
+                                      "confirm-pack"))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--precision", choices=("fp32", "bf16"), default="bf16", help="search only")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                    help="search: default bf16; confirm: default fp32 (the precision study did not accept bf16)")
+    ap.add_argument("--option", default=None, help="confirm: this option of the search table, not the rule's choice")
     ap.add_argument("--only", nargs="*", default=None, help="these jobs only, in this order")
     ap.add_argument("--save-branch", default=None)
     ap.add_argument("--save-every", type=float, default=15.0, help="minutes")
     ap.add_argument("--overlay", default=None, help="extra params overlay for every job (tests)")
     ap.add_argument("--build", type=Path, default=BUILD, help="where the projects live")
-    ap.add_argument("--out", type=Path, default=None, help="search-table: write its CSVs there")
+    ap.add_argument("--out", type=Path, default=None, help="search-table: write its CSVs there; confirm-pack: "
+                    "the folder to pack into (default build/cpu/confirm-out)")
     args = ap.parse_args(argv)
+    build = args.build.resolve()
+    if args.queue in ("confirm", "confirm-pack"):
+        from benchmarks.cpu_confirm import confirm_jobs, pack_confirmation
+
+        try:
+            if args.queue == "confirm-pack":
+                out = pack_confirmation(build, (args.out or build / "confirm-out").resolve(), args.option)
+                log(f"packed into {out}: python -m pipeline paper import {out} --bundle results/<recipe>")
+                return 0
+            _, jobs = confirm_jobs(build / "search", args.option, args.seeds, args.precision or "fp32")
+        except ValueError as e:
+            print(f"cpu_queue {args.queue}: {e}", file=sys.stderr)
+            return 2
     if args.queue == "search-table":
-        return search_table(args.build.resolve() / "search", args.out)
+        return search_table(build / "search", args.out)
     if args.queue == "precision-table":
-        return precision_table(args.build.resolve() / "precision")
-    jobs = precision_jobs(args.seeds) if args.queue == "precision" else search_jobs(args.precision)
+        return precision_table(build / "precision")
+    if args.queue == "precision":
+        jobs = precision_jobs(args.seeds)
+    elif args.queue == "search":
+        jobs = search_jobs(args.precision or "bf16")
     if args.only is not None:
         by_name = {name: (name, over, cmds) for name, over, cmds in jobs}
         jobs = [by_name[n] for n in args.only]
     extra = load_overlay(args.overlay) if args.overlay else {}
-    root = args.build.resolve() / args.queue
+    root = build / args.queue
     root.mkdir(parents=True, exist_ok=True)
     prepared = root / "_prepared"
     last_save = time.monotonic()
@@ -211,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             while proc.poll() is None:
                 time.sleep(5)
                 if args.save_branch and time.monotonic() - last_save > 60 * args.save_every:
-                    save_progress(args.save_branch, args.queue, args.build.resolve())
+                    save_progress(args.save_branch, args.queue, build)
                     last_save = time.monotonic()
             if proc.returncode != 0:
                 log(f"{name}: {cmd} failed (exit {proc.returncode})")
@@ -220,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(f"done: {cmd}\n")
             log(f"{name}: {cmd} done in {(time.monotonic() - start) / 60:.1f} min")
     if args.save_branch:
-        save_progress(args.save_branch, args.queue, args.build.resolve())
+        save_progress(args.save_branch, args.queue, build)
     log(f"queue {args.queue}: every job done")
     return 0
 

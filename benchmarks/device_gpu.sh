@@ -3,7 +3,7 @@
 # default recipe (both variants, seeds 0 1 2, concurrent on one GPU), seed 0 as the whole default
 # pipeline timed (the GPU figure of docs/performance.md), and the quick-recipe search, in one call.
 # That machine has torch, numpy, pandas, pyarrow, pyyaml, seaborn, jinja2, tqdm but no
-# DVC/Prefect/MLflow, so the stages run as plain `python -m pipeline.<stage>` (benchmarks/paper_gpu.py).
+# DVC/Prefect/MLflow, so the stages run as plain `python -m pipeline <stage>` (benchmarks/paper_gpu.py).
 #
 #   here:    mkdir -p .device && cp "$CIFAR10_ARCHIVE" .device/cifar10-jpeg.zip   # 59 MiB, git-ignored
 #            .venv/bin/pip download --no-deps relplot==1.0.3 deprecation==2.1.0 -d .device/whl  # stage certify

@@ -6,9 +6,10 @@
 #
 #   here:    mkdir -p .device && cp "$CIFAR10_ARCHIVE" .device/cifar10-jpeg.zip   # 59 MiB, git-ignored
 #   device:  run(command="bash benchmarks/device_recipes.sh", carry=[".device"], timeout_s=600)
-#   here:    python -m pipeline.paper import <files_at> --bundle results/<recipe> --commit <sha>
+#   here:    python -m pipeline paper import <files_at> --bundle results/<recipe> --commit <sha>
 #
-# DEADLINE_S (default 565) stops what is left and packs it, checkpoints included.
+# DEADLINE_S (default 565, the throughput probe included) stops what is left and packs it, checkpoints
+# included.
 set -uo pipefail
 export PYTHONPATH="$PWD/src:$PWD" PYTHONUNBUFFERED=1 CIFAR10_ARCHIVE="$PWD/.device/cifar10-jpeg.zip"
 OUT="${OUT:-$PWD/build/device-out}"
@@ -22,7 +23,14 @@ fi
 } 2>&1 | tee "$OUT/recipe_gpu.log"
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader -l 5 >"$OUT/gpu_util.csv" 2>&1 &
 sampler=$!
-python -m benchmarks.recipe_gpu --out "$OUT" --deadline-s "${DEADLINE_S:-565}" ${RECIPE_GPU_ARGS:-} 2>&1 | tee -a "$OUT/recipe_gpu.log"
+# Throughput first (issue 23: batched trainer vs separate processes, images/s and fraction of the bf16
+# peak), bounded to THROUGHPUT_S (default 75 s); the study gets what is left of DEADLINE_S.
+start=$SECONDS
+if [ "${THROUGHPUT_S:-75}" -gt 0 ]; then
+    timeout "${THROUGHPUT_S:-75}" python -m benchmarks.gpu_throughput --out "$OUT" --seconds "${THROUGHPUT_SECONDS:-10}" \
+        ${THROUGHPUT_ARGS:-} 2>&1 | tee -a "$OUT/recipe_gpu.log"
+fi
+python -m benchmarks.recipe_gpu --out "$OUT" --deadline-s "$(( ${DEADLINE_S:-565} - (SECONDS - start) ))" ${RECIPE_GPU_ARGS:-} 2>&1 | tee -a "$OUT/recipe_gpu.log"
 rc=${PIPESTATUS[0]}
 kill "$sampler" 2>/dev/null
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader >>"$OUT/recipe_gpu.log" 2>&1

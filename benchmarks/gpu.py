@@ -1,7 +1,7 @@
 """Figure 5: the full default pipeline (paper-length recipe, both variants) from scratch on a CUDA
 device, data already local (goal: under 3 minutes on one H100). Skipped without a CUDA device or
 without $CIFAR10_ARCHIVE. Without DVC installed (the lent GPU machine) the stages run through
-``pipeline.plain_run``; ``benchmarks/device_gpu.sh`` is the prepared command for that machine.
+``python -m pipeline plain-run``; ``benchmarks/device_gpu.sh`` is the prepared command for that machine.
 
     python -m benchmarks.gpu [--dest build/bench-gpu]
 """
@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     archive = archive_or_skip(BENCH, GOAL)
     if archive is None:
         return 0
-    from pipeline.scratch import make_scratch_project, scratch_env
+    from pipeline.tools.scratch import make_scratch_project, scratch_env
 
     device = torch.cuda.get_device_name(0)
     with_dvc = importlib.util.find_spec("dvc") is not None
@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # environment), so the outputs can be recorded here with `dvc commit` (docs/performance.md).
     os.environ["CIFAR10_ARCHIVE"] = str(archive)
     root = make_scratch_project(Path(args.dest), None, vcs=with_dvc)
-    runner = ["dvc", "repro"] if with_dvc else ["pipeline.plain_run"]
+    runner = ["dvc", "repro"] if with_dvc else ["pipeline", "plain-run"]
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", *runner], cwd=root, env=scratch_env(root))
     minutes = (time.perf_counter() - start) / 60

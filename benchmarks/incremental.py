@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks import figure, note
-from pipeline.scratch import dvc_repro, make_scratch_project
+from pipeline.tools.scratch import dvc_repro, make_scratch_project
 from tests.tiny_data import make_class_folder_zip
 
 BENCH = "incremental"

@@ -101,7 +101,7 @@ def write_stage_inputs(folder: Path, g: dict) -> list[int]:
     (logits parquet and calibration JSON per run, a profile JSON per variant); returns the seeds."""
     import pandas as pd
 
-    from pipeline import registry as R
+    from pipeline.core import registry as R
 
     (folder / "params.yaml").write_text(yaml.safe_dump(g["params"], sort_keys=False))
     seeds = list(g["params"]["train"]["seeds"])

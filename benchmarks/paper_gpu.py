@@ -4,8 +4,8 @@ recipe plus a recipe search for the CPU quick recipe, as concurrent processes on
     python -m benchmarks.paper_gpu --out DIR [--seeds 0 1 2] [--deadline-s 540] [--search] [--resume]
 
 The machine has torch and the data stack but no DVC, so the project's own stage commands run
-directly (``pipeline.plain_run`` for seed 0, the whole default pipeline, timed: the GPU figure of
-docs/performance.md; ``python -m pipeline.train`` / ``pipeline.logits`` for the other seeds,
+directly (``python -m pipeline plain-run`` for seed 0, the whole default pipeline, timed: the GPU figure of
+docs/performance.md; ``python -m pipeline train`` / ``logits`` for the other seeds,
 which share seed 0's prepared data). Each project is a plain copy under build/paper/ with
 ``train.seed`` set; build/search/ holds the recipe search (train only: each epoch's history row
 has the exits' validation accuracy and fitted temperature, which is all the search compares).
@@ -31,9 +31,9 @@ import time
 from pathlib import Path
 
 from benchmarks import ROOT
-from pipeline import registry as R
+from pipeline.core import registry as R
 from pipeline.orchestration.processes import terminate_group
-from pipeline.scratch import make_scratch_project, scratch_env
+from pipeline.tools.scratch import make_scratch_project, scratch_env
 
 VARIANTS = ("one_branch", "two_branch")
 #: The recipe search for configs/quick.yaml (joint-only unless stated). The history of each epoch
@@ -114,12 +114,12 @@ def main(argv: list[str] | None = None) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     extra = {}
     if args.overlay:
-        from pipeline.overlay import load_overlay
+        from pipeline.core.overlay import load_overlay
 
         extra = load_overlay(args.overlay)
 
     def overlay(train: dict) -> dict:
-        from pipeline.overlay import merge
+        from pipeline.core.overlay import merge
 
         return merge(extra, {"train": train})
 
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                  for s in seeds}
     # Seed 0 (the first seed): the whole default pipeline, timed, from the archive to the report.
     first = seeds[0]
-    full_cmd = [sys.executable, "-m", "pipeline.plain_run", "--parallel", "train", "logits"]
+    full_cmd = [sys.executable, "-m", "pipeline", "plain-run", "--parallel", "train", "logits"]
     procs: dict[str, subprocess.Popen[bytes]] = {"full": start(full_cmd, paper[first], logs / f"seed{first}.log")}
     log(f"seed {first}: {' '.join(full_cmd[1:])} in {paper[first]}")
     prepared = paper[first] / "data" / "prepared"
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     for s in seeds[1:]:
         shutil.copytree(prepared, paper[s] / "data" / "prepared", dirs_exist_ok=True)
         for v in VARIANTS:
-            chain = f"{sys.executable} -m pipeline.train {v} {s} && {sys.executable} -m pipeline.logits {v} {s}"
+            chain = f"{sys.executable} -m pipeline train {v} {s} && {sys.executable} -m pipeline logits {v} {s}"
             procs[f"seed{s}/{v}"] = start(["sh", "-c", chain], paper[s], logs / f"seed{s}_{v}.log")
     if args.search:
         for name, train in SEARCH.items():
@@ -157,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copytree(prepared, project / "data" / "prepared")
             search[name] = project
             for v in VARIANTS:
-                procs[f"search/{name}/{v}"] = start([sys.executable, "-m", "pipeline.train", v, "0"], project,
+                procs[f"search/{name}/{v}"] = start([sys.executable, "-m", "pipeline", "train", v, "0"], project,
                                                     logs / f"search_{name}_{v}.log")
     log(f"{len(procs)} processes running")
 

@@ -4,9 +4,9 @@ recipe's seeds, as concurrent processes on one GPU (configs/recipes/search.yaml;
     python -m benchmarks.recipe_gpu --out DIR [--deadline-s 540] [--tiny]
 
 1. ``prepare`` once (stages validate, prepare of the base project), the prepared splits copied
-   into every project (plain copies for ``pipeline.plain_run``: the GPU machine has no DVC).
+   into every project (plain copies for ``python -m pipeline plain-run``: the GPU machine has no DVC).
 2. Search: every candidate of search.yaml trains variant one_branch, seed 0, all concurrently
-   (``python -m pipeline.train``, so each run's history is the stage's own CSV).
+   (``python -m pipeline train``, so each run's history is the stage's own CSV).
 3. The rule (:func:`eeoffload.recipe_search.choose_recipe`), with each candidate's confirmation
    cost estimated from its own measured seconds per epoch: a candidate whose seeds would not end
    before the deadline is not eligible.
@@ -15,7 +15,7 @@ recipe's seeds, as concurrent processes on one GPU (configs/recipes/search.yaml;
    training would inflate the cloud's times).
 5. What comes back, in DIR (at most 8 files of 16 MiB): ``search.tgz`` (every candidate's history,
    the options table, the choice, the logs), ``runs_<variant>.tar`` (one ``seed<s>_<variant>.tgz``
-   per run, as ``pipeline.paper import`` reads them), ``chosen.yaml`` (the chosen recipe as an
+   per run, as ``python -m pipeline paper import`` reads them), ``chosen.yaml`` (the chosen recipe as an
    overlay). Runs cut by the deadline keep their checkpoint in their tarball.
 
 ``--tiny`` is the CPU dry run (tests/test_recipe_gpu.py): tiny splits, 2 epochs, 2 seeds, the whole
@@ -39,9 +39,9 @@ import yaml
 from benchmarks import ROOT
 from benchmarks.paper_gpu import history_rows, pack, progress, start, stop
 from eeoffload.recipe_search import choose_recipe, run_options
-from pipeline import registry as R
-from pipeline.overlay import merge
-from pipeline.scratch import make_scratch_project, scratch_env
+from pipeline.core import registry as R
+from pipeline.core.overlay import merge
+from pipeline.tools.scratch import make_scratch_project, scratch_env
 
 SEARCH_FILE = ROOT / "configs" / "recipes" / "search.yaml"
 VARIANTS = ("one_branch", "two_branch")
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     # 1. prepare once
     base = make_scratch_project(build / "base", merge(merge(search["base"], {"train": {"seeds": [0]}}), extra),
                                 vcs=False)
-    rc = subprocess.run([sys.executable, "-m", "pipeline.plain_run", "--only", "validate", "prepare"], cwd=base,
+    rc = subprocess.run([sys.executable, "-m", "pipeline", "plain-run", "--only", "validate", "prepare"], cwd=base,
                         env=scratch_env(base), stdout=open(logs / "prepare.log", "wb"), stderr=subprocess.STDOUT).returncode
     prepared = base / "data" / "prepared"
     if rc != 0 or not (prepared / "meta.json").is_file():
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                                                                       {"train": {"seeds": [0]}}), vcs=False)
         shutil.copytree(prepared, project / "data" / "prepared")
         projects[name] = project
-        procs[name] = start([sys.executable, "-m", "pipeline.train", "one_branch", "0"], project,
+        procs[name] = start([sys.executable, "-m", "pipeline", "train", "one_branch", "0"], project,
                             logs / f"search_{name}.log")
     n_search = len(procs)
     log(f"search: {n_search} candidates x {epochs} epochs running")
@@ -228,7 +228,7 @@ def _fill_precision_study(build: Path, prepared: Path, out: Path, logs: Path, de
     """With time left after the confirmation: the fp32/bf16 equivalence study of the training-precision
     issue (the quick recipe, configs/quick.yaml, variant one_branch, seeds 0-2 in fp32 and in bf16),
     train + logits; whatever finished before the deadline is packed into precision.tgz."""
-    from pipeline.overlay import load_overlay
+    from pipeline.core.overlay import load_overlay
 
     quick = load_overlay(ROOT / "configs" / "quick.yaml")
     seeds = [0, 1] if tiny else [0, 1, 2]

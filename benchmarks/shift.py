@@ -24,8 +24,8 @@ import numpy as np
 import yaml
 
 from benchmarks import ROOT, figure, note, run_python
-from pipeline import registry
-from pipeline.atomic import write_npz
+from pipeline.core import registry
+from pipeline.core.atomic import write_npz
 
 BENCH = "shift"
 GOAL_S = 120.0

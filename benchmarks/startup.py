@@ -35,7 +35,7 @@ CONFIG = {
 def startup_code(stage: str) -> str:
     config = CONFIG.get(stage, "None")
     return (f"import sys, json, importlib; m = importlib.import_module('pipeline.{stage}'); "
-            f"import pipeline.params as P; from pipeline.io import read_params; p = read_params()\n"
+            f"import pipeline.core.params as P; from pipeline.core.io import read_params; p = read_params()\n"
             f"try:\n    {config}\nexcept AttributeError:\n    pass\n"
             f"print(json.dumps([m for m in {list(HEAVY)!r} if m in sys.modules]))")
 

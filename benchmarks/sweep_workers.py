@@ -26,7 +26,7 @@ from pathlib import Path
 import yaml
 
 from benchmarks import figure, note
-from pipeline.scratch import make_scratch_project
+from pipeline.tools.scratch import make_scratch_project
 from tests.tiny_data import make_class_folder_zip
 
 BENCH = "sweep_workers"

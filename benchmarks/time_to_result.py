@@ -32,8 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     import pandas as pd
 
-    from pipeline.overlay import load_overlay, merge
-    from pipeline.scratch import make_scratch_project, scratch_env
+    from pipeline.core.overlay import load_overlay, merge
+    from pipeline.tools.scratch import make_scratch_project, scratch_env
 
     overlay = merge(load_overlay(args.overlay), {"data": {"archive": str(archive)}})
     root = make_scratch_project(Path(args.dest), overlay)

@@ -12,7 +12,7 @@ is credited with the same useful work and a faster LRN cannot inflate its own co
 (the current model, the original one, and the current one with one lever switched off) are timed
 in interleaved rounds, each with the matmul rate at its own thread count; the best round of each
 is kept. The headline figure comes from fresh worker processes set up like the train stage (one
-model, ``pipeline.runtime.keep_freed_memory``), alternated with workers on glibc's default
+model, ``pipeline.core.runtime.keep_freed_memory``), alternated with workers on glibc's default
 allocator (a process-wide setting): the best step rate over the best fp32 matmul rate measured
 between the rounds of all those processes (peak against peak, so a disturbed matmul burst cannot
 flatter the ratio).
@@ -37,7 +37,7 @@ from benchmarks import ROOT, figure, note, run_python
 from tests.model_oracles import with_torch_flatten, with_torch_lrn
 from eeoffload.model import BAlexNet
 from eeoffload.training import train_epoch, weighted_exit_loss
-from pipeline.runtime import keep_freed_memory
+from pipeline.core.runtime import keep_freed_memory
 
 BENCH = "training_cpu"
 GOAL = ">= 70% of the fp32 matmul rate"

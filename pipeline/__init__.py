@@ -1,1 +1,1 @@
-"""Stage entry points: thin I/O around the eeoffload library (`python -m pipeline.<stage>`)."""
+"""Stage entry points: thin I/O around the eeoffload library (`python -m pipeline <stage>`, pipeline/cli.py)."""

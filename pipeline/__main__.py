@@ -1,8 +1,8 @@
-"""``python -m pipeline <stage> ...``: the stages' command line (pipeline/cli.py). Run by a Python
+"""``python -m pipeline <command> ...``: the project's one command line (pipeline/cli.py). Run by a Python
 without the project's packages (dvc.yaml's bare ``python`` outside the venv), it runs itself again
-with the project's interpreter (pipeline/interpreter.py)."""
+with the project's interpreter (pipeline/core/interpreter.py)."""
 
-from pipeline.interpreter import reexec_if_needed
+from pipeline.core.interpreter import reexec_if_needed
 
 reexec_if_needed()
 

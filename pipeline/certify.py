@@ -1,224 +1,48 @@
 """Stage certify: calibrators compared, and Learn-then-Test thresholds certified, over random splits.
 
-    python -m pipeline.certify <variant> <seed>
+    python -m pipeline certify <variant> <seed>
 
 Reads data/logits/<variant>/seed<k>.parquet (val and test pooled: the held-out samples) and params
 ``calibration.methods``, ``calibration.n_bins`` and section ``certify``. For each of
 ``certify.splits`` random splits into calibration (``calibration_fraction``) / test samples, and for
 each calibrator: fit it on the first ``fit_fraction`` of the calibration samples, certify the
 shared exit threshold on the others for every target and procedure (eeoffload.certify), and
-measure on the test samples. Writes reports/certify/<variant>/seed<k>/ (one folder, swapped atomically):
-see docs/certify.md for the files and columns.
+measure on the test samples (the protocol: eeoffload.certify_protocol). Writes
+reports/certify/<variant>/seed<k>/ (one folder, swapped atomically): see docs/certify.md for the
+files and columns.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from eeoffload import calibration_metrics as cm
-from eeoffload import calibrators as cb
-from eeoffload import certify as ct
-from eeoffload.paper import BATCH_SIZE as PAPER_BATCH_SIZE
-from eeoffload.statistics import clopper_pearson_interval
-from pipeline.artifacts import read_logits, split_logits
-from pipeline import registry
-from pipeline.atomic import atomic_dir
-from pipeline.io import StageError, read_params, run_run_stage
-from pipeline.params import CertifyParams, certify_params
-
-#: Fine threshold grid for the risk-coverage curves and AURC (every 0.001 of [0, 1]).
-#: ``procedure`` of the baseline rows: the paper's rule, threshold = target, no guarantee.
-PAPER_RULE = "paper_rule"
-RC_GRID = np.round(np.linspace(0.0, 1.0, 1001), 10)
-BATCH_SIZE = PAPER_BATCH_SIZE  # the paper's test batches (section IV-D) for the batch outage of each rule
-
-
-@dataclass(frozen=True)
-class Held:
-    """The held-out samples (val then test): logits (n_exits, N, C), labels (N,)."""
-
-    logits: np.ndarray
-    labels: np.ndarray
-    base: list[cb.TopLabel]  # softmax(z)'s top label per exit, computed once
+from eeoffload.certify_protocol import Held, certify_run, split_sizes, summary
+from pipeline.core import registry
+from pipeline.core.artifacts import read_logits, split_logits
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.io import StageError, read_params
+from pipeline.core.params import CertifyParams, certify_params
 
 
 def held_out(frame: pd.DataFrame, path: Path) -> Held:
     val, test = split_logits(frame, "val", path), split_logits(frame, "test", path)
     if val.n_exits < 2:
         raise StageError(f"{path}: needs at least one side branch (exits 1..n with n >= 2), got {val.n_exits} exit")
-    logits = np.concatenate([val.logits, test.logits], axis=1)
-    return Held(logits, np.concatenate([val.labels, test.labels]), [cb.softmax_top_label(z) for z in logits])
+    return Held.of(np.concatenate([val.logits, test.logits], axis=1), np.concatenate([val.labels, test.labels]))
 
 
-def split_sizes(p: CertifyParams, n: int, path: Path) -> tuple[int, int]:
+def checked_split_sizes(p: CertifyParams, n: int, path: Path) -> tuple[int, int]:
     """(n_calibration, n_fit) of each split; StageError naming the key when the data is too small."""
-    n_cal = int(round(p.calibration_fraction * n))
-    n_fit = int(round(p.fit_fraction * n_cal))
+    n_cal, n_fit = split_sizes(p, n)
     if not 0 < n_fit < n_cal < n:
         raise StageError(f"params.yaml: certify.calibration_fraction = {p.calibration_fraction}, certify.fit_fraction = "
                          f"{p.fit_fraction}; allowed: fractions leaving at least one sample to fit, to certify and to "
                          f"test of the {n} val+test samples in {path}")
     return n_cal, n_fit
-
-
-# --------------------------------------------------------------------------- one split
-
-
-def exit_metric_rows(split: int, method: str, conf: np.ndarray, correct: np.ndarray, n_bins: int) -> list[dict]:
-    return [
-        {"split": split, "method": method, "exit": k + 1, "accuracy": float(correct[k].mean()),
-         "ece": cm.ece_equal_width(conf[k], correct[k], n_bins),
-         "ece_equal_mass": cm.ece_equal_mass(conf[k], correct[k], n_bins),
-         "brier": cm.brier_top_label(conf[k], correct[k]), "nll": cm.nll_top_label(conf[k], correct[k])}
-        for k in range(len(conf))
-    ]
-
-
-def paper_rule_rows(split: int, method: str, cal: ct.Counts, test: ct.Counts, p: CertifyParams) -> list[dict]:
-    """The baseline without a guarantee: the paper's rule with lambda = the target itself (section
-    III, p_tar = target), counts over ``p.targets`` (ascending) on the certify and test parts."""
-    rows = []
-    for i, target in enumerate(p.targets):
-        n_dev, n_ok = int(test[0][i]), int(test[1][i])
-        acc = n_ok / n_dev if n_dev else float("nan")
-        rows.append({"split": split, "method": method, "target": float(target), "procedure": PAPER_RULE,
-                     "threshold": float(target), "cal_p_device": float(cal[0][i] / cal[2]),
-                     "test_p_device": n_dev / test[2], "test_acc_device": acc, "test_n_device": n_dev,
-                     "violated": bool(n_dev > 0 and acc < target)})
-    return rows
-
-
-def threshold_rows(split: int, method: str, counts: tuple[ct.Counts, ct.Counts, ct.Counts],
-                   p: CertifyParams) -> list[dict]:
-    rows = []
-    for target in p.targets:
-        for procedure in p.procedures:
-            c = ct.certify_split(*counts, p.thresholds, float(target), p.delta, procedure, p.p_value)
-            rows.append({"split": split, "method": method, "target": float(target), "procedure": procedure,
-                         "threshold": c.threshold, "cal_p_device": c.cal_p_device, "test_p_device": c.test_p_device,
-                         "test_acc_device": c.test_acc_device, "test_n_device": c.test_n_device,
-                         "violated": bool(c.test_n_device > 0 and c.test_acc_device < target)})
-    return rows
-
-
-@dataclass
-class Tables:
-    thresholds: list[dict]
-    exits: list[dict]
-    aurc: list[dict]
-    smooth: list[dict]
-    reliability: list[pd.DataFrame]
-    curves: list[pd.DataFrame]
-
-
-def run_split(split: int, perm: np.ndarray, held: Held, sizes: tuple[int, int], p: CertifyParams,
-              out: Tables) -> None:
-    n_cal, n_fit = sizes
-    parts = {"fit": slice(0, n_fit), "ltt": slice(n_fit, n_cal), "test": slice(n_cal, None)}
-    y = held.labels
-    fit = perm[parts["fit"]]
-    base = [cb.TopLabel(b.confidence[perm], b.prediction[perm]) for b in held.base]
-    for method in p.methods:
-        calibrators = cb.fit_exit_calibrators(method, held.logits[:, fit], y[fit], p.n_bins)
-        conf, correct = cb.exit_top_labels(calibrators, held.logits[:, perm], y[perm], base)
-        counts = tuple((*ct.device_counts(conf[:, s], correct[:, s], p.thresholds), len(perm[s]))
-                       for s in parts.values())
-        first_row = len(out.thresholds)
-        out.thresholds += threshold_rows(split, method, counts, p)  # type: ignore[arg-type]
-        at_target = [(*ct.device_counts(conf[:, parts[s]], correct[:, parts[s]], p.targets), counts[j][2])
-                     for j, s in ((1, "ltt"), (2, "test"))]
-        out.thresholds += paper_rule_rows(split, method, *at_target, p)  # type: ignore[arg-type]
-        t_conf, t_ok = conf[:, parts["test"]], correct[:, parts["test"]]
-        for row in out.thresholds[first_row:]:  # the paper's batch outage under each rule, on the test part
-            row["test_batch_outage"] = ct.batch_outage(t_conf, t_ok, row["threshold"], row["target"], BATCH_SIZE)
-        out.exits += exit_metric_rows(split, method, t_conf, t_ok, p.n_bins)
-        coverage, risk = ct.risk_coverage(*ct.device_counts(t_conf, t_ok, RC_GRID), t_conf.shape[1])
-        out.aurc.append({"split": split, "method": method, "aurc": ct.aurc(coverage, risk)})
-        if split == 0:
-            first_split_extras(method, t_conf, t_ok, coverage, risk, p, out)
-
-
-def first_split_extras(method: str, conf: np.ndarray, correct: np.ndarray, coverage: np.ndarray,
-                       risk: np.ndarray, p: CertifyParams, out: Tables) -> None:
-    """Split 0 only: smooth ECE with its bootstrap interval, kernel reliability, risk-coverage curve."""
-    for k in range(len(conf)):
-        s = cm.smooth_ece_interval(conf[k], correct[k], p.bootstrap, p.seed)
-        out.smooth.append({"method": method, "exit": k + 1, "smece": s.value, "smece_low": s.low,
-                           "smece_high": s.high, "sigma": s.sigma})
-        curve = cm.kernel_reliability(conf[k], correct[k], s.sigma)
-        out.reliability.append(pd.DataFrame({"method": method, "exit": np.int64(k + 1), "confidence": curve["t"],
-                                             "accuracy": curve["accuracy"], "density": curve["density"]}))
-    out.curves.append(pd.DataFrame({"method": method, "threshold": RC_GRID, "coverage": coverage, "risk": risk}))
-
-
-# --------------------------------------------------------------------------- summaries
-
-
-def validity_table(thresholds: pd.DataFrame, delta: float) -> pd.DataFrame:
-    """Per method x target x procedure: violation rate over splits with its Clopper-Pearson 95%
-    interval (LTT's guarantee: rate <= delta), certified rate and mean test outcomes, among them the
-    paper's batch outage (batches of 512 of the test part, mean over splits)."""
-    g = thresholds.groupby(["method", "target", "procedure"], sort=False)
-    table = g.agg(splits=("split", "size"), violations=("violated", "sum"),
-                  certified_rate=("threshold", lambda s: float(s.notna().mean())),
-                  mean_threshold=("threshold", "mean"), mean_p_device=("test_p_device", "mean"),
-                  mean_acc_device=("test_acc_device", "mean"),
-                  mean_batch_outage=("test_batch_outage", "mean")).reset_index()
-    table["violation_rate"] = table["violations"] / table["splits"]
-    low, high = clopper_pearson_interval(table["violations"].to_numpy(), table["splits"].to_numpy())
-    table["violation_low"], table["violation_high"] = low, high
-    table["delta"] = delta
-    return table.astype({"splits": np.int64, "violations": np.int64})
-
-
-def summary(variant: str, p: CertifyParams, sizes: tuple[int, int], n: int, validity: pd.DataFrame, exits: pd.DataFrame,
-            aurc: pd.DataFrame, seconds: float) -> dict[str, Any]:
-    ece = exits.groupby(["method", "exit"])["ece"].mean()
-    methods: dict[str, Any] = {}
-    for method in p.methods:
-        rows = validity[validity["method"] == method]
-        methods[method] = {
-            "ece_test_mean": {str(k): round(float(ece[method, k]), 5) for k in ece[method].index},
-            "aurc_mean": round(float(aurc.loc[aurc["method"] == method, "aurc"].mean()), 5),
-            "certified": {f"{r.target:g}/{r.procedure}": {
-                "violation_rate": round(float(r.violation_rate), 4), "p_device": round(float(r.mean_p_device), 4),
-                "acc_device": round(float(r.mean_acc_device), 4) if np.isfinite(r.mean_acc_device) else None}
-                for r in rows.itertuples()},
-        }
-    return {"variant": variant, "samples": n, "splits": p.splits, "n_calibration": sizes[0],
-            "n_fit": sizes[1], "delta": p.delta, "targets": [float(t) for t in p.targets],
-            "p_value": p.p_value, "family": p.family,
-            # of the certified rules only: the paper's rule (threshold = target) promises nothing
-            "max_violation_rate": round(float(validity.loc[validity["procedure"] != PAPER_RULE,
-                                                           "violation_rate"].max()), 4),
-            "seconds": round(seconds, 2), "methods": methods}
-
-
-# --------------------------------------------------------------------------- stage
-
-
-def run(held: Held, p: CertifyParams, sizes: tuple[int, int]) -> dict[str, pd.DataFrame]:
-    """Every split and method; the output tables (pure apart from the seed in ``p``)."""
-    out = Tables([], [], [], [], [], [])
-    perms = ct.random_splits(len(held.labels), sizes[0], p.splits, p.seed)
-    for split, perm in enumerate(perms):
-        run_split(split, perm, held, sizes, p, out)
-    thresholds = pd.DataFrame(out.thresholds).astype({"split": np.int64, "test_n_device": np.int64})
-    return {
-        "thresholds": thresholds,
-        "validity": validity_table(thresholds, p.delta),
-        "exits": pd.DataFrame(out.exits).astype({"split": np.int64, "exit": np.int64}),
-        "aurc": pd.DataFrame(out.aurc).astype({"split": np.int64}),
-        "smooth_ece": pd.DataFrame(out.smooth).astype({"exit": np.int64}),
-        "kernel_reliability": pd.concat(out.reliability, ignore_index=True),
-        "risk_coverage": pd.concat(out.curves, ignore_index=True),
-    }
 
 
 def main(variant: str, seed: int) -> None:
@@ -228,8 +52,8 @@ def main(variant: str, seed: int) -> None:
     p = certify_params(read_params())
     path = registry.logits_path(variant, seed)
     held = held_out(read_logits(path), path)
-    sizes = split_sizes(p, len(held.labels), path)
-    tables = run(held, p, sizes)
+    sizes = checked_split_sizes(p, len(held.labels), path)
+    tables = certify_run(held, p, sizes)
     head = summary(variant, p, sizes, len(held.labels), tables["validity"], tables["exits"], tables["aurc"],
                    time.perf_counter() - start)
     with atomic_dir(registry.certify_dir(variant, seed)) as tmp:
@@ -239,7 +63,3 @@ def main(variant: str, seed: int) -> None:
     for r in tables["validity"].itertuples():
         print(f"{variant} {r.method:>18} target {r.target:.3f} {r.procedure:>14}: violations "
               f"{r.violation_rate:.3f} [{r.violation_low:.3f}, {r.violation_high:.3f}] p_device {r.mean_p_device:.3f}")
-
-
-if __name__ == "__main__":
-    run_run_stage("certify", main)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.io import StageError, read_parquet_checked
+from pipeline.core.io import StageError, read_parquet_checked
 
 
 def _png(fig: Any) -> str:

@@ -1,6 +1,6 @@
 """Stage evaluate: offloading, outage and missed-deadline metrics (paper III, IV-B..IV-E).
 
-    python -m pipeline.evaluate
+    python -m pipeline evaluate
 
 For every variant in params ``variants`` and seed in ``train.seeds``, reads
 data/logits/<variant>/seed<k>.parquet (test split), data/calibration/<variant>/seed<k>.json (the fitted
@@ -26,11 +26,11 @@ from pathlib import Path
 
 from eeoffload.evaluation import RunMetrics, aggregate_runs, evaluate_run
 from eeoffload.paper import CALIBRATIONS
-from pipeline import params as P
-from pipeline import registry
-from pipeline.run_inputs import evaluation_settings, read_run_inputs
-from pipeline.atomic import atomic_dir, atomic_write_json
-from pipeline.io import read_params, run_stage
+from pipeline.core import params as P
+from pipeline.core import registry
+from pipeline.core.run_inputs import evaluation_settings, read_run_inputs
+from pipeline.core.atomic import atomic_dir, atomic_write_json
+from pipeline.core.io import read_params
 
 #: The compact headline (reports/headline.json): per variant and calibration, these keys of
 #: reports/metrics.json (docs/interfaces.md); 16 columns in `dvc exp show` for the two variants.
@@ -102,7 +102,3 @@ def main() -> None:
         for name, numbers in result.headline.items():
             print(f"{variant} {name} (mean of {len(seeds)} seeds): p_device@0.85={numbers['p_device@0.85']} "
                   f"acc_device@0.85={numbers['acc_device@0.85']} outage@0.85={numbers['outage@0.85']}")
-
-
-if __name__ == "__main__":
-    run_stage("evaluate", main)

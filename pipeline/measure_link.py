@@ -1,6 +1,6 @@
 """Stage measure_link: a real edge process and cloud process over a shaped link, against the model.
 
-    python -m pipeline.measure_link <variant>
+    python -m pipeline measure_link <variant>
 
 Reads params ``link``, ``network.uplink_mbps``, ``network.rtt_ms``, ``evaluate`` (batch size,
 order and seed, the deadline grid of Fig. 5) and ``variants.<variant>.branches``; the trained
@@ -15,7 +15,6 @@ summary.json (headline numbers, the method label, the claim's verdict).
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,10 +22,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import params as P
-from pipeline import registry
-from pipeline.atomic import atomic_write_json, atomic_write_parquet
-from pipeline.io import StageError, read_params, run_stage
+from pipeline.core import params as P
+from pipeline.core import registry
+from pipeline.core.atomic import atomic_write_json, atomic_write_parquet
+from pipeline.core.io import StageError, read_params
 
 CALIBRATIONS = ("conventional", "calibrated")
 
@@ -41,7 +40,7 @@ class LinkPaths:
 
 def paths(variant: str, seed: int) -> LinkPaths:
     """Every path the stage reads or writes: the run of training seed ``seed`` (the first of
-    ``train.seeds``) of ``variant`` (:mod:`pipeline.registry`)."""
+    ``train.seeds``) of ``variant`` (:mod:`pipeline.core.registry`)."""
     return LinkPaths(model=registry.model_path(variant, seed),
                      calibration=registry.calibration_path(variant, seed),
                      profile=registry.profile_path(variant),
@@ -130,12 +129,12 @@ def encoding_table(model: Any, images: np.ndarray, labels: np.ndarray) -> pd.Dat
 def main(variant: str) -> None:
     inputs = read_inputs(variant)
     where = paths(variant, P.train_seeds(read_params()).first)
-    from pipeline.artifacts import read_temperatures
-    from pipeline.run_inputs import read_profile
+    from pipeline.core.artifacts import read_temperatures
+    from pipeline.core.run_inputs import read_profile
     from pipeline.link import analysis
     from pipeline.link.runner import Job, LinkConfig, LinkError, run_pair
-    from pipeline.splits import load_model
-    from pipeline.splits import load_split
+    from pipeline.core.splits import load_model
+    from pipeline.core.splits import load_split
 
     model = load_model(where.model, inputs.branches)
     n_exits = len(inputs.branches) + 1
@@ -165,15 +164,3 @@ def main(variant: str) -> None:
     atomic_write_parquet(where.out / "encodings.parquet", outputs["encodings"])
     atomic_write_json(where.out / "summary.json", outputs["summary"])
     print(analysis.describe(outputs["summary"]), flush=True)
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python -m pipeline.measure_link <variant>", file=sys.stderr)
-        raise SystemExit(2)
-    import signal
-
-    # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the finally blocks stop the processes
-    # and delete the namespaces; SIGKILL is covered by PR_SET_PDEATHSIG and the reaper.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    run_stage("measure_link", main, sys.argv[1])

@@ -1,12 +1,12 @@
 """Stage plots: the paper's Figures 2-7 and extra figures, into reports/figures/.
 
-    python -m pipeline.plots
+    python -m pipeline plots
 
 Reads, for every variant of params ``variants``: reports/metrics/<v>/{offload,deadline}.parquet
 (aggregated over the seeds: curves with the population band and the seeds' band), the first
 seed's reports/calibration/<v>/seed<k>_{exits,reliability}.parquet (also naming the calibrator,
 calibration.method, that the legends and captions show) and reports/training/<v>/seed<k>.csv,
-data/profile/<v>.json and data/profile/<v>_layers.parquet (paths: :mod:`pipeline.registry`); params
+data/profile/<v>.json and data/profile/<v>_layers.parquet (paths: :mod:`pipeline.core.registry`); params
 sections ``network``, ``evaluate``, ``variants`` and ``train.seeds`` only.
 
 Writes reports/figures/: one PNG per figure (and an SVG for each paper figure), plus
@@ -29,16 +29,16 @@ from eeoffload import figures as F
 from eeoffload import figures_extra as FX
 from eeoffload.calibrator_names import DESCRIPTIONS
 from eeoffload.claims import paper_variants
-from pipeline import params as P
-from pipeline import registry
-from pipeline.atomic import atomic_dir
-from pipeline.io import StageError, check_columns, read_json_checked, read_params, read_parquet_checked, run_stage
+from pipeline.core import params as P
+from pipeline.core import registry
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.io import StageError, check_columns, read_json_checked, read_params, read_parquet_checked
 
 OUT_DIR = registry.FIGURES
 #: The p_tar values of the paper's Fig. 6 (it omits 0.75 as too low for calibration to matter).
 FIG6_P_TAR = (0.825, 0.85)
 
-# Columns read from each input and their kinds (pipeline.io.COLUMN_KINDS; docs/interfaces.md).
+# Columns read from each input and their kinds (pipeline.core.io.COLUMN_KINDS; docs/interfaces.md).
 _F = "number"
 OFFLOAD_COLUMNS = {"calibration": "str", "p_tar": _F, "p_device": _F, "conf_device": _F, "acc_device": _F,
                    "acc_total": _F, "outage": _F, "n_batches": "int64", "outage_resampled": _F,
@@ -129,7 +129,7 @@ def read_variant(variant: str, branches: list[str], seed: int, root: Path = Path
 
 def parse_params(params: dict[str, Any]) -> tuple[F.NetworkInfo, list[float], dict[str, list[str]]]:
     """(network info, deadline p_tar values, {variant: branches}) from the network, evaluate and
-    variants sections, validated by pipeline.params; StageError on a bad value."""
+    variants sections, validated by pipeline.core.params; StageError on a bad value."""
     network = P.network_params(params)
     evaluate = P.evaluate_params(params)
     variants = P.variants_params(params)
@@ -282,7 +282,7 @@ def build(inputs: dict[str, VariantInputs], net: F.NetworkInfo, deadline_p: list
 
 def write_folder(target: Path, fill) -> None:
     """Fill a fresh temporary folder beside ``target`` with ``fill(tmp)``, then swap it in whole
-    (pipeline.atomic.atomic_dir: flushed to disk, the old folder renamed aside, never half of one)."""
+    (pipeline.core.atomic.atomic_dir: flushed to disk, the old folder renamed aside, never half of one)."""
     with atomic_dir(target) as tmp:
         fill(tmp)
 
@@ -302,7 +302,3 @@ def main() -> None:
         )
 
     write_folder(OUT_DIR, fill)
-
-
-if __name__ == "__main__":
-    run_stage("plots", main)

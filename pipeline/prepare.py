@@ -17,19 +17,19 @@ from pathlib import Path
 import numpy as np
 
 from eeoffload import data as cifar
-from pipeline import registry
-from pipeline.archive import (ENV_ARCHIVE, check_configured_archive, check_official_md5, configured_archive,
+from pipeline.core import registry
+from pipeline.core.archive import (ENV_ARCHIVE, check_configured_archive, check_official_md5, configured_archive,
                               restore_locked_outputs)
-from pipeline.atomic import atomic_dir, atomic_path, write_npz
-from pipeline.io import StageError, read_params, run_stage
-from pipeline.params import data_params
+from pipeline.core.atomic import atomic_dir, atomic_path, write_npz
+from pipeline.core.io import StageError, read_params
+from pipeline.core.params import data_params
 
 OUT_DIR = registry.PREPARED
 RAW_DIR = registry.RAW
 
 
 def resolve_archive(configured: str) -> Path:
-    """The archive to read: $CIFAR10_ARCHIVE, else data.archive (checked: pipeline.archive), else a
+    """The archive to read: $CIFAR10_ARCHIVE, else data.archive (checked: pipeline.core.archive), else a
     download (online only)."""
     chosen, _ = configured_archive(configured)
     if chosen is not None:
@@ -113,7 +113,3 @@ def prepare() -> None:
     except cifar.ArchiveError as e:
         raise StageError(f"{path}: {e}") from None
     print(f"prepared {OUT_DIR}/ in {time.perf_counter() - start:.1f} s", flush=True)
-
-
-if __name__ == "__main__":
-    run_stage("prepare", main)

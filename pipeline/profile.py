@@ -1,6 +1,6 @@
 """Stage profile: per-layer edge and cloud latency of one variant and the latency model's inputs.
 
-    python -m pipeline.profile <variant>
+    python -m pipeline profile <variant>
 
 Reads params ``latency``, ``model`` and ``variants.<variant>.branches`` only. The edge device is the host
 CPU with ``latency.edge_threads`` threads, every time multiplied by ``latency.edge_slowdown``,
@@ -12,7 +12,8 @@ architecture: its trunk layers, output sizes and upload size follow it.
 
 Every measurement is checked (eeoffload.latency_checks: quantised timings, too much spread between the
 timed calls, the cloud slower than the edge on the same CPU); one that fails a check is measured
-again, up to ``latency.remeasure`` more times, and the least disturbed one is kept. What still
+again, up to ``latency.remeasure`` more times, and the least disturbed one is kept (the policy:
+eeoffload.latency_profile). What still
 fails goes to the JSON's ``warnings`` (one plain-English line each; empty when clean) and to
 stdout. Writes ``data/profile/<variant>.json`` and ``data/profile/<variant>_layers.parquet``
 (see docs/latency.md, paper section IV-E).
@@ -20,17 +21,14 @@ stdout. Writes ``data/profile/<variant>.json`` and ``data/profile/<variant>_laye
 
 from __future__ import annotations
 
-import math
 import os
-import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
-from pipeline import registry
-from pipeline.atomic import atomic_write_json, atomic_write_parquet
-from pipeline.io import StageError, read_params, run_stage
-from pipeline.params import latency_params, model_spec, variant_branches
+from pipeline.core import registry
+from pipeline.core.atomic import atomic_write_json, atomic_write_parquet
+from pipeline.core.io import StageError, read_params
+from pipeline.core.params import latency_params, model_spec, variant_branches
 
 SEED = 0
 LAYER_COLUMNS = ["layer", "part", "location", "ms", "output_elements", "p10_ms", "p90_ms", "spread"]
@@ -56,56 +54,6 @@ def _host_threads() -> int:
         return os.cpu_count() or 1
 
 
-def _number_or_none(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-@dataclass
-class _Measurement:
-    edge: Any  # LayerTimes of the edge's layers, or None (CSV edge)
-    cloud: Any  # LayerTimes of the cloud's layers
-    warnings: list[str]
-    spread: dict[str, float | None]
-    quantised: bool  # a location's timings sit on a coarse clock tick
-    total_ms: float  # sum of the raw medians of every layer measured for the outputs
-
-
-def _measure(model: Any, cfg: dict, measure_edge: bool, cloud_device: str, cloud_threads: int | None,
-             compare: bool, log: Any) -> _Measurement:
-    """One measurement of the edge's and the cloud's layers, and the checks of eeoffload.latency_checks."""
-    from eeoffload import latency_checks as L
-    from eeoffload.latency import cloud_layer_names, edge_layer_names
-    from eeoffload.latency_measure import measure_layers
-
-    edge_names, cloud_names = edge_layer_names(model), cloud_layer_names(model)
-    warnings: list[str] = []
-    spread: dict[str, float | None] = {"edge": None, "cloud": None}
-    edge = None
-    if measure_edge:
-        edge = measure_layers(model, "cpu", cfg["edge_threads"], cfg["warmup"], cfg["repeats"],
-                              only=set(edge_names), log=log)
-        warnings += L.timing_warnings("edge", edge.layer, edge.samples_ms)
-        spread["edge"] = _number_or_none(L.pooled_spread(edge.samples_ms))
-    cloud = measure_layers(model, cloud_device, cloud_threads, cfg["warmup"], cfg["repeats"],
-                           only=set(cloud_names), log=log)
-    warnings += L.timing_warnings("cloud", cloud.layer, cloud.samples_ms)
-    spread["cloud"] = _number_or_none(L.pooled_spread(cloud.samples_ms))
-    if compare:
-        # The cloud's layers once more as the edge runs them (same CPU, the edge's threads): with at
-        # least as many threads, the cloud must not be slower.
-        ref = measure_layers(model, "cpu", cfg["edge_threads"], cfg["warmup"], cfg["repeats"],
-                             only=set(cloud_names))
-        log(f"timed the cloud's {len(ref.layer)} layer(s) with the edge's threads (check: cloud not slower)")
-        cloud_median = L.timing_quantiles(cloud.samples_ms)[0]
-        ref_median = L.timing_quantiles(ref.samples_ms)[0]
-        warnings += L.cloud_slower_warnings(cloud.layer, ref_median, cloud_median)
-    model.to("cpu")
-    timed = [t for t in (edge, cloud) if t is not None]
-    quantised = any(L.is_quantised(t.samples_ms) for t in timed)
-    total_ms = float(sum(L.timing_quantiles(t.samples_ms)[0].sum() for t in timed))
-    return _Measurement(edge, cloud, warnings, spread, quantised, total_ms)
-
-
 def main(variant: str) -> None:
     params = read_params()
     cfg = asdict(latency_params(params))
@@ -118,7 +66,7 @@ def main(variant: str) -> None:
     import pandas as pd
     import torch
 
-    from eeoffload import latency_checks as L
+    from eeoffload.latency_profile import MeasureSetup, checks_record, measure_once, measure_until_clean
     from eeoffload.latency import ProfileError, edge_profile_from_csv, latency_model
     from eeoffload.model import BranchPlacementError, build_model
 
@@ -169,29 +117,10 @@ def main(variant: str) -> None:
         log(f"edge = host cpu, {cfg['edge_threads']} thread(s)")
     log(f"cloud = {cloud_name}, threads {cloud_threads or 'default'}")
 
-    max_attempts = 1 + cfg["remeasure"]
-    attempts: list[_Measurement] = []
-    for attempt in range(1, max_attempts + 1):
-        m = _measure(model, cfg, measure_edge, cloud_device, cloud_threads, compare, log)
-        attempts.append(m)
-        if not m.warnings:
-            break
-        for w in m.warnings:
-            log(f"warning: {w}")
-        if attempt < max_attempts:
-            log(f"disturbed measurement; measuring again ({attempt + 1} of at most {max_attempts})")
-
-    # The measurement kept: a clean one (the last, if any), else the least disturbed: not quantised
-    # if one is not, then the fastest (a busy machine only ever adds time to a layer).
-    kept = min(range(len(attempts)),
-               key=lambda i: (bool(attempts[i].warnings), attempts[i].quantised, attempts[i].total_ms))
-    best = attempts[kept]
-    warnings = list(best.warnings)
-    if warnings and len(attempts) > 1:
-        warnings.append(f"the profile was measured {len(attempts)} times and every measurement failed a check; "
-                        f"the numbers are from measurement {kept + 1}, the least disturbed")
-    if not warnings and len(attempts) > 1:
-        log(f"measurement {kept + 1} passed the checks")
+    setup = MeasureSetup(cfg["edge_threads"], cfg["warmup"], cfg["repeats"], measure_edge, cloud_device,
+                         cloud_threads, compare)
+    result = measure_until_clean(lambda: measure_once(model, setup, log), cfg["remeasure"], log)
+    best, warnings = result.best, result.warnings
 
     if csv_table is not None:
         edge_layers = csv_table
@@ -224,16 +153,7 @@ def main(variant: str) -> None:
     summary["edge"] = edge_info
     summary["cloud"] = {**cloud_info, "bytes_per_element": cfg["bytes_per_element"]}
     summary["spread"] = best.spread
-    summary["checks"] = {
-        "measurements": len(attempts),
-        "kept": kept + 1,
-        "max_measurements": max_attempts,
-        "cloud_compared_with_edge": compare,
-        "quantum_min_ms": L.QUANTUM_MIN_MS,
-        "spread_max": L.SPREAD_MAX,
-        "cloud_slower_ratio": L.CLOUD_SLOWER_RATIO,
-        "cloud_check_min_ms": L.CLOUD_CHECK_MIN_MS,
-    }
+    summary["checks"] = checks_record(result, cfg["remeasure"], compare)
     summary["warnings"] = warnings
 
     layers = pd.concat(
@@ -252,12 +172,5 @@ def main(variant: str) -> None:
         f"device_ms_to_exit {summary['device_ms_to_exit']}, "
         f"offload_edge_ms {summary['offload_edge_ms']:.4f}, upload_bytes {summary['upload_bytes']}, "
         f"cloud_ms {summary['cloud_ms']:.4f}; spread {spreads}; "
-        f"{len(warnings)} warning(s)" + (f" (measured {len(attempts)} times)" if len(attempts) > 1 else "")
+        f"{len(warnings)} warning(s)" + (f" (measured {len(result.attempts)} times)" if len(result.attempts) > 1 else "")
     )
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python -m pipeline.profile <variant>", file=sys.stderr)
-        raise SystemExit(2)
-    run_stage("profile", main, sys.argv[1])

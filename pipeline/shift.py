@@ -1,13 +1,13 @@
 """Stage shift: every exit's logits on the val and test images, clean and corrupted (distribution shift).
 
-``python -m pipeline.shift <variant> <seed>`` (``<seed>`` of ``shift.seeds``). Reads params
+``python -m pipeline shift <variant> <seed>`` (``<seed>`` of ``shift.seeds``). Reads params
 ``shift.corruptions``, ``shift.severities``, ``shift.max_images``, ``shift.seed`` (and
 ``shift.seeds``), ``variants.<variant>.branches``, ``train.device``, ``train.num_threads``; the
 prepared val and test images and data/models/<variant>/seed<k>.pt. Corrupts at most
 ``shift.max_images`` images of each split (the first of a seeded shuffle, then in sample_id order;
 0 = all) with every corruption at every severity (eeoffload.corruptions: CIFAR-10-C's definitions,
 seeded per split, corruption and severity) and writes data/shift/<variant>/seed<k>.parquet
-(:mod:`pipeline.registry`): the logits schema (sample_id, split, label, exit, logit_0..9) plus
+(:mod:`pipeline.core.registry`): the logits schema (sample_id, split, label, exit, logit_0..9) plus
 ``corruption`` (string; ``none`` for the clean images), ``severity`` (int64; 0 clean) and the image
 statistics ``stat_<name>`` (float64, eeoffload.severity.STATISTICS) of the image the row's logits
 come from. Without the trained weights (a results bundle that ships logits only) it stops with one
@@ -25,12 +25,12 @@ import torch
 from eeoffload.corruptions import CLEAN, corrupt
 from eeoffload.severity import STATISTICS, image_statistics
 from eeoffload.training import images_to_tensor, predict_exits
-from pipeline import registry
-from pipeline.atomic import atomic_write_parquet
-from pipeline.io import StageError, read_params, run_run_stage
-from pipeline.params import runtime_params, torch_device, variant_branches
-from pipeline.params_shift import ShiftParams, shift_params
-from pipeline.splits import BATCH, load_model, load_split, logits_table
+from pipeline.core import registry
+from pipeline.core.atomic import atomic_write_parquet
+from pipeline.core.io import StageError, read_params
+from pipeline.core.params import runtime_params, torch_device, variant_branches
+from pipeline.core.params_shift import ShiftParams, shift_params
+from pipeline.core.splits import BATCH, load_model, load_split, logits_table
 
 SPLITS = ("val", "test")
 
@@ -86,6 +86,3 @@ def main(variant: str, seed: int) -> None:
             print(f"{variant}/seed{seed} {split} {corruption} {severity}: {len(arrays['labels'])} images", flush=True)
     atomic_write_parquet(registry.shift_logits_path(variant, seed), pa.concat_tables(tables))
 
-
-if __name__ == "__main__":
-    run_run_stage("shift", main)

@@ -1,6 +1,6 @@
 """Stage shift_eval: what breaks under distribution shift, the remedies, and the monitor (docs/shift.md).
 
-``python -m pipeline.shift_eval <variant> <seed>``. Reads data/shift/<variant>/seed<k>.parquet
+``python -m pipeline shift_eval <variant> <seed>``. Reads data/shift/<variant>/seed<k>.parquet
 (stage shift) and params section ``shift``, ``certify.thresholds``, ``certify.p_value`` and
 ``calibration.n_bins``. Per (corruption, severity), on the shifted test images, for the rules of
 :mod:`eeoffload.shift` (conventional; temperature fitted on the clean val images; recalibrated on
@@ -29,11 +29,11 @@ from eeoffload.batches import resample_orders
 from eeoffload.corruptions import CLEAN
 from eeoffload.severity import STATISTICS, fit_nearest_centroid
 from eeoffload.statistics import clopper_pearson_interval
-from pipeline import registry
-from pipeline.atomic import atomic_dir
-from pipeline.io import StageError, read_params, read_parquet_checked, run_run_stage
-from pipeline.params import certify_params, one_key
-from pipeline.params_shift import ShiftParams, shift_params
+from pipeline.core import registry
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.io import StageError, read_params, read_parquet_checked
+from pipeline.core.params import certify_params, one_key
+from pipeline.core.params_shift import ShiftParams, shift_params
 
 LOGIT_COLUMNS = [f"logit_{c}" for c in range(10)]
 COLUMNS = {"sample_id": "int64", "split": "str", "label": "int64", "exit": "int64", "corruption": "str",
@@ -241,6 +241,3 @@ def main(variant: str, seed: int) -> None:
               f"conventional {row.get('outage_conventional')} calibrated {row.get('outage_calibrated')}, violation "
               f"certified {row.get('violation_certified')}", flush=True)
 
-
-if __name__ == "__main__":
-    run_run_stage("shift_eval", main)

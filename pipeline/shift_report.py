@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline.io import read_json_checked, read_parquet_checked
+from pipeline.core.io import read_json_checked, read_parquet_checked
 
 RULE_STYLE = {"conventional": ("tab:red", "-"), "calibrated": ("tab:blue", "-"), "recalibrated": ("tab:green", "--"),
               "estimated": ("tab:purple", ":"), "certified": ("tab:orange", "-"),
@@ -142,8 +142,3 @@ def shift_html(folder: Path) -> str:
             f"[{low:.3f}, {high:.3f}] over {m['streams']} streams.</p>"
             + martingale_figure(trace, m["alpha"]) + monitor_table(m))
 
-
-if __name__ == "__main__":  # preview: python -m pipeline.shift_report reports/shift/one_branch/seed0 > /tmp/shift.html
-    import sys
-
-    print(shift_html(Path(sys.argv[1])))

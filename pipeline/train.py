@@ -1,6 +1,6 @@
 """Stage train: joint training of one variant's exits on the prepared training split.
 
-``python -m pipeline.train <variant> <seed>``. Reads params ``train`` and ``variants.<variant>``.
+``python -m pipeline train <variant> <seed>``. Reads params ``train`` and ``variants.<variant>``.
 Writes data/models/<variant>/seed<k>.pt (state_dict + branches; load with weights_only=True), the
 per-epoch history reports/training/<variant>/seed<k>.csv (seed 0's declared as DVC plots; with each exit's
 validation accuracy and the temperature fitted on the validation logits at that epoch) and, for
@@ -38,12 +38,12 @@ from eeoffload.training import (
     make_optimizer,
     training_schedule,
 )
-from pipeline import registry
-from pipeline.atomic import atomic_dir, atomic_path, atomic_write_parquet, atomic_write_text
-from pipeline.io import StageError, read_params, run_run_stage
-from pipeline.params import TrainParams, VariantParams, model_spec, torch_device, train_params, variant_params
-from pipeline.runtime import keep_freed_memory
-from pipeline.splits import BATCH, PREPARED, load_split, model_logits
+from pipeline.core import registry
+from pipeline.core.atomic import atomic_dir, atomic_path, atomic_write_parquet, atomic_write_text
+from pipeline.core.io import StageError, read_params
+from pipeline.core.params import TrainParams, VariantParams, model_spec, torch_device, train_params, variant_params
+from pipeline.core.runtime import keep_freed_memory
+from pipeline.core.splits import BATCH, PREPARED, load_split, model_logits
 
 
 def fingerprint(tp: TrainParams, vp: VariantParams, seed: int, spec: object = None) -> str:
@@ -155,7 +155,7 @@ def main(variant: str, seed: int) -> None:
     tp, vp, spec = train_params(params), variant_params(params, variant), model_spec(params)
     device = torch_device(tp.device)
     torch.set_num_threads(tp.num_threads or os.cpu_count() or 1)
-    keep_freed_memory()  # large activations stay in the heap between steps (pipeline.runtime)
+    keep_freed_memory()  # large activations stay in the heap between steps (pipeline.core.runtime)
     torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick the fastest kernels (GPU only)
     if seed not in tp.seeds:
         raise StageError(f"params.yaml: train.seeds = {list(tp.seeds)} has no seed {seed}; allowed: one of them")
@@ -238,7 +238,3 @@ def main(variant: str, seed: int) -> None:
     write_run_outputs(variant, seed, state, vp.branches, spec, history, tp.snapshot_epochs, extra)
     print(f"trained {run} ({len(history)} epochs{f', weights of epoch {stopper.best_epoch}' if stopper else ''}) in {(time.perf_counter() - start_time) / 60:.1f} min "
           f"on {device}", flush=True)
-
-
-if __name__ == "__main__":
-    run_run_stage("train", main)

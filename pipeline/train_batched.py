@@ -10,7 +10,7 @@ checkpoints at the same epoch) or seed by seed with ``pipeline train``, and the 
 of separate runs within float tolerance (the batched model sums K losses and uses vmap-able LRN and
 flatten: tests/test_batched_training.py, tests/test_train_batched_stage.py).
 
-For a GPU that one small model leaves idle (issue 23): ``python -m pipeline.plain_run
+For a GPU that one small model leaves idle (issue 23): ``python -m pipeline plain-run
 --batched-train`` runs it in place of the train instances. DVC does not know this command: after it,
 ``dvc commit`` records the outputs (as after ``plain_run``). Not supported, with one error line:
 early stopping (a per-run stop) and ``model.batch_norm`` (running statistics).
@@ -26,12 +26,12 @@ import torch
 
 from eeoffload.batched import BatchedTrainer, fit_batched, seeded_models
 from eeoffload.training import Recipe, make_optimizer, training_schedule
-from pipeline import registry
-from pipeline.atomic import atomic_write_parquet
-from pipeline.io import StageError, read_params, run_stage
-from pipeline.params import model_spec, torch_device, train_params, variant_params
-from pipeline.runtime import keep_freed_memory
-from pipeline.splits import BATCH, model_logits
+from pipeline.core import registry
+from pipeline.core.atomic import atomic_write_parquet
+from pipeline.core.io import StageError, read_params
+from pipeline.core.params import model_spec, torch_device, train_params, variant_params
+from pipeline.core.runtime import keep_freed_memory
+from pipeline.core.splits import BATCH, model_logits
 from pipeline.train import (
     epoch_line,
     fingerprint,
@@ -134,13 +134,3 @@ def main(variant: str, seeds: list[int] | None = None) -> None:
         write_run_outputs(variant, seed, state_dict, vp.branches, spec, histories[i], tp.snapshot_epochs, {})
     print(f"trained {variant} seeds {seeds} as one batched model ({len(histories[0])} epochs) in "
           f"{(time.perf_counter() - start_time) / 60:.1f} min on {device}", flush=True)
-
-
-if __name__ == "__main__":
-    import sys
-
-    if len(sys.argv) < 2 or not all(s.isdigit() for s in sys.argv[2:]):
-        print("usage: python -m pipeline.train_batched <variant> [SEED ...]  (a variant of params.yaml, seeds of "
-              f"train.seeds; got {' '.join(sys.argv[1:]) or 'nothing'})", file=sys.stderr)
-        raise SystemExit(2)
-    run_stage("train", main, sys.argv[1], [int(s) for s in sys.argv[2:]] or None, record_timing=False)

@@ -1,6 +1,6 @@
 """Stage trajectory: miscalibration along training, from the train stage's snapshots.
 
-    python -m pipeline.trajectory
+    python -m pipeline trajectory
 
 For every variant, seed (``train.seeds``) and snapshot data/snapshots/<variant>/seed<k>/epoch_NNN.parquet
 (the logits of val and test after epoch NNN, ``train.snapshot_epochs``), does what calibrate and
@@ -27,12 +27,12 @@ from eeoffload import calibration as cal
 from eeoffload import claims as C
 from eeoffload.evaluation import aggregate_deadline, aggregate_offload, evaluate_run
 from eeoffload.paper import HEADLINE_P_TAR, TRAJECTORY_P_TAR
-from pipeline import params as P
-from pipeline import registry
-from pipeline.artifacts import read_logits, split_logits
-from pipeline.run_inputs import evaluation_settings, read_profile
-from pipeline.atomic import atomic_dir
-from pipeline.io import StageError, read_params, run_stage
+from pipeline.core import params as P
+from pipeline.core import registry
+from pipeline.core.artifacts import read_logits, split_logits
+from pipeline.core.run_inputs import evaluation_settings, read_profile
+from pipeline.core.atomic import atomic_dir
+from pipeline.core.io import StageError, read_params
 
 SNAPSHOT_NAME = re.compile(r"^epoch_(\d+)\.parquet$")
 TABLE_P_TAR = tuple(sorted(set(HEADLINE_P_TAR) | set(TRAJECTORY_P_TAR)))
@@ -126,7 +126,3 @@ def mean_over_seeds(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     out = grouped[values].mean().reset_index()
     out["n_seeds"] = grouped["seed"].nunique().to_numpy().astype(np.int64)
     return out
-
-
-if __name__ == "__main__":
-    run_stage("trajectory", main)

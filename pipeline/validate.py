@@ -1,7 +1,7 @@
 """Stage validate: the whole params.yaml, and the archive it names, checked before any other stage
 touches an output.
 
-    python -m pipeline.validate
+    python -m pipeline validate
 
 DVC deletes a stage's outputs right before it runs that stage, so a bad value read only by a later
 stage (``network.uplink_mbps: -5``, read by evaluate) would cost the previous metrics before
@@ -10,7 +10,7 @@ profile, the roots of the graph, depend on its output), so a bad value stops ``d
 flow here, with one line naming the key and the allowed values, before anything is deleted. The
 CIFAR-10 archive ($CIFAR10_ARCHIVE, else data.archive) is checked too: it exists and is a
 class-folder zip with the ten class folders or the official tar.gz (its listing and type, no image
-decoded: pipeline.archive), so a missing or corrupt archive does not cost data/prepared either.
+decoded: pipeline.core.archive), so a missing or corrupt archive does not cost data/prepared either.
 
 A bad value in params.yaml stays there after a failed ``dvc exp run -S key=value`` (DVC writes the
 experiment's values into the workspace first), so every later ``dvc repro`` would fail the same way:
@@ -22,12 +22,12 @@ not, through it, the stages below (DVC compares the content).
 
 from __future__ import annotations
 
-from pipeline import registry
-from pipeline.archive import check_configured_archive
-from pipeline.atomic import atomic_write_json
-from pipeline.io import StageError, read_params, run_stage
-from pipeline.params import validate_params
-from pipeline.params_shift import shift_params
+from pipeline.core import registry
+from pipeline.core.archive import check_configured_archive
+from pipeline.core.atomic import atomic_write_json
+from pipeline.core.io import StageError, read_params
+from pipeline.core.params import validate_params
+from pipeline.core.params_shift import shift_params
 
 #: How to get back to working params, appended to every params error of this stage.
 RECOVERY_HINT = ("to get back: `git checkout params.yaml` (the committed values) or "
@@ -43,7 +43,3 @@ def main() -> None:
         raise StageError(f"{e}; {RECOVERY_HINT}") from None
     check_configured_archive(params.data.archive)
     atomic_write_json(registry.PARAMS_VALID, {"params.yaml": "valid"})
-
-
-if __name__ == "__main__":
-    run_stage("validate", main, record_timing=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.scratch import dvc_repro, make_scratch_project, scratch_env
+from pipeline.tools.scratch import dvc_repro, make_scratch_project, scratch_env
 from tests.tiny_data import make_class_folder_zip
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,8 +50,9 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, tiny_zip: Path) -> TinyRu
 
 
 def run_stage(cwd: Path, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run `python -m pipeline.<stage>` in ``cwd`` with this repo's code."""
+    """Run `python -m pipeline <stage>` (the stages' one command line) in ``cwd`` with this repo's code."""
     env = scratch_env(ROOT)
     env.pop("CIFAR10_ARCHIVE", None)
-    return subprocess.run([sys.executable, "-m", f"pipeline.{stage}", *args], cwd=cwd, env=env,
+    command = {"train_batched": "train-batched"}.get(stage, stage)
+    return subprocess.run([sys.executable, "-m", "pipeline", command, *args], cwd=cwd, env=env,
                           text=True, capture_output=True)

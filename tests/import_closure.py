@@ -31,18 +31,18 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = {"eeoffload": Path("src"), "pipeline": Path(".")}
 
 #: Plumbing that cannot change a value a stage writes: path (relative to the root) -> why.
-#: pipeline/params.py is *not* here: it parses params.yaml into the values a stage uses (defaults
+#: pipeline/core/params.py is *not* here: it parses params.yaml into the values a stage uses (defaults
 #: such as latency.remeasure, the p_tar grid built from start/stop/step), so a change there can
 #: change an output and it is a dep of every stage that imports it.
 EXEMPT = {
-    "pipeline/__main__.py": "`python -m pipeline`: the interpreter check (pipeline/interpreter.py), then cli.main",
+    "pipeline/__main__.py": "`python -m pipeline`: the interpreter check (pipeline/core/interpreter.py), then cli.main",
     "pipeline/cli.py": "dispatch only: `python -m pipeline <stage>` imports pipeline/<stage>.py (the closure's root)",
-    "pipeline/io.py": "stage runner, StageError, params.yaml loading, schema-checking readers: reject input, never "
+    "pipeline/core/io.py": "stage runner, StageError, params.yaml loading, schema-checking readers: reject input, never "
                       "change a value (its timing record is a wall time)",
-    "pipeline/atomic.py": "atomic writes: the same bytes as a plain write, or no file",
-    "pipeline/registry.py": "paths only; dvc.yaml spells each of them (tests/test_registry.py), so a path change is a "
+    "pipeline/core/atomic.py": "atomic writes: the same bytes as a plain write, or no file",
+    "pipeline/core/registry.py": "paths only; dvc.yaml spells each of them (tests/test_registry.py), so a path change is a "
                             "dvc.yaml change",
-    "pipeline/runtime.py": "glibc malloc settings for speed: no value changes (docs/performance.md)",
+    "pipeline/core/runtime.py": "glibc malloc settings for speed: no value changes (docs/performance.md)",
 }
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+$")
@@ -152,7 +152,7 @@ def stage_module(cmd: str) -> str | None:
         return None
     module = words[words.index("-m") + 1]
     if module == "pipeline":
-        return f"pipeline.{words[words.index('-m') + 2]}"
+        return f"pipeline.{words[words.index('-m') + 2].replace('-', '_')}"
     return module
 
 

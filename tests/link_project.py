@@ -12,7 +12,7 @@ import torch
 import yaml
 
 from eeoffload.model import BAlexNet
-from pipeline.atomic import write_npz
+from pipeline.core.atomic import write_npz
 
 ROOT = Path(__file__).resolve().parent.parent
 BRANCHES = ["relu1", "relu2"]

@@ -320,7 +320,7 @@ def make_project(dest: str | Path, variants: Mapping[str, Sequence[str]] | None 
 
 
 def run_stage(cwd: str | Path, name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``python -m pipeline.<name>`` in ``cwd`` with this repository's code."""
+    """``python -m pipeline <name>`` in ``cwd`` with this repository's code."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]), MPLBACKEND="Agg")
-    return subprocess.run([sys.executable, "-m", f"pipeline.{name}", *args], cwd=cwd, env=env, text=True,
+    return subprocess.run([sys.executable, "-m", "pipeline", name, *args], cwd=cwd, env=env, text=True,
                           capture_output=True, timeout=300)

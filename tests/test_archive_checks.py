@@ -1,5 +1,5 @@
 """A missing or corrupt CIFAR-10 archive is refused before anything is deleted or replaced: by
-pipeline.scratch (`make smoke`) before it replaces the previous run, by stage validate before DVC
+pipeline.tools.scratch (`make smoke`) before it replaces the previous run, by stage validate before DVC
 deletes an output, and by a failed prepare under `dvc repro --single-item`, which puts back what
 DVC deleted. The logs of failed scratch runs live beside the scratch folder."""
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.scratch import dvc_repro, flow_env, make_scratch_project, scratch_env
+from pipeline.tools.scratch import dvc_repro, flow_env, make_scratch_project, scratch_env
 from eeoffload.data import CLASSES
 from tests.conftest import ROOT, TINY_PARAMS, run_stage
 from tests.tiny_data import make_class_folder_zip
@@ -43,13 +43,13 @@ def bad_archive(tmp_path: Path, kind: str) -> Path:
 
 @pytest.mark.parametrize("kind", list(BAD_ARCHIVES))
 def test_smoke_with_a_bad_archive_keeps_the_previous_run(tmp_path: Path, kind: str) -> None:
-    """`make smoke` (pipeline.scratch --flow) with a bad archive: exit 2, one error line naming the
+    """`make smoke` (pipeline.tools.scratch --flow) with a bad archive: exit 2, one error line naming the
     archive, and the previous run folder untouched (not 'replaced by a fresh copy')."""
     archive = bad_archive(tmp_path, kind)
     dest = tmp_path / "build" / "smoke"
     (dest / "reports").mkdir(parents=True)
     (dest / "reports" / "metrics.json").write_text("{}\n")
-    proc = subprocess.run([sys.executable, "-m", "pipeline.scratch", "--overlay", "configs/smoke.yaml",
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "scratch", "--overlay", "configs/smoke.yaml",
                            "--dest", str(dest), "--archive", str(archive), "--flow"],
                           cwd=ROOT, env=scratch_env(ROOT), text=True, capture_output=True, timeout=120)
     assert proc.returncode == 2, proc.stdout + proc.stderr

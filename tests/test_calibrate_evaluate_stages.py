@@ -19,7 +19,7 @@ from eeoffload.calibrator_state import run_from_state, run_state
 from eeoffload.calibrators import Temperature, exit_top_labels, fit_exit_calibrators
 from eeoffload.offload import device_metrics
 from eeoffload.temperature import softmax
-from pipeline.params import evaluate_params, value_grid
+from pipeline.core.params import evaluate_params, value_grid
 
 ROOT = Path(__file__).resolve().parent.parent
 T_SIDE = 3.0  # the side branch's logits are those of a calibrated model times 3 (overconfident)
@@ -74,7 +74,7 @@ def write_project(root: Path, params: dict[str, Any] = PARAMS, calibration: bool
 
 def run(root: Path, stage: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "src"), str(ROOT)]))
-    return subprocess.run([sys.executable, "-m", f"pipeline.{stage}", *args], cwd=root, env=env,
+    return subprocess.run([sys.executable, "-m", "pipeline", stage, *args], cwd=root, env=env,
                           text=True, capture_output=True, timeout=120)
 
 

@@ -21,8 +21,8 @@ from eeoffload import calibrators as cb
 from eeoffload import certify as ct
 from eeoffload import offload
 from eeoffload.statistics import clopper_pearson_interval
-from pipeline import params as P
-from pipeline.io import StageError
+from pipeline.core import params as P
+from pipeline.core.io import StageError
 from tests.conftest import run_stage
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -296,7 +296,7 @@ def test_dvc_runs_the_certify_stage_alone(tmp_path: Path) -> None:
     """dvc.yaml's certify@two_branch (params, deps, outs as declared) runs in a scratch DVC project
     on synthetic logits, and a second `dvc repro` of it is a no-op."""
     from tests.synthetic_logits import synthetic_logits_frame
-    from pipeline.scratch import dvc_repro, make_scratch_project
+    from pipeline.tools.scratch import dvc_repro, make_scratch_project
 
     root = make_scratch_project(tmp_path / "p", {"certify": {"splits": 10, "bootstrap": 5}, "train": {"seeds": [0]}})
     (root / "data/logits/two_branch").mkdir(parents=True)
@@ -317,3 +317,46 @@ def test_batch_outage_of_a_threshold() -> None:
     assert ct.batch_outage(conf, correct, 0.5, 0.8, 4) == 0.5
     assert np.isnan(ct.batch_outage(conf, correct, float("nan"), 0.8, 4))
     assert np.isnan(ct.batch_outage(conf, correct, 0.999, 0.8, 4))  # nothing kept: no batch counts
+
+
+# --------------------------------------------------------------------------- the protocol alone
+
+
+def test_protocol_runs_on_arrays_alone() -> None:
+    """eeoffload.certify_protocol on arrays with a plain settings object (no params file, no paths):
+    the same tables as the stage writes, each split's thresholds once per method, deterministic."""
+    from dataclasses import dataclass, field
+
+    from eeoffload.certify_protocol import PAPER_RULE, Held, certify_run, split_sizes, summary
+
+    @dataclass(frozen=True)
+    class Settings:
+        methods: tuple[str, ...] = ("none", "temperature")
+        n_bins: int = 10
+        targets: np.ndarray = field(default_factory=lambda: np.array([0.8, 0.9]))
+        delta: float = 0.1
+        splits: int = 3
+        calibration_fraction: float = 0.4
+        fit_fraction: float = 0.5
+        procedures: tuple[str, ...] = ("fixed_sequence",)
+        p_value: str = "hoeffding_bentkus"
+        family: str = "shared"
+        thresholds: np.ndarray = field(default_factory=lambda: np.round(np.arange(0.5, 1.0001, 0.05), 10))
+        bootstrap: int = 5
+        seed: int = 0
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 10, 500)
+    logits = rng.normal(size=(2, 500, 10)) + 3.0 * np.eye(10)[labels][None] * np.array([0.5, 1.0])[:, None, None]
+    p = Settings()
+    sizes = split_sizes(p, 500)
+    assert sizes == (200, 100)
+    tables = certify_run(Held.of(logits, labels), p, sizes)
+    again = certify_run(Held.of(logits, labels), p, sizes)
+    for name, columns in COLUMNS.items():
+        assert list(tables[name].columns) == columns, name
+        pd.testing.assert_frame_equal(tables[name], again[name])
+    assert len(tables["thresholds"]) == 3 * 2 * 2 * 2  # splits x methods x targets x (procedure + paper's rule)
+    assert set(tables["thresholds"]["procedure"]) == {"fixed_sequence", PAPER_RULE}
+    head = summary("v", p, sizes, 500, tables["validity"], tables["exits"], tables["aurc"], 0.0)
+    assert head["n_calibration"] == 200 and set(head["methods"]) == {"none", "temperature"}

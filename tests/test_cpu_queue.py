@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
@@ -64,3 +64,49 @@ def test_search_table_applies_the_rule_to_the_runs_so_far(tmp_path: Path) -> Non
     assert options.set_index("option").loc["b32_none_adam", "finished"]
     assert not options.set_index("option").loc["b32_cropflip_adam", "finished"]
     assert set(pd.read_csv(out / "cpu_search_histories.csv")["candidate"]) == {"b32_none_adam", "b32_cropflip_adam"}
+
+
+def test_confirm_runs_the_named_option_and_packs_a_bundle(tmp_path: Path, tiny_zip: Path) -> None:
+    """The CPU confirmation: refused (exit 2, one line) while the search's choice is provisional; with
+    ``--option`` it trains and scores every seed x both variants of that candidate, resumes as done,
+    and ``confirm-pack`` + ``python -m pipeline paper import`` make a bundle that names how it was made."""
+    build = tmp_path / "cpu"
+    csv = build / "search" / "b32_none_sgd" / "reports" / "training" / "one_branch" / "seed0.csv"
+    csv.parent.mkdir(parents=True)
+    csv.write_text(_history(30, 0.76, 1.6))
+    overlay = tmp_path / "tiny.yaml"
+    overlay.write_text(yaml.safe_dump({"data": {"n_train": 200, "n_val": 96, "n_test": 192},
+                                       "train": {"joint_epochs": 1, "snapshot_epochs": [], "num_threads": 1},
+                                       "latency": {"warmup": 1, "repeats": 2}}))
+    env = dict(scratch_env(ROOT), CIFAR10_ARCHIVE=str(tiny_zip))
+    queue = [sys.executable, "-m", "benchmarks.cpu_queue"]
+    refused = subprocess.run([*queue, "confirm", "--build", str(build)], cwd=ROOT, env=env, text=True,
+                             capture_output=True, timeout=300)
+    assert refused.returncode == 2 and "PROVISIONAL" in refused.stderr and "--option" in refused.stderr, refused.stderr
+    cmd = [*queue, "confirm", "--option", "b32_none_sgd", "--seeds", "0", "--overlay", str(overlay), "--build", str(build)]
+    first = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    project = build / "confirm" / "b32_none_sgd"
+    assert yaml.safe_load((project / "params.yaml").read_text())["train"]["optimizer"] == "sgd"
+    again = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+    assert again.returncode == 0 and "python -m pipeline train" not in again.stdout
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "keep.txt").write_text("mine")
+    refused = subprocess.run([*queue, "confirm-pack", "--option", "b32_none_sgd", "--build", str(build), "--out",
+                              str(foreign)], cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+    assert refused.returncode == 2 and str(foreign) in refused.stderr, refused.stderr
+    assert [p.name for p in foreign.iterdir()] == ["keep.txt"]  # a folder that is not a pack is left alone
+    out = tmp_path / "out"
+    pack = subprocess.run([*queue, "confirm-pack", "--option", "b32_none_sgd", "--build", str(build), "--out", str(out)],
+                          cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+    assert pack.returncode == 0, pack.stderr[-2000:]
+    bundle = tmp_path / "results" / "b32_none_sgd"
+    imp = subprocess.run([sys.executable, "-m", "pipeline", "paper", "import", str(out), "--bundle", str(bundle)],
+                         cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+    assert imp.returncode == 0, imp.stderr[-2000:]
+    for v in ("one_branch", "two_branch"):
+        assert (bundle / "seed0" / "data" / "logits" / f"{v}.parquet").is_file(), v
+    assert "cpu_queue confirm" in (bundle / "provenance.json").read_text()
+    assert "b32_none_sgd" in (bundle / "recipe.yaml").read_text()
+    assert set(pd.read_csv(bundle / "search" / "search_options.csv")["candidate"]) >= {"b32_none_sgd"}

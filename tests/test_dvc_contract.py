@@ -10,7 +10,7 @@
    params.yaml with each configs/ overlay), and every template is built in or a file of the project,
    so `dvc plots show` never reports a failed load.
 3. Paths: no stage's code spells an artifact path (``"data/..."``, ``"reports/..."``); each comes
-   from pipeline/registry.py, which tests/test_registry.py checks against dvc.yaml.
+   from pipeline/core/registry.py, which tests/test_registry.py checks against dvc.yaml.
 
 Each check is also run on a seeded drift (a copy of dvc.yaml with one thing changed) and must fail.
 """
@@ -26,8 +26,8 @@ from typing import Any
 import pytest
 import yaml
 
-from pipeline.overlay import load_overlay, merge
-from pipeline.plain_run import expand_stages
+from pipeline.core.overlay import load_overlay, merge
+from pipeline.tools.plain_run import expand_stages
 from tests.import_closure import EXEMPT, ROOT, check_dvc_file, check_stage, closure, is_marker, stage_module
 
 DVC_FILES = [p for p in (ROOT / "dvc.yaml", ROOT / "link" / "dvc.yaml") if p.is_file()]
@@ -53,7 +53,7 @@ def test_exemptions_are_real_files_with_one_line_reasons() -> None:
     for path, reason in EXEMPT.items():
         assert (ROOT / path).is_file(), path
         assert reason.strip() and "\n" not in reason, path
-    assert "pipeline/params.py" not in EXEMPT  # it turns params.yaml into the values stages use (defaults, grids)
+    assert "pipeline/core/params.py" not in EXEMPT  # it turns params.yaml into the values stages use (defaults, grids)
     for dvc_file in DVC_FILES:  # no stage's own module is plumbing
         for name, spec in yaml.safe_load(dvc_file.read_text(encoding="utf-8"))["stages"].items():
             module = stage_module(spec.get("do", spec)["cmd"])
@@ -115,8 +115,8 @@ def test_an_extra_dep_fails(tmp_path: Path) -> None:
 
 
 def test_a_listed_plumbing_module_fails(tmp_path: Path) -> None:
-    path = _drifted(tmp_path, lambda st: st["train"]["deps"].append("pipeline/registry.py"))
-    assert [(f.stage, f.extra) for f in check_dvc_file(path, dvc_dir=Path("."))] == [("train", ["pipeline/registry.py"])]
+    path = _drifted(tmp_path, lambda st: st["train"]["deps"].append("pipeline/core/registry.py"))
+    assert [(f.stage, f.extra) for f in check_dvc_file(path, dvc_dir=Path("."))] == [("train", ["pipeline/core/registry.py"])]
 
 
 # ----------------------------------------------------------------------------- 2. plots
@@ -204,7 +204,7 @@ def test_a_stale_plot_fails() -> None:
 
 def path_literals(path: Path, root: Path = ROOT) -> list[str]:
     """String constants of ``path`` that spell an artifact path (``"data/..."``, ``"reports/..."``, or
-    ``"data"``/``"reports"`` joined with ``/``), docstrings aside: pipeline/registry.py's job."""
+    ``"data"``/``"reports"`` joined with ``/``), docstrings aside: pipeline/core/registry.py's job."""
     tree = ast.parse((root / path).read_text(encoding="utf-8"))
     docstrings = {id(node.body[0].value) for node in ast.walk(tree)
                   if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
@@ -231,7 +231,7 @@ def stage_code() -> list[str]:
 
 def test_stages_build_paths_only_from_the_registry() -> None:
     code = stage_code()
-    assert {"pipeline/prepare.py", "pipeline/plots.py", "pipeline/report.py", "pipeline/splits.py"} <= set(code)
+    assert {"pipeline/prepare.py", "pipeline/plots.py", "pipeline/report.py", "pipeline/core/splits.py"} <= set(code)
     assert [hit for f in code for hit in path_literals(Path(f))] == []
 
 

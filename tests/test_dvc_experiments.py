@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 from tests.conftest import ROOT, TinyRun
 
 pytestmark = pytest.mark.integration

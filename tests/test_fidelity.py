@@ -14,10 +14,10 @@ import torch
 import yaml
 
 from eeoffload.model import BAlexNet, LocalResponseNorm
-from pipeline import params as P
-from pipeline.io import StageError
-from pipeline.plain_run import plan, stage_groups
-from pipeline.scratch import scratch_env
+from pipeline.core import params as P
+from pipeline.core.io import StageError
+from pipeline.tools.plain_run import plan, stage_groups
+from pipeline.tools.scratch import scratch_env
 from tests.conftest import ROOT, TINY_PARAMS, TinyRun
 
 LOGIT_COLUMNS = ["sample_id", "split", "label", "exit", *[f"logit_{c}" for c in range(10)]]
@@ -67,7 +67,7 @@ def test_parallel_groups_foreach_instances_only() -> None:
 
 def test_plain_run_only_and_unknown_stage(tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "pipeline.plain_run", *args], cwd=ROOT, env=scratch_env(ROOT),
+        return subprocess.run([sys.executable, "-m", "pipeline", "plain-run", *args], cwd=ROOT, env=scratch_env(ROOT),
                               text=True, capture_output=True)
 
     proc = run("--dry-run", "--only", "evaluate", "trajectory")
@@ -137,7 +137,7 @@ def test_paper_build_from_a_bundle(tiny_run: TinyRun, tmp_path: Path) -> None:
     (bundle / "seed0" / "data" / "snapshots" / "one_branch" / "epoch_002.parquet").unlink()  # shipped once, as logits
     shutil.copy(tiny_run.root / "params.yaml", bundle / "params.yaml")
     dest = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.paper", "build", "--bundle", str(bundle), "--dest",
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "paper", "build", "--bundle", str(bundle), "--dest",
                            str(dest), "-S", "network.uplink_mbps=5", "-S", f"evaluate.batch_size="
                            f"{TINY_PARAMS['evaluate']['batch_size']}"], cwd=ROOT, env=scratch_env(ROOT),
                           text=True, capture_output=True, timeout=600)
@@ -151,7 +151,7 @@ def test_paper_build_from_a_bundle(tiny_run: TinyRun, tmp_path: Path) -> None:
 
 
 def test_paper_build_refuses_a_folder_that_is_no_bundle(tmp_path: Path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "pipeline.paper", "build", "--bundle", str(tmp_path), "--dest",
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "paper", "build", "--bundle", str(tmp_path), "--dest",
                            str(tmp_path / "out")], cwd=ROOT, env=scratch_env(ROOT), text=True, capture_output=True)
     assert proc.returncode == 2 and proc.stderr.count("not a results bundle") == 1
 
@@ -165,7 +165,7 @@ def test_report_of_a_subset_run_says_it_is_plumbing(tiny_run: TinyRun) -> None:
 def test_banner_rules() -> None:
     from dataclasses import replace
 
-    from pipeline.report import run_banner
+    from pipeline.report_rows import run_banner
 
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     data, train = P.data_params(base), P.train_params(base)
@@ -177,7 +177,7 @@ def test_banner_rules() -> None:
 
 
 def test_shipped_bundle_is_complete() -> None:
-    from pipeline.paper import BUNDLE, seeds_of
+    from pipeline.tools.paper import BUNDLE, seeds_of
 
     assert seeds_of(BUNDLE) == [0, 1, 2]
     for seed in (0, 1, 2):
@@ -186,7 +186,7 @@ def test_shipped_bundle_is_complete() -> None:
             assert list(frame.columns) == LOGIT_COLUMNS and len(frame) == 10_000 * (2 if v == "one_branch" else 3)
     epochs = sorted(p.name for p in (BUNDLE / "seed0" / "data" / "snapshots" / "one_branch").iterdir())
     assert epochs == [f"epoch_{e:03d}.parquet" for e in (10, 25, 50, 75, 100)]
-    # the analysis is shipped too (pipeline.paper build --certify --ship): readable without running anything
+    # the analysis is shipped too (pipeline.tools.paper build --certify --ship): readable without running anything
     assert (BUNDLE / "analysis" / "reports" / "index.html").is_file() and (BUNDLE / "headline.md").is_file()
 
 
@@ -195,7 +195,7 @@ def test_estimate_names_device_and_time(tmp_path: Path) -> None:
     params["data"]["n_train"] = 256
     params["train"] |= {"trunk_epochs": 1, "joint_epochs": 1, "batch_size": 32, "num_threads": 1, "device": "cpu"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    proc = subprocess.run([sys.executable, "-m", "pipeline.estimate"], cwd=tmp_path, env=scratch_env(ROOT),
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "estimate"], cwd=tmp_path, env=scratch_env(ROOT),
                           text=True, capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "estimate: train@one_branch: 2 epochs x 8 steps" in proc.stdout and "on cpu" in proc.stdout

@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from pipeline.orchestration import flows
+from pipeline.orchestration import dvc_commands, flows
 
 
 class Logger:
@@ -24,7 +24,7 @@ def test_dvc_hints_stay_out_of_the_flow_log(tmp_path: Path) -> None:
               "To enable auto staging, run:\n\n\tdvc config core.autostage true\n"
               "Use `dvc push` to send your updates to remote storage.\n")
     logger = Logger()
-    rc, lines = flows.stream_command([sys.executable, "-c", f"print({output!r}, end='')"], tmp_path, logger)
+    rc, lines = dvc_commands.stream_command([sys.executable, "-c", f"print({output!r}, end='')"], tmp_path, logger)
     assert rc == 0 and len(lines) == 8  # every line kept for an error's tail
     logged = "\n".join(logger.lines[1:])  # [0] is the command
     assert "Running stage 'evaluate'" in logged and "Updating lock file" in logged

@@ -4,7 +4,7 @@ One scratch project for the module: a first flow run in a subprocess (every stag
 flow started while it holds the workspace (fails fast, nothing changed), then an in-process run
 (every stage cached, MLflow logged), and one with an unreachable tracking server. The stages are
 never named here: they come from DVC (`dvc dag --dot`), as dvc.yaml's matrix makes them. The CLI
-(`python -m pipeline.flows`) ends a failed flow with its error printed once and no traceback.
+(`python -m pipeline flows`) ends a failed flow with its error printed once and no traceback.
 The pieces that need no Prefect server are in test_orchestration_units.py.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.scratch import make_scratch_project, scratch_env
+from pipeline.tools.scratch import make_scratch_project, scratch_env
 from tests.conftest import TINY_PARAMS
 
 pytestmark = pytest.mark.integration
@@ -59,7 +59,7 @@ def flow_project(tmp_path_factory: pytest.TempPathFactory, tiny_zip: Path, prefe
     root = make_scratch_project(tmp_path_factory.mktemp("flow") / "p", overrides)
     env = {**scratch_env(root), "PREFECT_API_URL": prefect_api}
     os.environ["PYTHONPATH"] = env["PYTHONPATH"]  # in-process flows run this project's stage code
-    first = subprocess.Popen([sys.executable, "-m", "pipeline.flows", "run", "--no-track", "--root", str(root)],
+    first = subprocess.Popen([sys.executable, "-m", "pipeline", "flows", "run", "--no-track", "--root", str(root)],
                              cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 300
     while lock_holder(root) is None and first.poll() is None and time.monotonic() < deadline:
@@ -207,7 +207,8 @@ def micro_project(root: Path, bad_cmd: str) -> Path:
 
 
 def test_failed_stage_fails_its_task_with_the_stage_error(tmp_path: Path, prefect_api: str) -> None:
-    from pipeline.orchestration.flows import StageFailed, benchmark
+    from pipeline.orchestration.dvc_commands import StageFailed
+    from pipeline.orchestration.flows import benchmark
 
     root = micro_project(tmp_path / "micro", "python -c \"import sys; sys.exit('boom: bad input')\"")
     state = benchmark(root=str(root), track=False, return_state=True)
@@ -248,10 +249,10 @@ def cli_project(root: Path, edit: tuple[str, str] | None = None) -> Path:
     return root
 
 
-def run_cli(root: Path, prefect_api: str, *args: str, module: str = "pipeline.flows") -> tuple[int, str]:
-    """`python -m <module> <args> --root <root>` with this repo's code; (exit status, stdout + stderr)."""
+def run_cli(root: Path, prefect_api: str, *args: str, command: str = "flows") -> tuple[int, str]:
+    """`python -m pipeline <command> <args> --root <root>` with this repo's code; (exit status, stdout + stderr)."""
     env = {**scratch_env(Path(__file__).resolve().parent.parent), "PREFECT_API_URL": prefect_api}
-    proc = subprocess.run([sys.executable, "-m", module, *args, "--root", str(root)],
+    proc = subprocess.run([sys.executable, "-m", "pipeline", command, *args, "--root", str(root)],
                           cwd=Path(__file__).resolve().parent.parent, env=env, text=True,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
     return proc.returncode, proc.stdout
@@ -310,9 +311,9 @@ def test_cli_failed_stage_error_printed_once_without_traceback(tmp_path: Path, p
 def test_sweep_cli_bad_point_error_printed_once_without_traceback(tmp_path: Path, prefect_api: str) -> None:
     root = cli_project(tmp_path / "p")
     params = (root / "params.yaml").read_text()
-    rc, output = run_cli(root, prefect_api, "--uplink", "10", "-5", module="pipeline.sweep")
+    rc, output = run_cli(root, prefect_api, "--uplink", "10", "-5", command="sweep")
     assert rc == 1, output
     assert output.count("network.uplink_mbps = -5.0; allowed:") == 1, output
-    assert "python -m pipeline.sweep: sweep point -S network.uplink_mbps=-5.0" in output
+    assert "python -m pipeline sweep: sweep point -S network.uplink_mbps=-5.0" in output
     assert "Traceback" not in output, output
     assert (root / "params.yaml").read_text() == params and not (root / ".dvc").exists()  # checked before any run

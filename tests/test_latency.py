@@ -204,7 +204,7 @@ def _run(tmp_path: Path, variant: str, **latency):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT}"}
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.profile", variant],
+        [sys.executable, "-m", "pipeline", "profile", variant],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
     )
 

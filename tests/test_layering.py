@@ -1,6 +1,8 @@
 """The layering the README's Layout section states: the library (src/eeoffload) imports nothing
-from pipeline/, and no stage module imports another stage module (shared readers live in
-pipeline/artifacts.py, pipeline/run_inputs.py and pipeline/splits.py)."""
+from pipeline/, no stage module imports another stage module (shared readers live in
+pipeline/core/artifacts.py, pipeline/core/run_inputs.py and pipeline/core/splits.py), pipeline/core
+imports only itself and the library, there is one command line (pipeline/cli.py, standard library
+only), and no module is over 350 lines."""
 
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ def _closure(module: str, seen: set[str] | None = None) -> set[str]:
 
 def test_no_stage_imports_prefect_or_mlflow() -> None:
     """The stages run where DVC, Prefect and MLflow are not installed (the GPU machine): only
-    pipeline/orchestration (and the CLI shims beside it) may import Prefect or MLflow."""
+    pipeline/orchestration may import Prefect or MLflow."""
     offenders = {}
     for module in stage_modules():
         for m in _closure(module):
@@ -82,3 +84,36 @@ def test_no_stage_imports_prefect_or_mlflow() -> None:
                 if bad:
                     offenders[m] = bad
     assert offenders == {}
+
+
+def test_core_imports_only_core_and_the_library() -> None:
+    offenders = {str(p.relative_to(ROOT)): sorted(m for m in imported_modules(p) if m.split(".")[0] == "pipeline"
+                                                  and not m.startswith("pipeline.core"))
+                 for p in (ROOT / "pipeline" / "core").glob("*.py")}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+#: Processes the measure_link stage starts (``python -m pipeline.link.edge CONFIG``): entry points of
+#: child processes, not command lines of their own.
+CHILD_PROCESSES = {"pipeline/link/edge.py", "pipeline/link/cloud.py", "pipeline/link/reaper.py"}
+
+
+def test_one_command_line() -> None:
+    """``python -m pipeline <command>`` is the only command line: no module of pipeline/ has a
+    ``__main__`` block of its own, and pipeline/cli.py imports only the standard library at module
+    level (so it runs where pydantic, typer, DVC, Prefect and MLflow are absent: the GPU machine)."""
+    mains = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "pipeline").rglob("*.py")
+                   if 'if __name__ == "__main__"' in p.read_text(encoding="utf-8"))
+    assert set(mains) == CHILD_PROCESSES
+    tree = ast.parse((ROOT / "pipeline" / "cli.py").read_text(encoding="utf-8"))
+    top = {a.name.split(".")[0] for node in tree.body if isinstance(node, ast.Import) for a in node.names}
+    top |= {node.module.split(".")[0] for node in tree.body if isinstance(node, ast.ImportFrom) and node.module}
+    import sys
+
+    assert top - {"__future__"} <= set(sys.stdlib_module_names), top
+
+
+def test_no_module_over_350_lines() -> None:
+    long = {str(p.relative_to(ROOT)): n for folder in ("src", "pipeline") for p in (ROOT / folder).rglob("*.py")
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > 350}
+    assert long == {}

@@ -20,7 +20,7 @@ from eeoffload import wire
 from eeoffload.model import BAlexNet
 from pipeline.link import netns
 from pipeline.link.runner import Job, LinkConfig, LinkError, run_pair
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 from tests.link_project import BRANCHES, make_project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +139,7 @@ def test_cloud_that_dies_is_reported(tmp_path: Path) -> None:
 
 def stage(root: Path, **kwargs: object) -> subprocess.Popen[str]:
     env = {**scratch_env(ROOT), "TMPDIR": str(root)}
-    return subprocess.Popen([sys.executable, "-m", "pipeline.measure_link", "tiny"], cwd=root, env=env, text=True,
+    return subprocess.Popen([sys.executable, "-m", "pipeline", "measure_link", "tiny"], cwd=root, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)  # type: ignore[call-overload]
 
 

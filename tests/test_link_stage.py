@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 from eeoffload import wire
-from pipeline import params as P
-from pipeline.io import StageError
+from pipeline.core import params as P
+from pipeline.core.io import StageError
 from pipeline.link.report_fragment import link_claim, link_fragment
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 from tests.link_project import make_project
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,7 +60,7 @@ def test_stage_writes_samples_deadline_encodings_summary(tmp_path: Path) -> None
     trace = str(ROOT / "configs/traces/wifi_18.8.csv")
     root = make_project(tmp_path / "p", link={"method": "loopback", "uplink_trace": trace},
                         network={"uplink_mbps": 40.0})
-    proc = subprocess.run([sys.executable, "-m", "pipeline.measure_link", "tiny"], cwd=root, env=scratch_env(ROOT),
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "measure_link", "tiny"], cwd=root, env=scratch_env(ROOT),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     out = root / "reports/link/tiny"

@@ -1,5 +1,5 @@
 """The MLflow UI on a tracked run, in headless Chromium: a real ``mlflow server`` over an SQLite store
-holding a pipeline run logged by pipeline.tracking, its experiment page opened by the link the
+holding a pipeline run logged by pipeline.orchestration.tracking, its experiment page opened by the link the
 tracking prints. The page must be the model-training runs table (not the GenAI overview), with the
 child runs by their readable names and the headline metrics as columns; a screenshot is saved."""
 

@@ -242,8 +242,8 @@ def test_model_under_autocast_trains_in_bf16() -> None:
 
 
 def test_load_model_rebuilds_the_saved_spec(tmp_path: Path) -> None:
-    from pipeline.io import StageError
-    from pipeline.splits import load_model
+    from pipeline.core.io import StageError
+    from pipeline.core.splits import load_model
 
     spec = ModelSpec(batch_norm=True, width=2, head="branchynet_b1")
     trained = build_model(spec, ["relu1"])

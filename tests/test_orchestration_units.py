@@ -68,7 +68,7 @@ def test_a_waiting_flow_gets_the_lock_when_it_is_released(tmp_path: Path) -> Non
 
 
 def test_experiment_parameters_become_dvc_set_args() -> None:
-    from pipeline.orchestration.flows import exp_set_args, experiment_settings
+    from pipeline.orchestration.settings import exp_set_args, experiment_settings
 
     params = {"variants": {"one_branch": {"branches": ["relu1"], "exit_weights": [1.0, 0.3]}}}
     flat = experiment_settings(uplink_mbps=5, p_tar={"step": 0.01}, branches={"one_branch": ["relu1", "relu2"]},
@@ -82,11 +82,11 @@ def test_experiment_parameters_become_dvc_set_args() -> None:
 
 
 def test_sweep_uses_public_functions_only() -> None:
-    """No private (_name) imports across the orchestration modules and their shims."""
+    """No private (_name) imports across the orchestration modules, the tools and the CLI."""
     import ast
 
     files = [*(ROOT / "pipeline" / "orchestration").glob("*.py"),
-             *(ROOT / "pipeline" / n for n in ("flows.py", "sweep.py", "services.py", "scratch.py"))]
+             *(ROOT / "pipeline" / "tools").glob("*.py"), ROOT / "pipeline" / "cli.py"]
     private = []
     for path in files:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -96,7 +96,7 @@ def test_sweep_uses_public_functions_only() -> None:
 
 
 def test_bad_params_name_the_file_once() -> None:
-    from pipeline.orchestration.flows import BadParams, check_params
+    from pipeline.orchestration.settings import BadParams, check_params
 
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["network"]["uplink_mbps"] = -5
@@ -144,8 +144,8 @@ def test_services_bind_to_loopback_with_telemetry_off() -> None:
 
 def test_smoke_logs_where_make_ui_looks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """One tracking URI: the store `make ui` serves is the one the flows of this project log to
-    (pipeline.tracking's default) and the one `make smoke` (a flow in build/smoke) logs to."""
-    from pipeline import scratch
+    (pipeline.orchestration.tracking's default) and the one `make smoke` (a flow in build/smoke) logs to."""
+    from pipeline.tools import scratch
     from pipeline.orchestration import tracking
     from pipeline.orchestration import project, services
 
@@ -171,11 +171,11 @@ def make_n(*args: str) -> str:
 
 @pytest.mark.skipif(not (ROOT / ".venv" / ".installed").exists(), reason="make venv would install")
 def test_makefile_passes_wait_and_runs_smoke_as_a_flow() -> None:
-    assert re.search(r"-m pipeline\.flows run --wait 30\b", make_n("flow", "WAIT=30"))
+    assert re.search(r"-m pipeline flows run --wait 30\b", make_n("flow", "WAIT=30"))
     assert "--wait" not in make_n("flow")
-    assert re.search(r"-m pipeline\.sweep .*--wait 5\b", make_n("sweep", "WAIT=5"))
+    assert re.search(r"-m pipeline sweep .*--wait 5\b", make_n("sweep", "WAIT=5"))
     smoke = make_n("smoke")
-    assert "pipeline.services api-env" in smoke and "--dest build/smoke --flow" in smoke
+    assert "pipeline services api-env" in smoke and "--dest build/smoke --flow" in smoke
 
 
 def test_sweep_comparison_figure_and_names(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""`make paper`'s project (build/paper, pipeline.paper build) is a place to compare experiments from its
+"""`make paper`'s project (build/paper, pipeline.tools.paper build) is a place to compare experiments from its
 first commit on, as build/smoke is: a git + DVC repository whose first commit has dvc.lock, the
 metrics and the curves; the bundle's runs are DVC-tracked inputs, so `dvc exp run -S
 network.uplink_mbps=5` re-runs only the stages that read the network, and `dvc metrics diff`,
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 from tests.synthetic_logits import synthetic_logits_frame
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +58,7 @@ def _leaves(tree: dict, prefix: str = "") -> set[str]:
 def test_paper_project_compares_experiments_from_its_first_commit(tmp_path: Path) -> None:
     bundle, dest = tmp_path / "bundle", tmp_path / "build" / "paper"
     tiny_bundle(bundle)
-    built = _run(ROOT, sys.executable, "-m", "pipeline.paper", "build", "--bundle", str(bundle), "--dest", str(dest),
+    built = _run(ROOT, sys.executable, "-m", "pipeline", "paper", "build", "--bundle", str(bundle), "--dest", str(dest),
                  "-S", "evaluate.batch_size=64", "-S", "evaluate.resamples=5", env=scratch_env(ROOT))
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:] + \
         (tmp_path / "build" / "paper.log").read_text()[-3000:]
@@ -71,6 +71,9 @@ def test_paper_project_compares_experiments_from_its_first_commit(tmp_path: Path
     assert not any(p.startswith(".dvc/site_cache") for p in tracked)
     assert _run(dest, "git", "status", "--porcelain").stdout == ""
     assert "train" not in yaml.safe_load((dest / "dvc.yaml").read_text())["stages"]
+    graph = _run(dest, sys.executable, "-m", "pipeline", "flows", "dag", "--root", str(dest), env=scratch_env(ROOT))
+    assert graph.returncode == 0 and "calibrate" in graph.stdout and ".dvc" not in graph.stdout, \
+        graph.stdout + graph.stderr  # the flow's stage graph: the bundle's .dvc inputs are no steps
     dvc = lambda *args: _run(dest, sys.executable, "-m", "dvc", *args)  # noqa: E731
     status = dvc("status", "--json")
     assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr

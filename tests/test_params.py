@@ -1,4 +1,4 @@
-"""The params schema (pipeline.params): one rule per case, pure functions on dicts (fast)."""
+"""The params schema (pipeline.core.params): one rule per case, pure functions on dicts (fast)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline import params as P
-from pipeline.io import StageError
-from pipeline.overlay import load_overlay, merge
-from pipeline.scratch import scratch_env
+from pipeline.core import params as P
+from pipeline.core.io import StageError
+from pipeline.core.overlay import load_overlay, merge
+from pipeline.tools.scratch import scratch_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE: dict[str, Any] = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))
@@ -253,11 +253,11 @@ def test_schema_choices_match_the_library() -> None:
 
 
 def test_command_validates_a_params_file(tmp_path: Path) -> None:
-    good = subprocess.run([sys.executable, "-m", "pipeline.params", str(ROOT / "params.yaml")], cwd=tmp_path,
+    good = subprocess.run([sys.executable, "-m", "pipeline", "check-params", str(ROOT / "params.yaml")], cwd=tmp_path,
                           env=scratch_env(ROOT), text=True, capture_output=True, timeout=120)
     assert good.returncode == 0 and "valid" in good.stdout, good.stderr
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(changed("data.n_train", -1)))
-    bad = subprocess.run([sys.executable, "-m", "pipeline.params"], cwd=tmp_path, env=scratch_env(ROOT),
+    bad = subprocess.run([sys.executable, "-m", "pipeline", "check-params"], cwd=tmp_path, env=scratch_env(ROOT),
                          text=True, capture_output=True, timeout=120)
     assert bad.returncode == 2
     assert bad.stderr.strip() == "error: params.yaml: data.n_train = -1; allowed: an integer >= 1"

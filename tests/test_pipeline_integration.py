@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.scratch import dvc_repro, scratch_env
+from pipeline.tools.scratch import dvc_repro, scratch_env
 from tests.conftest import TINY_PARAMS, TinyRun
 
 pytestmark = pytest.mark.integration

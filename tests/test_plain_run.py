@@ -1,4 +1,4 @@
-"""pipeline.plain_run: the whole pipeline without DVC, Prefect or MLflow (as on the lent GPU
+"""pipeline.tools.plain_run: the whole pipeline without DVC, Prefect or MLflow (as on the lent GPU
 machine), in dvc.yaml's dependency order, with the same outputs as `dvc repro`."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.plain_run import PlanError, Stage, _command, batch_train_stages, dependency_order, expand_stages, plan
-from pipeline.scratch import make_scratch_project, scratch_env
+from pipeline.tools.plain_run import PlanError, Stage, _command, batch_train_stages, dependency_order, expand_stages, plan
+from pipeline.tools.scratch import make_scratch_project, scratch_env
 from tests.conftest import ROOT, TINY_PARAMS, TinyRun
 
 BLOCKED = ("dvc", "prefect", "mlflow", "pydantic")
@@ -54,7 +54,7 @@ def test_batched_train_replaces_each_variants_train_instances_by_one_stage() -> 
     for s in trains:
         variant = s.name.split("@")[1]
         assert s.cmd == f"python -m pipeline train-batched {variant}"
-        assert _command(s)[1:] == ["-m", "pipeline.train_batched", variant]
+        assert _command(s)[1:] == ["-m", "pipeline", "train-batched", variant]
         merged = [t for t in stages if t.name.startswith(f"train@{variant}-")]
         assert set(s.outs) == {o for t in merged for o in t.outs} and set(s.deps) == {d for t in merged for d in t.deps}
     others = [s for s in stages if not s.name.startswith("train@")]
@@ -105,7 +105,7 @@ def test_plain_run_without_dvc_matches_dvc_repro(tiny_run: TinyRun, tiny_zip: Pa
         (blocker / name / "__init__.py").write_text(f"raise ImportError('{name} is not installed here')\n")
     env = scratch_env(root)
     env["PYTHONPATH"] = f"{blocker}:{env['PYTHONPATH']}"
-    proc = subprocess.run([sys.executable, "-m", "pipeline.plain_run"], cwd=root, env=env, text=True,
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "plain-run"], cwd=root, env=env, text=True,
                           capture_output=True)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "== all stages:" in proc.stdout

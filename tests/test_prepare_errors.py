@@ -95,11 +95,11 @@ def test_archive_env_var_overrides_param(tmp_path: Path, monkeypatch: pytest.Mon
     import subprocess
     import sys
 
-    from pipeline.scratch import scratch_env
+    from pipeline.tools.scratch import scratch_env
 
     env = scratch_env(ROOT)
     env["CIFAR10_ARCHIVE"] = os.environ["CIFAR10_ARCHIVE"]
-    proc = subprocess.run([sys.executable, "-m", "pipeline.prepare"], cwd=tmp_path, env=env,
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "prepare"], cwd=tmp_path, env=env,
                           text=True, capture_output=True)
     assert proc.returncode == 0, proc.stderr
 

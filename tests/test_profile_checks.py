@@ -227,3 +227,44 @@ def test_stage_prefers_a_measurement_on_a_sound_clock(tmp_path, monkeypatch) -> 
     summary, _ = _run_stage(tmp_path, monkeypatch, ["busy", "zeros"], remeasure=1)
     assert summary["checks"]["kept"] == 1
     assert any("spread too much" in w for w in summary["warnings"])
+
+
+# --- the re-measure policy alone (eeoffload.latency_profile), on made-up measurements -----------
+
+def _measurement(warnings: list[str], quantised: bool = False, total_ms: float = 1.0):
+    from eeoffload.latency_profile import Measurement
+
+    return Measurement(None, None, warnings, {"edge": None, "cloud": None}, quantised, total_ms)
+
+
+def test_policy_stops_at_the_first_clean_measurement() -> None:
+    from eeoffload.latency_profile import measure_until_clean
+
+    queue = [_measurement(["busy"]), _measurement([]), _measurement(["never measured"])]
+    lines: list[str] = []
+    result = measure_until_clean(lambda: queue.pop(0), remeasure=5, log=lines.append)
+    assert len(result.attempts) == 2 and result.kept == 1 and result.warnings == []
+    assert lines == ["warning: busy", "disturbed measurement; measuring again (2 of at most 6)",
+                     "measurement 2 passed the checks"]
+
+
+def test_policy_keeps_the_least_disturbed_and_says_so() -> None:
+    from eeoffload.latency_profile import checks_record, least_disturbed, measure_until_clean
+
+    attempts = [_measurement(["a"], quantised=True, total_ms=0.5), _measurement(["b"], total_ms=3.0),
+                _measurement(["c"], total_ms=2.0)]
+    assert least_disturbed(attempts) == 2  # not quantised beats faster; then the fastest
+    queue = list(attempts)
+    result = measure_until_clean(lambda: queue.pop(0), remeasure=2, log=lambda _: None)
+    assert result.kept == 2 and result.best is attempts[2]
+    assert result.warnings == ["c", "the profile was measured 3 times and every measurement failed a check; "
+                                    "the numbers are from measurement 3, the least disturbed"]
+    record = checks_record(result, remeasure=2, compare=True)
+    assert (record["measurements"], record["kept"], record["max_measurements"]) == (3, 3, 3)
+
+
+def test_policy_without_remeasuring_only_warns() -> None:
+    from eeoffload.latency_profile import measure_until_clean
+
+    result = measure_until_clean(lambda: _measurement(["x"]), remeasure=0, log=lambda _: None)
+    assert len(result.attempts) == 1 and result.warnings == ["x"]

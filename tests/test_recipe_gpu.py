@@ -1,6 +1,6 @@
 """The prepared GPU call of the accuracy-regime study (benchmarks/recipe_gpu.py), dry-run on the CPU
 with tiny epochs on the tests' own archive: search, rule, confirmation seeds, profiles, the precision
-study, what comes back (at most 8 files), and the import back into a bundle that `pipeline.paper
+study, what comes back (at most 8 files), and the import back into a bundle that `pipeline.tools.paper
 build` analyses."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def test_the_whole_call_on_tiny_data_and_its_import(tmp_path: Path, tiny_zip: Pa
             <= set(tar.getnames())
 
     bundle = tmp_path / "bundle"
-    imp = subprocess.run([sys.executable, "-m", "pipeline.paper", "import", str(out), "--bundle", str(bundle),
+    imp = subprocess.run([sys.executable, "-m", "pipeline", "paper", "import", str(out), "--bundle", str(bundle),
                           "--commit", "test"], cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
     assert imp.returncode == 0, imp.stderr
     assert (bundle / "recipe.yaml").is_file() and (bundle / "search" / "choice.json").is_file()
@@ -51,7 +51,7 @@ def test_the_whole_call_on_tiny_data_and_its_import(tmp_path: Path, tiny_zip: Pa
     assert set(provenance["runs"]) == {f"seed{s}/{v}" for s in (0, 1) for v in ("one_branch", "two_branch")}
 
     dest = tmp_path / "analysis"
-    built = subprocess.run([sys.executable, "-m", "pipeline.paper", "build", "--bundle", str(bundle), "--dest",
+    built = subprocess.run([sys.executable, "-m", "pipeline", "paper", "build", "--bundle", str(bundle), "--dest",
                             str(dest), "-S", "evaluate.batch_size=64", "-S", "evaluate.resamples=5"],
                            cwd=ROOT, env=env, text=True, capture_output=True, timeout=900)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]

@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from eeoffload.recipe_search import choose_recipe, early_stopping_epochs, run_options
-from pipeline.overlay import merge
-from pipeline.params import validate_params
+from pipeline.core.overlay import merge
+from pipeline.core.params import validate_params
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -1,4 +1,4 @@
-"""pipeline.registry, dvc.yaml and the README name the same artifacts: a test that fails when they drift."""
+"""pipeline.core.registry, dvc.yaml and the README name the same artifacts: a test that fails when they drift."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from pipeline import registry as R
-from pipeline.plain_run import expand_stages
+from pipeline.core import registry as R
+from pipeline.tools.plain_run import expand_stages
 from tests.conftest import ROOT
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

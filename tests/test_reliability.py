@@ -1,6 +1,6 @@
 """Reliability: atomic outputs under SIGKILL, resumable and deterministic training, validated inputs.
 
-Every stage runs as a subprocess (`python -m pipeline.<stage>`) in a temporary project folder on a
+Every stage runs as a subprocess (`python -m pipeline <stage>`) in a temporary project folder on a
 tiny synthetic archive, on the CPU with one thread.
 """
 
@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 from tests.conftest import ROOT, run_stage
 from tests.tiny_data import make_class_folder_zip
 
@@ -55,9 +55,11 @@ def sha256(path: Path) -> str:
 
 
 def popen_stage(cwd: Path, stage: str, *args: str) -> subprocess.Popen[str]:
+    """`python -m pipeline <stage>` started in ``cwd`` (stage ``train_batched``: command ``train-batched``)."""
     env = scratch_env(ROOT)
     env.pop("CIFAR10_ARCHIVE", None)
-    return subprocess.Popen([sys.executable, "-u", "-m", f"pipeline.{stage}", *args], cwd=cwd, env=env, text=True,
+    command = {"train_batched": "train-batched"}.get(stage, stage)
+    return subprocess.Popen([sys.executable, "-u", "-m", "pipeline", command, *args], cwd=cwd, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -97,7 +99,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory, archive: Path) -> Path:
 def test_atomic_path_killed_mid_write_leaves_no_target(tmp_path: Path) -> None:
     """A writer SIGKILLed inside atomic_path: no target, only a hidden temporary that the next
     writer of that target removes."""
-    script = ("import os, signal\nfrom pipeline.atomic import atomic_path\n"
+    script = ("import os, signal\nfrom pipeline.core.atomic import atomic_path\n"
               "with atomic_path('out/result.parquet') as tmp:\n"
               "    tmp.write_bytes(b'PAR1' + b'x' * 1000)\n"
               "    os.kill(os.getpid(), signal.SIGKILL)\n")
@@ -107,7 +109,7 @@ def test_atomic_path_killed_mid_write_leaves_no_target(tmp_path: Path) -> None:
     assert not (out / "result.parquet").exists()
     leftovers = temporaries(out)
     assert len(leftovers) == 1 and leftovers[0].startswith(".result.parquet.") and leftovers[0].endswith(".tmp")
-    from pipeline.atomic import atomic_write_bytes
+    from pipeline.core.atomic import atomic_write_bytes
 
     atomic_write_bytes(out / "result.parquet", b"complete")
     assert (out / "result.parquet").read_bytes() == b"complete"

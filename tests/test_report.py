@@ -208,9 +208,9 @@ def test_report_in_headless_chromium(reported: Path, tmp_path: Path) -> None:
 
 def test_report_commit_is_the_projects_in_a_scratch_copy(tmp_path: Path) -> None:
     """A scratch copy (make smoke, tests) shows the commit of the project it was copied from."""
-    from pipeline.io import git_commit, project_commit
-    from pipeline.scratch import ROOT as PROJECT
-    from pipeline.scratch import make_scratch_project
+    from pipeline.core.io import git_commit, project_commit
+    from pipeline.tools.scratch import ROOT as PROJECT
+    from pipeline.tools.scratch import make_scratch_project
 
     copy = make_scratch_project(tmp_path / "p", vcs=False)
     shown = project_commit(copy)
@@ -254,7 +254,8 @@ def test_report_fig4_caption_matches_its_legend(reported: Path) -> None:
 
 def test_report_headline_says_undefined_not_none(reported: Path, tmp_path: Path) -> None:
     """An undefined headline metric (null in reports/metrics.json: no sample kept on the device) reads
-    "undefined" in the headline table, its interval a dash; never Python's None."""
+    "undefined" in the headline table, and so does its interval over two seeds (not "one seed"); never
+    Python's None."""
     other = tmp_path / "p"
     shutil.copytree(reported, other)
     path = other / "reports" / "metrics.json"
@@ -262,6 +263,7 @@ def test_report_headline_says_undefined_not_none(reported: Path, tmp_path: Path)
     m = metrics["one_branch"]["calibrated"]
     for key in [k for k in m if k.startswith("acc_device@0.85")]:
         m[key] = None
+    m["n_seeds"] = 2  # two seeds, the metric undefined on them: not "one seed"
     path.write_text(json.dumps(metrics))
     proc = stage(other, "report")
     assert proc.returncode == 0, proc.stderr
@@ -270,5 +272,5 @@ def test_report_headline_says_undefined_not_none(reported: Path, tmp_path: Path)
     table = table[:table.index("</table>")]
     row = next(r for r in table.split("<tr>") if "one_branch</td><td>calibrated</td><td>acc_device@0.85<" in r)
     cells = [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in row.split("</td>")[3:5]]
-    assert cells[0] == "undefined" and "None" not in cells[1], cells
+    assert cells == ["undefined", "undefined (2 seeds)"], cells
     assert "None" not in re.sub(r"<[^>]+>", " ", table)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import registry
-from pipeline.io import write_timing
-from pipeline.report import machine, timings, wall_span
+from pipeline.core import registry
+from pipeline.core.io import write_timing
+from pipeline.report_rows import machine, timings, wall_span
 from tests.conftest import ROOT
 
 

@@ -1,4 +1,4 @@
-"""pipeline.runtime: the allocator setting the CPU stages use."""
+"""pipeline.core.runtime: the allocator setting the CPU stages use."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from pipeline import runtime
+from pipeline.core import runtime
 
 
 def test_keep_freed_memory_applies_on_glibc_and_restores() -> None:

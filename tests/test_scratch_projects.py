@@ -1,4 +1,4 @@
-"""A scratch project (build/smoke, pipeline.scratch) is a place to compare experiments from its first
+"""A scratch project (build/smoke, pipeline.tools.scratch) is a place to compare experiments from its first
 run on: the results are committed as "first run", an undefined metric stays a column, `make exps`
 and `make plots` work there, and DVC runs its stages with the venv's Python, activated or not.
 Real git, DVC and make on a one-stage stand-in for the pipeline (seconds, no training)."""
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.evaluate import UNDEFINED, headline_json
-from pipeline.scratch import commit_first_run, make_scratch_project, scratch_env
+from pipeline.tools.scratch import commit_first_run, make_scratch_project, scratch_env
 
 # A stand-in for evaluate: reports/headline.json (through evaluate's writer, one metric undefined)
 # and one curve file, both from network.uplink_mbps; declared as in the real dvc.yaml.
@@ -108,12 +108,12 @@ def test_dvc_runs_the_stages_with_the_venv_python_when_it_is_not_activated(tmp_p
     root = make_scratch_project(tmp_path / "p", {"data": {"archive": str(tiny_zip)}})
     bare = tmp_path / "bin"
     bare.mkdir()
-    shim = bare / "python"  # the base interpreter without site-packages: no typer, numpy, ...
+    shim = bare / "python"  # the base interpreter without site-packages: no yaml, numpy, ...
     shim.write_text(f"#!/bin/sh\nexec {os.path.realpath(sys.executable)} -S \"$@\"\n")
     shim.chmod(0o755)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     env["PATH"] = os.pathsep.join([str(bare), "/usr/bin", "/bin"])
-    assert subprocess.run([str(shim), "-c", "import typer"], env=env, capture_output=True).returncode != 0
+    assert subprocess.run([str(shim), "-c", "import yaml"], env=env, capture_output=True).returncode != 0
     proc = subprocess.run([sys.executable, "-m", "dvc", "repro", "validate"], cwd=root, env=env, text=True,
                           capture_output=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
@@ -125,7 +125,7 @@ def test_dvc_runs_the_stages_with_the_venv_python_when_it_is_not_activated(tmp_p
 
 
 def test_make_exps_is_the_same_recipe_here_and_in_scratch_projects() -> None:
-    from pipeline.scratch import EXP_SHOW_FLAGS
+    from pipeline.tools.scratch import EXP_SHOW_FLAGS
     from tests.conftest import ROOT
 
     assert f"EXP_SHOW_FLAGS := {EXP_SHOW_FLAGS}\n" in (ROOT / "Makefile").read_text()

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import yaml
 
-from pipeline import registry as R
-from pipeline.plain_run import expand_stages
+from pipeline.core import registry as R
+from pipeline.tools.plain_run import expand_stages
 from tests.conftest import ROOT
 
 PARAMS = yaml.safe_load((ROOT / "params.yaml").read_text())

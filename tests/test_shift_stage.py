@@ -14,9 +14,9 @@ import yaml
 from eeoffload.layout import ModelSpec
 from eeoffload.model import build_model
 from eeoffload.severity import STATISTICS
-from pipeline.atomic import write_npz
-from pipeline.io import StageError
-from pipeline.params_shift import shift_params
+from pipeline.core.atomic import write_npz
+from pipeline.core.io import StageError
+from pipeline.core.params_shift import shift_params
 from tests.conftest import ROOT, run_stage
 from tests.tiny_data import class_images
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pipeline import registry
+from pipeline.core import registry
 from pipeline.orchestration.tracking_shift import shift_metrics, shift_runs
 
 SUMMARY = {"table": [{"corruption": "contrast", "severity": 5, "acc_final": 0.4, "outage_conventional": 0.9,

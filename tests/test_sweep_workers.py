@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline.scratch import make_scratch_project, scratch_env
+from pipeline.tools.scratch import make_scratch_project, scratch_env
 from tests.conftest import ROOT, TINY_PARAMS
 
 pytestmark = pytest.mark.integration
@@ -195,7 +195,7 @@ def test_killed_worker_point_is_retried_and_resumes(servers: Servers, workers, t
     remote = tmp_path / "remote"
     env = {**scratch_env(ROOT), "PREFECT_API_URL": servers.api_url}
     cli = subprocess.Popen(
-        [sys.executable, "-m", "pipeline.orchestration.workpool", "sweep", "--uplink", *map(str, UPLINK),
+        [sys.executable, "-m", "pipeline", "workpool", "sweep", "--uplink", *map(str, UPLINK),
          "--branches", "relu1", "relu2", "--variant", "one_branch", "--p-tar", "0.85", "--t-tar", "50",
          "--prefix", "fault", "--remote", str(remote), "--tracking-uri", servers.tracking_uri, "--stale", "30",
          "--timeout", "1800", "--no-model", "--root", str(root)],

@@ -1,6 +1,6 @@
 """MLflow logging of a pipeline's outputs into a temporary SQLite store, read back.
 
-The outputs are a small synthetic set in the layout of pipeline.registry (per-run artifacts under
+The outputs are a small synthetic set in the layout of pipeline.core.registry (per-run artifacts under
 ``<variant>/seed<k>``, evaluate's tables aggregated over the seeds), written by
 :func:`make_pipeline_outputs`; tests/test_mlflow_ui.py uses it too.
 """
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from pipeline import registry
+from pipeline.core import registry
 
 pytestmark = pytest.mark.integration
 

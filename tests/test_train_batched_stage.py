@@ -1,4 +1,4 @@
-"""The batched train stage (``python -m pipeline.train_batched``, issue 23) writes what separate
+"""The batched train stage (``python -m pipeline train-batched``, issue 23) writes what separate
 ``pipeline.train`` runs write, resumes exactly, and hands its checkpoints to a separate run.
 
 Tolerances, fixed before the first run: the weights of seed k within 1e-4 (max abs) of the separate

@@ -70,4 +70,4 @@ def test_smoke_and_make_ui_print_the_links() -> None:
     from tests.conftest import ROOT
 
     assert "print_links()" in Path(services.__file__).read_text().split("def start", 1)[1].split("def links")[0]
-    assert "links()" in (ROOT / "pipeline" / "scratch.py").read_text().split("def main", 1)[1]
+    assert "links()" in (ROOT / "pipeline" / "tools" / "scratch.py").read_text().split("def main", 1)[1]

@@ -25,7 +25,7 @@ from fastapi import FastAPI, HTTPException, Request  # module level: FastAPI res
 def build_app(model_path: str, branches: list[str], threads: int) -> Any:
     from eeoffload import wire
     from eeoffload.partition import CloudPart
-    from pipeline.splits import load_model
+    from pipeline.core.splits import load_model
 
     torch.set_num_threads(threads)
     cloud = CloudPart(load_model(Path(model_path), branches))

@@ -102,7 +102,7 @@ def measure(cfg: dict[str, Any]) -> None:
     from eeoffload.link_model import Trace
     from eeoffload.partition import EdgePart
     from eeoffload.training import images_to_tensor
-    from pipeline.splits import load_model
+    from pipeline.core.splits import load_model
 
     torch.set_num_threads(int(cfg["threads"]))
     edge = EdgePart(load_model(Path(cfg["model_path"]), cfg["branches"]))

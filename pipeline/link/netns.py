@@ -22,7 +22,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from pipeline.atomic import pid_alive
+from pipeline.core.atomic import pid_alive
 
 EDGE_IP, CLOUD_IP, PREFIX_LEN = "10.77.0.1", "10.77.0.2", 30
 NAME = re.compile(r"^eeo([0-9]+)([ecp])$")  # edge, cloud, probe

@@ -16,7 +16,7 @@ import shutil
 import signal
 import time
 
-from pipeline.atomic import pid_alive
+from pipeline.core.atomic import pid_alive
 from pipeline.link import netns
 
 POLL_S = 0.1

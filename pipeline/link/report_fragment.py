@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from pipeline.registry import link_dir
+from pipeline.core.registry import link_dir
 
 CLAIM_ID = "link_model"
 CLAIM_FIGURE = "Fig. 5 (latency model)"

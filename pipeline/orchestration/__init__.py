@@ -7,14 +7,18 @@ Modules (each importable on its own; only ``flows``, ``sweep`` and ``cli`` impor
 * ``dag``: the stage graph, read from DVC (``dvc.repo.Repo(...).index.graph``).
 * ``lock``: the workspace lock (``filelock``), one flow per workspace.
 * ``flows``: the Prefect tasks and flows ``benchmark`` and ``benchmark-experiment``.
-* ``cli``: ``python -m pipeline.flows run|experiment|serve|dag``; one-line errors, tracebacks to a log file.
-* ``sweep``: the flow ``benchmark-sweep`` and its CLI (``python -m pipeline.sweep``).
+* ``settings``, ``dvc_commands``: an experiment's settings as checked ``-S`` overrides; DVC commands
+  with their output streamed to a logger (no Prefect: shared by the flows, sweeps and sweep points).
+* ``cli``: ``python -m pipeline flows run|experiment|serve|dag``; one-line errors, tracebacks to a log file.
+* ``sweep``: the flow ``benchmark-sweep`` and its CLI (``python -m pipeline sweep``).
 * ``services``: ``make ui`` / ``make ui-stop``: the Prefect server and the MLflow UI on 127.0.0.1.
 * ``tracking``, ``tracking_tables``, ``tracking_views``: MLflow logging of a finished pipeline run,
   what it logs, and the experiment's kind and saved views.
-* ``workpool``, ``sweep_point``, ``scaleout``: sweeps over Prefect work-pool workers on any number of
+* ``tracking_model``: a trained run logged as an MLflow PyTorch model.
+* ``workpool``, ``pool``, ``sweep_point``, ``scaleout``: sweeps over Prefect work-pool workers on any number of
   machines, sharing a DVC remote and an MLflow tracking server (docs/scale-out.md).
 
-``pipeline/flows.py``, ``pipeline/sweep.py`` and ``pipeline/services.py`` are thin shims that keep
-``python -m pipeline.<name>`` working. docs/orchestration.md describes the whole.
+The command lines are ``python -m pipeline flows|sweep|workpool|scaleout|services|tracking ...``
+(pipeline/cli.py hands the rest of the line to the module's ``main(argv)``). docs/orchestration.md
+describes the whole.
 """

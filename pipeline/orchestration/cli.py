@@ -1,4 +1,4 @@
-"""The command line of the flows: ``python -m pipeline.flows run|experiment|serve|dag``.
+"""The command line of the flows: ``python -m pipeline flows run|experiment|serve|dag``.
 
 A flow that fails ends with its error printed once, as one line (a failed stage: which, and its
 exit status; its output has streamed above), and no traceback on the terminal: Prefect's records of the
@@ -62,7 +62,8 @@ def quiet_console(log_file: Path) -> logging.Logger:
 
 def error_line(exc: BaseException | None, fallback: str) -> str:
     """The error a user reads: the message of the flow's exception (our errors say what to do)."""
-    from pipeline.orchestration.flows import BadParams, StageFailed
+    from pipeline.orchestration.dvc_commands import StageFailed
+    from pipeline.orchestration.settings import BadParams
     from pipeline.orchestration.lock import WorkspaceBusy
 
     if exc is None:
@@ -83,7 +84,7 @@ def error_line(exc: BaseException | None, fallback: str) -> str:
 def run_flow(call: Callable[[], Any], prog: str, root: str | None, verbose: bool = False) -> Any:
     """Run ``call`` (a flow called with return_state=True); on failure print its error once and exit 1."""
     where = Path(root or os.environ.get("EEOFFLOAD_ROOT") or Path.cwd()).resolve()
-    log_file = debug_log_path(where, prog.rsplit(".", 1)[-1].replace(" ", "-"))
+    log_file = debug_log_path(where, prog.split("pipeline", 1)[-1].strip(" .").replace(" ", "-"))
     debug = quiet_console(log_file) if not verbose else None
     state = call()
     if state.is_completed():
@@ -102,7 +103,7 @@ def run_flow(call: Callable[[], Any], prog: str, root: str | None, verbose: bool
     raise SystemExit(1)
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m pipeline.flows") -> None:
+def main(argv: list[str] | None = None, prog: str = "python -m pipeline flows") -> None:
     ap = argparse.ArgumentParser(prog=prog, description="Prefect flows over the DVC pipeline (docs/orchestration.md)")
     sub = ap.add_subparsers(dest="cmd", required=True)
     run = sub.add_parser("run", help="run the benchmark flow in this workspace")
@@ -113,7 +114,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline.flows") 
     run.add_argument("--verbose", action="store_true", help="Prefect's console output unfiltered (tracebacks)")
     exp = sub.add_parser("experiment", help="run a named DVC experiment through the flow")
     exp.add_argument("--name", default=None)
-    exp.add_argument("--recipe", default=None, help="a recipe of configs/recipes/ (python -m pipeline.recipes)")
+    exp.add_argument("--recipe", default=None, help="a recipe of configs/recipes/ (python -m pipeline recipes)")
     exp.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE")
     exp.add_argument("--no-track", action="store_true")
     exp.add_argument("--wait", type=float, default=0.0, metavar="SECONDS")
@@ -142,7 +143,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline.flows") 
         return
     extra = {k: yaml.safe_load(v) for k, _, v in (s.partition("=") for s in args.set)}
     if args.recipe:
-        from pipeline.recipes import RecipeError, recipe_settings
+        from pipeline.tools.recipes import RecipeError, recipe_settings
 
         try:
             extra = {**recipe_settings(args.recipe), **extra}
@@ -152,7 +153,3 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline.flows") 
     run_flow(lambda: flows.benchmark_experiment(name=name, extra=extra, track=not args.no_track,
                                                 wait_s=args.wait, root=args.root, return_state=True),
              f"{prog} experiment", args.root, args.verbose)
-
-
-if __name__ == "__main__":
-    main()

@@ -9,7 +9,8 @@ from typing import Any
 
 def stage_graph(root: Path) -> list[tuple[str, list[str]]]:
     """[(stage, [upstream stages])] in a topological order of DVC's own graph (dvc.yaml order on
-    ties); stage names as ``dvc repro`` takes them in ``root`` (``train@one_branch``, ...)."""
+    ties); stage names as ``dvc repro`` takes them in ``root`` (``train@one_branch``, ...). The
+    ``.dvc`` files of ``dvc add``ed inputs (build/paper's bundle files) are no stages to run: left out."""
     import networkx as nx
     from dvc.repo import Repo
 
@@ -24,7 +25,10 @@ def stage_graph(root: Path) -> list[tuple[str, list[str]]]:
                 return stage.name
             return f"{os.path.relpath(stage.path, root)}:{stage.name}" if stage.name else os.path.relpath(stage.path, root)
 
-        return [(address(s), sorted(address(d) for d in graph.successors(s))) for s in order]
+        def runs(stage: Any) -> bool:  # a dvc.yaml stage; a `dvc add`ed input's .dvc file is data, not a step
+            return getattr(stage, "name", None) is not None
+
+        return [(address(s), sorted(address(d) for d in graph.successors(s) if runs(d))) for s in order if runs(s)]
 
 
 def stage_names(root: Path) -> list[str]:

@@ -11,8 +11,8 @@
   same artifact and MLflow runs.
 
 Never two runs in one workspace: every flow takes the workspace lock (pipeline.orchestration.lock)
-before touching DVC. The params are checked (pipeline.params) before that. The CLI is
-pipeline.orchestration.cli (``python -m pipeline.flows``).
+before touching DVC. The params are checked (pipeline.core.params) before that. The CLI is
+pipeline.orchestration.cli (``python -m pipeline flows``).
 
 Length (about 330 lines): the two flows and their tasks (stage runner, summary artifact, MLflow);
 the CLI, the lock, the DAG and the sweeps are modules of their own.
@@ -20,13 +20,8 @@ the CLI, the lock, the DAG and the sweeps are modules of their own.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import json
-import re
-import subprocess
-import sys
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -37,153 +32,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Completed
 
 from pipeline.orchestration.dag import stage_graph
+from pipeline.orchestration.dvc_commands import ran_stages, run_dvc, stage_status
 from pipeline.orchestration.lock import workspace_lock
-from pipeline.orchestration.project import dvc_env, resolve_root
-from pipeline.overlay import set_args
+from pipeline.orchestration.project import resolve_root
+from pipeline.orchestration.settings import check_params, exp_set_args, experiment_settings, with_settings
 
 HEADLINE = ("p_device@0.85", "acc_device@0.85", "acc_total@0.85", "outage@0.85", "min_missed_deadline@0.85")
-
-
-class StageFailed(RuntimeError):
-    """A DVC stage (or `dvc exp run`) exited non-zero. The message: ``headline`` (what failed, its
-    exit status, a hint), then the command's last output lines (``tail``)."""
-
-    def __init__(self, headline: str, tail: str = "") -> None:
-        super().__init__(f"{headline}; its last output lines follow:\n{tail}" if tail else headline)
-        self.headline, self.tail = headline, tail
-
-    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # pickled with the task's state
-        return type(self), (self.headline, self.tail)
-
-
-class BadParams(ValueError):
-    """params.yaml (or the settings of an experiment or sweep point) fails the typed schema."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Params: checked before any DVC command
-# ---------------------------------------------------------------------------------------------
-
-def check_params(params: dict[str, Any] | None, source: str) -> None:
-    """The typed schema of pipeline.params on the whole file (``params``, or read from the path
-    ``source`` if None), before any DVC command runs: a typo fails the flow in a second with one
-    line ``<source>: <key> = <value>; allowed: ...`` (not an hour later in a stage)."""
-    from pipeline.io import StageError, read_params
-    from pipeline.params import validate_params
-
-    try:
-        validate_params(read_params(Path(source)) if params is None else params)
-    except StageError as e:
-        message = str(e)
-        for prefix in (f"{source}: ", "params.yaml: "):  # pipeline.params names the file itself
-            message = message.removeprefix(prefix)
-        raise BadParams(f"{source}: {message}") from None
-
-
-def with_settings(params: dict[str, Any], flat: dict[str, Any]) -> dict[str, Any]:
-    """``params`` with the dotted ``flat`` settings written in (what `dvc exp run -S` will make)."""
-    out = copy.deepcopy(params)
-    for key, value in flat.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for name in parents:
-            node = node.setdefault(name, {})
-            if not isinstance(node, dict):
-                raise BadParams(f"-S {key}={value!r}: {name} is not a section of params.yaml")
-        node[leaf] = value
-    return out
-
-
-def exp_set_args(flat: dict[str, Any]) -> list[str]:
-    """``-S key=value`` arguments for `dvc exp run` (pipeline.overlay.set_args), each on one line:
-    DVC's override grammar rejects the line breaks YAML puts into long lists."""
-    return [re.sub(r"\n\s*", " ", arg) for arg in set_args(flat)]
-
-
-def experiment_settings(uplink_mbps: float | None = None, rtt_ms: float | None = None,
-                        p_tar: dict[str, float] | None = None, deadline_p_tar: list[float] | None = None,
-                        branches: dict[str, list[str]] | None = None, trunk_epochs: int | None = None,
-                        joint_epochs: int | None = None, extra: dict[str, Any] | None = None,
-                        params: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Flat {dotted.key: value} for `dvc exp run -S`; a branch list of a new length gets matching
-    exit_weights (1.0 for the first branch down to 0.3 for the final exit)."""
-    flat: dict[str, Any] = {}
-    if uplink_mbps is not None:
-        flat["network.uplink_mbps"] = float(uplink_mbps)
-    if rtt_ms is not None:
-        flat["network.rtt_ms"] = float(rtt_ms)
-    if p_tar:
-        for k, v in p_tar.items():
-            flat[f"evaluate.p_tar.{k}"] = float(v)
-    if deadline_p_tar:
-        flat["evaluate.deadline_p_tar"] = [float(v) for v in deadline_p_tar]
-    if trunk_epochs is not None:
-        flat["train.trunk_epochs"] = int(trunk_epochs)
-    if joint_epochs is not None:
-        flat["train.joint_epochs"] = int(joint_epochs)
-    for variant, names in (branches or {}).items():
-        names = list(names)
-        flat[f"variants.{variant}.branches"] = names
-        current = ((params or {}).get("variants") or {}).get(variant) or {}
-        if len(current.get("exit_weights") or []) != len(names) + 1:
-            n = len(names) + 1
-            flat[f"variants.{variant}.exit_weights"] = [round(1.0 - 0.7 * i / max(n - 1, 1), 3) for i in range(n)]
-    flat.update(extra or {})
-    return flat
-
-
-# ---------------------------------------------------------------------------------------------
-# Running DVC commands with their output in the Prefect log
-# ---------------------------------------------------------------------------------------------
-
-#: DVC's advice after every `dvc repro --single-item` (git add dvc.lock ..., autostage, dvc push):
-#: the same lines for every stage, and the flow commits nothing; kept out of the flow's log.
-DVC_HINTS = re.compile(r"^\s*(To track the changes with git, run:|git add |To enable auto staging, run:"
-                       r"|dvc config core\.autostage true|Use `dvc push` to send your updates to remote storage\.)")
-
-
-def stream_command(cmd: list[str], root: Path, logger: Any) -> tuple[int, list[str]]:
-    """Run ``cmd`` in ``root``, every output line but DVC's git hints (DVC_HINTS) to ``logger``;
-    (exit status, all lines)."""
-    logger.info("$ %s", " ".join(cmd[2:] if cmd[:2] == [sys.executable, "-m"] else cmd))
-    proc = subprocess.Popen(cmd, cwd=root, env=dvc_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1, errors="replace")
-    lines: list[str] = []
-    assert proc.stdout is not None
-    for raw in proc.stdout:
-        line = raw.rstrip()
-        if line.strip():
-            lines.append(line)
-            if not DVC_HINTS.match(line):
-                logger.info("%s", line)
-    return proc.wait(), lines
-
-
-def command_failed(what: str, rc: int, lines: list[str]) -> StageFailed:
-    """The error of a failed DVC command: what, its exit status, a hint, its last output lines."""
-    text = "\n".join(deque(lines, maxlen=25))
-    headline = f"{what} failed (exit status {rc})"
-    if "Unable to acquire lock" in text:
-        headline += (": DVC's repository lock is held by another DVC command in this workspace "
-                     "(a `dvc repro` or `dvc exp run` started outside this flow); wait for it and rerun")
-    return StageFailed(headline, text)
-
-
-def run_dvc(root: Path, args: list[str], what: str, logger: Any) -> list[str]:
-    """``python -m dvc <args>`` in ``root`` with its output in the log; its lines, or StageFailed."""
-    rc, lines = stream_command([sys.executable, "-m", "dvc", *args], Path(root), logger)
-    if rc != 0:
-        raise command_failed(what, rc, lines)
-    return lines
-
-
-def stage_status(stage: str, lines: list[str]) -> str:
-    """'ran' if DVC ran the stage's command, else 'cached' (up to date, or restored from run cache)."""
-    return "ran" if any(line.startswith(f"Running stage '{stage}'") for line in lines) else "cached"
-
-
-def ran_stages(lines: list[str]) -> list[str]:
-    return [m.group(1) for line in lines if (m := re.match(r"Running stage '([^']+)'", line))]
 
 
 @task(name="dvc-stage", task_run_name="{stage}", cache_policy=NO_CACHE)

@@ -56,13 +56,13 @@ def prefect_home() -> Path:
     return Path(os.environ.get("PREFECT_HOME") or PROJECT_ROOT / ".prefect")
 
 
-#: Where CLI runs write their full logs instead of ``<root>/.prefect/logs/`` (pipeline.scratch).
+#: Where CLI runs write their full logs instead of ``<root>/.prefect/logs/`` (pipeline.tools.scratch).
 LOG_DIR_ENV = "EEOFFLOAD_LOG_DIR"
 
 
 def debug_log_path(root: Path, what: str, keep: int = 20) -> Path:
     """A fresh file for one CLI run's full log (tracebacks included): ``<root>/.prefect/logs/``, or
-    ``$EEOFFLOAD_LOG_DIR`` if set (pipeline.scratch sets it beside the scratch folder, so the log of a
+    ``$EEOFFLOAD_LOG_DIR`` if set (pipeline.tools.scratch sets it beside the scratch folder, so the log of a
     failed smoke run outlives the folder the next run replaces); only the newest ``keep`` earlier
     logs of ``what`` are kept."""
     folder = Path(os.environ.get(LOG_DIR_ENV) or Path(root) / ".prefect" / "logs")

@@ -1,6 +1,6 @@
 """Local sweep workers and the MLflow tracking server, started and stopped by PID files.
 
-``python -m pipeline.orchestration.scaleout workers-start N | workers-stop | tracking-start |
+``python -m pipeline scaleout workers-start N | workers-stop | tracking-start |
 tracking-stop | status``  (``make workers WORKERS=2``, ``make workers-stop``, ``make tracking-server``,
 ``make tracking-server-stop``, ``make scaleout-status``)
 
@@ -29,10 +29,10 @@ import sys
 import time
 from pathlib import Path
 
+from pipeline.orchestration.pool import POOL
 from pipeline.orchestration.processes import healthy, read_pidfile, terminate_group
 from pipeline.orchestration.project import PROJECT_ROOT, QUIET_ENV, mlflow_artifact_root, mlflow_store_uri
 
-POOL = "eeoffload-sweep"  # = workpool.POOL (not imported: this module stays free of Prefect imports)
 
 
 def state_dir() -> Path:
@@ -198,9 +198,5 @@ def main(argv: list[str] | None = None) -> None:
     elif argv == ["status"]:
         status()
     else:
-        raise SystemExit("usage: python -m pipeline.orchestration.scaleout "
+        raise SystemExit("usage: python -m pipeline scaleout "
                          "workers-start N | workers-stop | tracking-start | tracking-stop | status")
-
-
-if __name__ == "__main__":
-    main()

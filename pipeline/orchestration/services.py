@@ -1,6 +1,6 @@
 """The Prefect server and the MLflow UI on 127.0.0.1, started and stopped by PID files in the repo.
 
-``python -m pipeline.services start|stop|status|api-env``  (``make ui`` / ``make ui-stop`` / ``make ui-status``)
+``python -m pipeline services start|stop|status|api-env``  (``make ui`` / ``make ui-stop`` / ``make ui-status``)
 
 * Prefect: ``prefect server start --host 127.0.0.1 --port $PREFECT_PORT`` (default 4200), its
   database in ``$PREFECT_HOME`` (``.prefect/`` in the repo), analytics off.
@@ -155,7 +155,7 @@ def api_url() -> str | None:
 
 def api_env() -> None:
     """Print PREFECT_API_URL=... if `make ui`'s Prefect server answers, else nothing (then a flow
-    starts Prefect's temporary server): ``env $(python -m pipeline.services api-env) <command>``."""
+    starts Prefect's temporary server): ``env $(python -m pipeline services api-env) <command>``."""
     if url := api_url():
         print(f"PREFECT_API_URL={url}")
 
@@ -164,9 +164,5 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     actions = {"start": start, "stop": stop, "status": status, "api-env": api_env}
     if len(argv) != 1 or argv[0] not in actions:
-        raise SystemExit("usage: python -m pipeline.services start|stop|status|api-env")
+        raise SystemExit("usage: python -m pipeline services start|stop|status|api-env")
     actions[argv[0]]()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,6 +1,6 @@
 """Sweep uplink rates x branch placements as named DVC experiments; one comparison CSV and figure.
 
-``python -m pipeline.sweep --uplink 5 10 18.8 --branches relu1 relu2 [--variant one_branch]
+``python -m pipeline sweep --uplink 5 10 18.8 --branches relu1 relu2 [--variant one_branch]
 [--p-tar 0.85] [--t-tar 50 100] [--prefix sweep] [--wait S]``  (``make sweep UPLINK="5 10 18.8" BRANCHES="relu1 relu2"``)
 
 Each point is ``dvc exp run -n <prefix>-u<rate>-<placement> -S network.uplink_mbps=<rate>
@@ -29,7 +29,8 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.orchestration.flows import check_params, exp_set_args, experiment_settings, run_dvc, with_settings
+from pipeline.orchestration.dvc_commands import run_dvc
+from pipeline.orchestration.settings import check_params, exp_set_args, experiment_settings, with_settings
 from pipeline.orchestration.lock import workspace_lock
 from pipeline.orchestration.project import resolve_root
 
@@ -135,7 +136,7 @@ def sweep(uplink_mbps: list[float], branch_placements: list[list[str]] | None = 
     placements = [list(b) for b in branch_placements] if branch_placements else [None]
     base: dict[str, Any] = {}
     if recipe:
-        from pipeline.recipes import recipe_settings
+        from pipeline.tools.recipes import recipe_settings
 
         base = recipe_settings(recipe)
     points = []
@@ -158,7 +159,7 @@ def sweep(uplink_mbps: list[float], branch_placements: list[list[str]] | None = 
     return str(out / "comparison.csv")
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m pipeline.sweep") -> None:
+def main(argv: list[str] | None = None, prog: str = "python -m pipeline sweep") -> None:
     from pipeline.orchestration.cli import run_flow
 
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline.sweep") 
     ap.add_argument("--verbose", action="store_true", help="Prefect's console output unfiltered (tracebacks)")
     args = ap.parse_args(argv)
     if args.recipe:
-        from pipeline.recipes import RecipeError, recipe_overlay
+        from pipeline.tools.recipes import RecipeError, recipe_overlay
 
         try:
             recipe_overlay(args.recipe)
@@ -185,7 +186,3 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline.sweep") 
                            variant=args.variant, p_tar=args.p_tar, t_tar_ms=args.t_tar, prefix=args.prefix,
                            wait_s=args.wait, root=args.root, recipe=args.recipe, return_state=True),
              prog, args.root, args.verbose)
-
-
-if __name__ == "__main__":
-    main()

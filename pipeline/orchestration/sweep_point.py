@@ -50,9 +50,10 @@ from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from pipeline.orchestration.flows import check_params, command_failed, ran_stages, with_settings
+from pipeline.orchestration.dvc_commands import command_failed, ran_stages
+from pipeline.orchestration.settings import check_params, with_settings
 from pipeline.orchestration.sweep import point_rows
-from pipeline.scratch import scratch_env
+from pipeline.tools.scratch import scratch_env
 
 FLOW_NAME = "benchmark-sweep-point"
 DEFAULT_WORKDIR = Path("build") / "sweep-workspaces"

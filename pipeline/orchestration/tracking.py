@@ -50,7 +50,7 @@ calibrator (``one-branch · isotonic``, tag ``eeoffload_role = method``), every 
 procedure ``violation_rate/t0.85/fixed_sequence``, ``p_device/...``, ``acc_device/...``,
 ``batch_outage/...`` (docs/certify.md).
 
-CLI: ``python -m pipeline.tracking [--root DIR] [--exp-name NAME]``. The metrics and tables come from
+CLI: ``python -m pipeline tracking [--root DIR] [--exp-name NAME]``. The metrics and tables come from
 :mod:`pipeline.orchestration.tracking_tables`, the experiment's kind and views from
 :mod:`pipeline.orchestration.tracking_views`.
 
@@ -76,15 +76,16 @@ from typing import Any
 
 import yaml
 
-from pipeline import params as P
-from pipeline import registry
+from pipeline.core import params as P
+from pipeline.core import registry
 from pipeline.orchestration.project import mlflow_store_uri
+from pipeline.orchestration.tracking_model import log_pytorch_model
 from pipeline.orchestration.tracking_shift import shift_runs
 from pipeline.orchestration.tracking_tables import (CALIBRATIONS, child_figures, child_metrics, child_tables,
                                                     seed_method_metrics, seeds_of)
 from pipeline.orchestration.tracking_views import (EXPERIMENT, VIEW_TAG_PREFIX, experiment_tags, experiment_url,
                                                    same_view)
-from pipeline.overlay import flatten
+from pipeline.core.overlay import flatten
 
 PARENT_ARTIFACTS = ((registry.FIGURES, "figures"), (registry.REPORT_HTML, "report"),
                     (registry.METRICS, "metrics"), (registry.METRICS_JSON, "metrics"),
@@ -124,7 +125,7 @@ def run_name(variant: str, what: str | None = None) -> str:
 
 def _after_failure(root: Path) -> str:
     return (f"The pipeline outputs in {root / 'reports'} and {root / 'data'} are complete and untouched; "
-            f"log them later with `python -m pipeline.tracking --root {root}`.")
+            f"log them later with `python -m pipeline tracking --root {root}`.")
 
 
 def check_reachable(uri: str, root: Path, timeout: float = 5.0) -> None:
@@ -185,35 +186,6 @@ def _experiment_id(client: Any, uri: str, name: str) -> str:
     if uri.startswith("sqlite:///"):
         location = (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
     return client.create_experiment(name, artifact_location=location, tags=experiment_tags())
-
-
-def _log_model(root: Path, uri: str, run_id: str, variant: str, seed: int, branches: list[str]) -> str:
-    """Log the weights of run ``variant`` x ``seed`` as an MLflow PyTorch model of run ``run_id``; its URI."""
-    import mlflow
-    import mlflow.pytorch
-    import torch
-
-    import eeoffload
-    from eeoffload.layout import ModelSpec
-    from eeoffload.model import build_model
-
-    state = torch.load(root / registry.model_path(variant, seed), map_location="cpu", weights_only=True)
-    spec = ModelSpec.from_dict(state.get("model") or {})  # absent in older files: today's B-AlexNet
-    model = build_model(spec, state.get("branches", branches), load_init_weights=False)
-    model.load_state_dict(state["state_dict"])
-    model.eval()
-    previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(uri)
-    try:
-        with mlflow.start_run(run_id=run_id):
-            # pickle with the model code beside it (pt2 needs a TensorSpec signature, and forward
-            # returns a list of exits); load with mlflow.pytorch.load_model
-            info = mlflow.pytorch.log_model(model, name=f"{variant}", serialization_format="pickle",
-                                            code_paths=[str(Path(eeoffload.__file__).parent)],
-                                            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-    finally:
-        mlflow.set_tracking_uri(previous)
-    return info.model_uri
 
 
 def child_label(calibration: str, method: str) -> str:
@@ -308,7 +280,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
                                 client.log_artifact(cid, str(cal_file), "calibration")  # seed<k>.json
                     if log_model and (root / registry.model_path(variant, seeds.first)).exists():
                         if model_uri is None:  # one model per variant (its first seed), on its first child
-                            model_uri = _log_model(root, uri, cid, variant, seeds.first, list(spec.branches))
+                            model_uri = log_pytorch_model(root, uri, cid, variant, seeds.first, list(spec.branches))
                         client.set_tag(cid, "model_uri", model_uri)
                     client.set_terminated(cid)
                     log(f"MLflow: child run {name!r} ({cid}): {len(metrics)} metrics, {len(tables)} curve "
@@ -354,7 +326,7 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m pipeline.tracking", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline tracking", description=__doc__.splitlines()[0])
     ap.add_argument("--root", default=".")
     ap.add_argument("--exp-name", default=None, help="DVC experiment name to record (default: workspace)")
     ap.add_argument("--no-model", action="store_true", help="skip mlflow.pytorch model logging")
@@ -366,7 +338,3 @@ def main(argv: list[str] | None = None) -> None:
     except TrackingError as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-
-
-if __name__ == "__main__":
-    main()

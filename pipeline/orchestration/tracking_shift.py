@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline import registry
+from pipeline.core import registry
 
 MONITOR_KEYS = ("detected", "median_delay", "outage_share", "outage_share_monitored")
 

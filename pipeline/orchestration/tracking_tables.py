@@ -1,6 +1,6 @@
 """What a pipeline run logs to MLflow, read from its outputs: each child run's metrics (the same
 keys in every child), its curves as tables and small figures, and the certify stage's calibrator
-metrics. Pure reading and reshaping (paths from pipeline.registry); no MLflow here
+metrics. Pure reading and reshaping (paths from pipeline.core.registry); no MLflow here
 (pipeline.orchestration.tracking logs them; the keys are listed in its docstring).
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from pipeline import params as P
-from pipeline import registry
-from pipeline.params_schema import Seeds
+from pipeline.core import params as P
+from pipeline.core import registry
+from pipeline.core.params_schema import Seeds
 
 CALIBRATIONS = ("conventional", "calibrated")
 EXTRA_P_TAR = (0.8, 0.9)
@@ -28,7 +28,7 @@ SEED_BANDS = ("seed_lo", "seed_hi")
 
 
 def seeds_of(params: dict[str, Any]) -> Seeds:
-    """The training seeds of params (:func:`pipeline.params.run_seeds`; ``.first``: the first-seed rule)."""
+    """The training seeds of params (:func:`pipeline.core.params.run_seeds`; ``.first``: the first-seed rule)."""
     return P.run_seeds(params)
 
 

@@ -1,6 +1,6 @@
 """Sweeps that outgrow one machine: one flow run per point in a Prefect work pool (flow ``benchmark-sweep-workers``).
 
-``python -m pipeline.orchestration.workpool sweep --uplink 5 18.8 --branches relu1 relu2 pool2
+``python -m pipeline workpool sweep --uplink 5 18.8 --branches relu1 relu2 pool2
 [--seeds 0 1 2] [--variant one_branch] [--remote DIR|s3://...] [--tracking-uri URL] [--workers N]``
 (``make sweep-workers WORKERS=2 SEEDS="0 1 2" BRANCHES="relu1 relu2 pool2" UPLINK="5 18.8"``)
 
@@ -47,59 +47,13 @@ import yaml
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from pipeline.orchestration.flows import check_params, exp_set_args, experiment_settings, with_settings
+from pipeline.orchestration.pool import POOL, online_workers, register_deployment
 from pipeline.orchestration.project import resolve_root
+from pipeline.orchestration.settings import check_params, exp_set_args, experiment_settings, with_settings
 from pipeline.orchestration.sweep import point_name, write_comparison
-from pipeline.orchestration.sweep_point import FLOW_NAME, artifact_key, heartbeat_name, sweep_point_flow
+from pipeline.orchestration.sweep_point import artifact_key, heartbeat_name
 
-POOL = "eeoffload-sweep"
-DEPLOYMENT = "eeoffload"
 DEFAULT_REMOTE = Path("build") / "dvc-remote"
-
-
-# ---------------------------------------------------------------------------------------------
-# Work pool and deployment
-# ---------------------------------------------------------------------------------------------
-
-def ensure_pool(pool: str = POOL) -> None:
-    """The work pool ``pool`` of type ``process`` (created with Prefect's default job template)."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.actions import WorkPoolCreate
-    from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
-    from prefect.workers.process import ProcessWorker
-
-    with get_client(sync_client=True) as client:
-        try:
-            client.read_work_pool(pool)
-            return
-        except ObjectNotFound:
-            pass
-        try:
-            client.create_work_pool(WorkPoolCreate(
-                name=pool, type="process", base_job_template=ProcessWorker.get_default_base_job_template()))
-        except ObjectAlreadyExists:
-            pass
-
-
-def register_deployment(pool: str = POOL) -> str:
-    """Register ``benchmark-sweep-point/eeoffload`` in ``pool``; its full name."""
-    from prefect.deployments.runner import EntrypointType
-
-    ensure_pool(pool)
-    deployment = sweep_point_flow.to_deployment(
-        name=DEPLOYMENT, work_pool_name=pool, entrypoint_type=EntrypointType.MODULE_PATH,
-        description="one sweep point in its own workspace: clone, dvc repro --pull, dvc push --run-cache, MLflow")
-    deployment.apply()
-    return f"{FLOW_NAME}/{DEPLOYMENT}"
-
-
-def online_workers(pool: str = POOL) -> list[str]:
-    """Names of the pool's workers that Prefect sees online (heartbeats)."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        workers = client.read_workers_for_work_pool(pool)
-    return [w.name for w in workers if str(getattr(w.status, "value", w.status)).upper() == "ONLINE"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -332,7 +286,7 @@ def sweep_workers(uplink_mbps: list[float], branch_placements: list[list[str]] |
     return summary
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m pipeline.orchestration.workpool") -> None:
+def main(argv: list[str] | None = None, prog: str = "python -m pipeline workpool") -> None:
     from pipeline.orchestration.cli import run_flow
 
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
@@ -367,7 +321,3 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline.orchestr
         remote=args.remote, tracking_uri=args.tracking_uri, pool=args.pool, workdir=args.workdir,
         attempts=args.attempts, stale_s=args.stale, timeout_s=args.timeout, log_model=not args.no_model,
         root=args.root, return_state=True), prog, args.root, args.verbose)
-
-
-if __name__ == "__main__":
-    main()

@@ -8,7 +8,7 @@ optimizer steps the stacked leaf tensors on the loss sum_k loss_k. Adam and SGD 
 decay) are element-wise and model k's parameters receive only d loss_k, so this is K separate
 optimizers; the batched step only fuses the K models' small kernels into larger ones.
 
-What each model k sees is what ``python -m pipeline.train <variant> <seed_k>`` gives it
+What each model k sees is what ``python -m pipeline train <variant> <seed_k>`` gives it
 (:func:`seeded_models`): initial weights from ``torch.manual_seed(seed_k)``, the data order
 ``torch.randperm`` and the augmentation draws from its own ``torch.Generator().manual_seed(seed_k)``
 in the order :func:`eeoffload.training.train_epoch` draws them, and its own dropout masks.

@@ -1,7 +1,7 @@
 """The names of the calibrators (:mod:`eeoffload.calibrators`): the one vocabulary of
 ``calibration.method`` (calibrate, evaluate, trajectory, plots, report, MLflow) and
 ``calibration.methods`` (certify). Its own import-free module so that the params schema
-(pipeline/params.py) imports the list from the library without making every stage depend on the
+(pipeline/core/params.py) imports the list from the library without making every stage depend on the
 calibrators' code (tests/test_dvc_contract.py: a stage's deps are its import closure).
 """
 

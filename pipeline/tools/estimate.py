@@ -1,6 +1,6 @@
 """What ``make run`` will cost: the device and an estimate of the training time, from timed steps.
 
-    python -m pipeline.estimate
+    python -m pipeline estimate
 
 Reads params ``train`` and ``variants`` (and ``data.n_train``), builds each variant's model on the
 device the train stage will use, times a few training steps at ``train.batch_size`` on random
@@ -10,6 +10,7 @@ never refuses. On a CPU it names the faster ways to a result.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 
@@ -18,9 +19,9 @@ import torch
 from eeoffload.layout import ModelSpec
 from eeoffload.model import build_model
 from eeoffload.training import weighted_exit_loss
-from pipeline import params as P
-from pipeline.io import read_params, run_stage
-from pipeline.runtime import keep_freed_memory
+from pipeline.core import params as P
+from pipeline.core.io import read_params, run_stage
+from pipeline.core.runtime import keep_freed_memory
 
 TIMED_STEPS = 3
 
@@ -53,7 +54,7 @@ def step_seconds(branches: list[str], weights: list[float], batch_size: int, dev
     return (time.perf_counter() - start) / TIMED_STEPS
 
 
-def main() -> None:
+def print_estimate() -> None:
     params = read_params()
     tp, n_train = P.train_params(params), P.data_params(params).n_train
     device = P.torch_device(tp.device)
@@ -79,5 +80,7 @@ def main() -> None:
               flush=True)
 
 
-if __name__ == "__main__":
-    run_stage("estimate", main, record_timing=False)
+def main(argv: list[str]) -> int:
+    argparse.ArgumentParser(prog="python -m pipeline estimate", description=__doc__.splitlines()[0]).parse_args(argv)
+    run_stage("estimate", print_estimate, record_timing=False)
+    return 0

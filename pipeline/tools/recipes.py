@@ -1,8 +1,8 @@
 """Named training recipes (configs/recipes/<name>.yaml): params overlays that say how the network is
 built and trained, and where each recipe's shipped results bundle lives.
 
-    python -m pipeline.recipes                # the recipes, one line each
-    python -m pipeline.recipes NAME           # `dvc exp run -S ...` arguments (shell-quoted: eval them)
+    python -m pipeline recipes                # the recipes, one line each
+    python -m pipeline recipes NAME           # `dvc exp run -S ...` arguments (shell-quoted: eval them)
 
 ``make run RECIPE=NAME``, ``make flow RECIPE=NAME``, ``make sweep RECIPE=NAME`` and ``make paper
 RECIPE=NAME`` take a name from this folder; an unknown name is one line listing the recipes
@@ -11,14 +11,15 @@ RECIPE=NAME`` take a name from this folder; an unknown name is one line listing 
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from pipeline.overlay import flatten, load_overlay, set_args
+from pipeline.core.overlay import flatten, load_overlay, set_args
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RECIPES_DIR = ROOT / "configs" / "recipes"
 #: configs/recipes/ files that are not recipes: the search's definition.
 NOT_RECIPES = ("search",)
@@ -55,19 +56,17 @@ def bundle_dir(name: str) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    if not args:
+    ap = argparse.ArgumentParser(prog="python -m pipeline recipes", description=__doc__.splitlines()[0])
+    ap.add_argument("name", nargs="?", help="a recipe: print its `dvc exp run -S` arguments (default: list them)")
+    name = ap.parse_args(argv).name
+    if name is None:
         for name in recipe_names():
             first = (RECIPES_DIR / f"{name}.yaml").read_text().splitlines()[0].lstrip("# ")
             print(f"{name:12s} {first}")
         return 0
     try:
-        print(" ".join(shlex.quote(a) for a in set_args(recipe_overlay(args[0]))))
+        print(" ".join(shlex.quote(a) for a in set_args(recipe_overlay(name))))
     except RecipeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

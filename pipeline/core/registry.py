@@ -76,7 +76,7 @@ def logits_path(variant: str, seed: int) -> Path:
 def calibration_path(variant: str, seed: int) -> Path:
     """The fitted calibrator of each exit, ``{"method", "exits": {"1": state, ...}}`` (plus
     ``"temperatures"`` for the temperature methods), written by calibrate
-    (:mod:`eeoffload.calibrator_state`; read with pipeline.artifacts.read_calibration)."""
+    (:mod:`eeoffload.calibrator_state`; read with pipeline.core.artifacts.read_calibration)."""
     return CALIBRATION / f"{run_dir(variant, seed)}.json"
 
 

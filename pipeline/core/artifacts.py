@@ -2,7 +2,7 @@
 one StageError that names the file (docs/interfaces.md lists every artifact and its schema).
 
 The logits and calibration readers only: what evaluates a run (the latency profile, the library's
-evaluation settings) is in pipeline/run_inputs.py, so that calibrate and certify, which read logits,
+evaluation settings) is in pipeline/core/run_inputs.py, so that calibrate and certify, which read logits,
 do not import the offloading and latency code (their dvc.yaml deps follow their imports,
 tests/test_dvc_contract.py).
 """
@@ -17,8 +17,8 @@ import pandas as pd
 from eeoffload import calibration as cal
 from eeoffload import calibrators as cb
 from eeoffload.calibrator_state import TEMPERATURE_METHODS, run_from_state
-from pipeline.io import StageError, read_json_checked
-from pipeline.params import is_number
+from pipeline.core.io import StageError, read_json_checked
+from pipeline.core.params import is_number
 
 
 def read_logits(path: Path) -> pd.DataFrame:

@@ -1,13 +1,13 @@
 """Run the pipeline in a scratch copy of the project (smoke runs and integration tests).
 
-``python -m pipeline.scratch --overlay configs/smoke.yaml --dest build/smoke [--archive ZIP] [--flow]``
+``python -m pipeline scratch --overlay configs/smoke.yaml --dest build/smoke [--archive ZIP] [--flow]``
 copies dvc.yaml, params.yaml (with the overlay merged in), pipeline/ and src/ into DEST (replacing
 an earlier copy), makes it a git + DVC repository, and runs ``dvc repro`` there; with ``--flow``
-(``make smoke``) the benchmark flow instead (``python -m pipeline.flows run --root DEST``), which
+(``make smoke``) the benchmark flow instead (``python -m pipeline flows run --root DEST``), which
 logs to this project's Prefect database (``$PREFECT_HOME``, else ``.prefect/``; or the server of
 ``make ui`` if it runs) and to this project's MLflow store (flow_env): the smoke runs show in the
 UIs ``make ui`` starts and stay there when DEST is replaced. The archive comes from --archive, else
-from $CIFAR10_ARCHIVE or the params, as for a normal run; it is checked (pipeline.archive) before
+from $CIFAR10_ARCHIVE or the params, as for a normal run; it is checked (pipeline.core.archive) before
 DEST is touched, so a missing or corrupt archive leaves the previous run in place. The flow's full
 log goes beside DEST (``<DEST>.logs/``), so the log of a failed run outlives the next copy.
 """
@@ -25,10 +25,10 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.archive import check_configured_archive
+from pipeline.core.archive import check_configured_archive
 from pipeline.orchestration.project import LOG_DIR_ENV, PROJECT_ROOT, QUIET_ENV, prefect_home, project_tracking_uri
-from pipeline.io import SOURCE_FILE, StageError, git_commit
-from pipeline.overlay import load_overlay, merge
+from pipeline.core.io import SOURCE_FILE, StageError, git_commit
+from pipeline.core.overlay import load_overlay, merge
 
 ROOT = PROJECT_ROOT
 COPIED = ("dvc.yaml", "pipeline", "src")
@@ -63,7 +63,7 @@ def log_dir(dest: Path) -> Path:
 
 def make_scratch_project(dest: Path, overrides: dict | None = None, vcs: bool = True) -> Path:
     """Copy the project into ``dest`` (replacing it), apply ``overrides`` to params.yaml, and (with
-    ``vcs``) make it a git + DVC repository; without, a plain copy for ``pipeline.plain_run``."""
+    ``vcs``) make it a git + DVC repository; without, a plain copy for ``python -m pipeline plain-run``."""
     dest = dest.resolve()
     if dest.exists():
         shutil.rmtree(dest)
@@ -79,7 +79,7 @@ def make_scratch_project(dest: Path, overrides: dict | None = None, vcs: bool = 
     (dest / ".gitignore").write_text((ROOT / ".gitignore").read_text())
     # the report shows the project's commit, not the scratch repository's
     # (and the interpreter that made the copy: dvc.yaml's bare `python` outside the venv re-runs the
-    # stage with it, pipeline/interpreter.py)
+    # stage with it, pipeline/core/interpreter.py)
     (dest / SOURCE_FILE).write_text(json.dumps({"project": str(ROOT), "commit": git_commit(ROOT),
                                                 "python": sys.executable}) + "\n")
     if not vcs:
@@ -108,7 +108,7 @@ def init_repository(dest: Path) -> None:
 
 #: The scratch project's Makefile: DVC's comparisons with the venv's tools, activated or not.
 SCRATCH_MAKEFILE = """\
-# Made by pipeline.scratch: DVC's comparisons in this scratch copy of {root}
+# Made by pipeline.tools.scratch: DVC's comparisons in this scratch copy of {root}
 # (whose Makefile has the other targets). DVC runs here with {bindir}, activated or not.
 SHELL := /bin/bash
 export PATH := {bindir}:$(PATH)
@@ -155,14 +155,14 @@ def dvc_repro(dest: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, capture_output=True)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m pipeline scratch", description=__doc__.splitlines()[0])
     ap.add_argument("--overlay", required=True)
     ap.add_argument("--dest", required=True)
     ap.add_argument("--archive", default=None, help="CIFAR-10 archive (else $CIFAR10_ARCHIVE or params)")
     ap.add_argument("--flow", action="store_true",
                     help="run the Prefect benchmark flow (stages as tasks, MLflow runs) instead of dvc repro")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     overlay = load_overlay(args.overlay)
     if args.archive:
         overlay = merge(overlay, {"data": {"archive": str(Path(args.archive).resolve())}})
@@ -182,7 +182,7 @@ def main() -> None:
               f"({project_tracking_uri()}) and Prefect ({prefect_home()})" if args.flow else ""), flush=True)
     start = time.perf_counter()
     if args.flow:
-        cmd = [sys.executable, "-m", "pipeline.flows", "run", "--root", str(dest)]
+        cmd = [sys.executable, "-m", "pipeline", "flows", "run", "--root", str(dest)]
         proc = subprocess.run(cmd, cwd=dest, env=flow_env(dest))
     else:
         cmd = [sys.executable, "-m", "dvc", "repro"]
@@ -198,7 +198,3 @@ def main() -> None:
             print(line, flush=True)
     print(f"{what} in {dest}: exit {proc.returncode} after {(time.perf_counter() - start) / 60:.1f} min", flush=True)
     raise SystemExit(proc.returncode)
-
-
-if __name__ == "__main__":
-    main()

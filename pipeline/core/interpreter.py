@@ -1,13 +1,13 @@
 """Which Python runs ``python -m pipeline <stage>``: dvc.yaml's commands say bare ``python``, which
 is the venv's only while the venv is activated. Called without it (``.venv/bin/dvc repro`` in a
 fresh shell), ``python`` is the system's and the stage would fail with ``ModuleNotFoundError: No
-module named 'typer'``; :func:`reexec_if_needed` runs the stage again with the project's
+module named 'yaml'``; :func:`reexec_if_needed` runs the stage again with the project's
 interpreter instead: the one that made a scratch copy (``SOURCE.json``'s ``python``), else the
 project's ``.venv/bin/python``.
 
 Standard library only, and syntax any Python 3 reads: it runs under whatever ``python`` is first
-on PATH. ``pipeline.plain_run`` (``python -m pipeline.<stage>``, a GPU box without the CLI's
-packages) does not come through here.
+on PATH. A machine with the stages' packages and no venv (the GPU box, ``python -m pipeline
+plain-run``) passes the check and runs with its own interpreter.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import sys
 from pathlib import Path
 
 #: What ``python -m pipeline`` needs beyond the standard library before any stage runs.
-NEEDED = ("typer", "yaml", "numpy", "pandas")
+NEEDED = ("yaml", "numpy", "pandas")
 #: Set in the re-executed process, so that it never runs itself again.
 REEXEC_ENV = "EEOFFLOAD_REEXEC"
 #: The project this package lives in (a scratch copy: that copy).
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def missing_packages() -> list[str]:
@@ -31,7 +31,7 @@ def missing_packages() -> list[str]:
 
 
 def project_python(root: Path = ROOT) -> Path | None:
-    """The project's interpreter: SOURCE.json's ``python`` (pipeline.scratch records the one that made
+    """The project's interpreter: SOURCE.json's ``python`` (pipeline.tools.scratch records the one that made
     the copy), else ``<root>/.venv/bin/python``; None if neither exists."""
     candidates = []
     try:
@@ -47,7 +47,7 @@ def project_python(root: Path = ROOT) -> Path | None:
 
 def reexec_if_needed(argv: list[str] | None = None) -> None:
     """Return if this interpreter has the packages; else exec ``<project python> -m pipeline ARGV``
-    (the project's code first on PYTHONPATH, as pipeline.scratch runs it), or exit 2 saying what to do."""
+    (the project's code first on PYTHONPATH, as pipeline.tools.scratch runs it), or exit 2 saying what to do."""
     missing = missing_packages()
     if not missing:
         return

@@ -5,10 +5,11 @@ touching any file, so a typo fails in a second with one line naming the key and 
 
     params.yaml: <key> = <value>; allowed: <allowed values>
 
-``python -m pipeline.params [params.yaml]`` validates every section at once, plus the rules that
+``python -m pipeline check-params [params.yaml]`` validates every section at once, plus the rules that
 span sections (for flows and CI); exit status 0 when valid, 2 with that one line otherwise.
 
-Each section's dataclass declares its keys with their rules (:mod:`pipeline.params_schema`: the
+The sections that define the network are in :mod:`pipeline.core.params_model`, training's in
+:mod:`pipeline.core.params_train` (both re-exported here). Each section's dataclass declares its keys with their rules (:mod:`pipeline.core.params_schema`: the
 rules and the one generic reader that writes the error lines); what is left here are the rules
 that span keys. The allowed values are the library's own tuples (torch- and scipy-free modules),
 so this module runs on a machine with only numpy and PyYAML.
@@ -16,9 +17,7 @@ so this module runs on a machine with only numpy and PyYAML.
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,25 +28,25 @@ from eeoffload.certify_options import FAMILIES as CERTIFY_FAMILIES
 from eeoffload.certify_options import P_VALUES as CERTIFY_P_VALUES
 from eeoffload.certify_options import PROCEDURES as CERTIFY_PROCEDURES
 from eeoffload.layout import ModelSpec
-from eeoffload.training_options import AUGMENTATIONS, OPTIMIZERS, PRECISIONS, SCHEDULES
 from eeoffload.wire import COMPRESSORS as LINK_COMPRESSORS
 from eeoffload.wire import ENCODINGS as LINK_ENCODINGS
-from pipeline.io import PARAMS_FILE, StageError, read_params
-from pipeline.params_model import (VariantParams, model_arch, model_spec, variant_branches, variant_names,
+from pipeline.core.params_model import (VariantParams, model_arch, model_spec, variant_branches, variant_names,
                                    variant_params, variants_params)
-from pipeline.params_schema import (REQUIRED, Bool, Choice, Choices, Custom, Fraction, Grid, Int, Number, PathText,
-                                    Probabilities, Seeds, bad, is_int, is_number, known, read, read_section, rules,
+from pipeline.core.params_schema import (Choice, Choices, Custom, Fraction, Grid, Int, Number, PathText,
+                                    Probabilities, Seeds, bad, is_number, known, read, read_section, rules,
                                     section, value_grid)
+from pipeline.core.params_train import (DEVICES, TRAIN_OPTIONAL, RuntimeParams, TrainParams, run_seeds, runtime_params,
+                                   torch_device, train_params, train_seeds)
 
 #: Re-exported: the library's vocabularies (tests check them) and the helpers stages use.
 __all__ = ["BATCH_ORDERS", "CALIBRATOR_METHODS", "CERTIFY_FAMILIES", "CERTIFY_PROCEDURES", "CERTIFY_P_VALUES",
            "LINK_COMPRESSORS", "LINK_ENCODINGS", "Seeds", "bad", "is_number", "model_arch", "value_grid",
-           "variant_branches", "variant_names", "variant_params"]
+           "variant_branches", "variant_names", "variant_params", "DEVICES", "TRAIN_OPTIONAL", "RuntimeParams",
+           "TrainParams", "run_seeds", "runtime_params", "torch_device", "train_params", "train_seeds"]
 
 #: CIFAR-10's sizes: the upper bound of every split (prepare checks the actual archive too).
 CIFAR10_TRAIN_IMAGES = 50_000
 CIFAR10_TEST_IMAGES = 10_000
-DEVICES = ("auto", "cpu", "cuda")
 BYTES_PER_ELEMENT = (1, 2, 4, 8)  # int8, float16, float32, float64
 SECTIONS = ("data", "model", "variants", "train", "latency", "calibration", "network", "evaluate", "certify", "link")
 
@@ -76,102 +75,6 @@ def data_params(params: dict[str, Any]) -> DataParams:
         raise bad("data.n_val + data.n_test", p.n_val + p.n_test,
                   f"a sum of at most {CIFAR10_TEST_IMAGES} (both come from the CIFAR-10 test set)")
     return p
-
-
-# --------------------------------------------------------------------------- train
-
-
-def _seeds(value: Any, key: str) -> Seeds:
-    """Distinct integers >= 0; each variant is trained once per seed (dvc.yaml's matrix)."""
-    if not isinstance(value, list) or not value or not all(is_int(k) and k >= 0 for k in value) \
-            or len(set(value)) != len(value):
-        raise bad(key, value, "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]")
-    return Seeds(value)
-
-
-def _augment(value: Any, key: str) -> str:
-    """One of AUGMENTATIONS; the booleans of older params files mean none (false) and crop_flip (true)."""
-    return ("crop_flip" if value else "none") if isinstance(value, bool) else Choice(AUGMENTATIONS)(value, key)
-
-
-def _snapshot_epochs(value: Any, key: str) -> tuple[int, ...]:
-    """Strictly increasing epochs >= 1 (optional, default none)."""
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(is_int(e) and e >= 1 for e in value) \
-            or any(a >= b for a, b in zip(value, value[1:])):
-        raise bad(key, value, "a list of strictly increasing integers >= 1 (epochs)")
-    return tuple(value)
-
-
-@dataclass(frozen=True)
-class TrainParams:
-    device: str = Choice(DEVICES).field()
-    seeds: Seeds = Custom(_seeds, "a non-empty list of distinct integers >= 0, e.g. [0, 1, 2]").field()  # noqa: RUF009 (a field spec)
-    trunk_epochs: int = Int(0).field()
-    joint_epochs: int = Int(0).field()
-    batch_size: int = Int(1).field()
-    lr: float = Number(0.0, strict=True).field()
-    weight_decay: float = Number(0.0).field()
-    augment: str = Custom(_augment, " | ".join(AUGMENTATIONS)).field()
-    num_threads: int = Int(0).field()
-    # optional keys (params files from before they existed take today's recipe)
-    snapshot_epochs: tuple[int, ...] = Custom(_snapshot_epochs).field(())  # past the last epoch: dropped
-    optimizer: str = Choice(OPTIMIZERS).field("adam")
-    momentum: float = Number(0.0, below=1.0).field(0.9)  # sgd only
-    nesterov: bool = Bool().field(False)  # sgd only
-    schedule: str = Choice(SCHEDULES).field("constant")  # per epoch, to 0 at the last epoch
-    early_stopping_patience: int = Int(0).field(0)  # 0 = off
-    precision: str = Choice(PRECISIONS).field("fp32")  # autocast
-
-
-#: train keys that may be left out (params files from before they existed), and their default.
-TRAIN_OPTIONAL = {k: d for k, (_, d) in rules(TrainParams).items() if d is not REQUIRED and k != "snapshot_epochs"}
-
-
-def train_seeds(params: dict[str, Any]) -> Seeds:
-    """``train.seeds`` alone (evaluate aggregates over them; ``.first`` is the first-seed rule)."""
-    return read(section(params, "train"), "train", "seeds", *rules(TrainParams)["seeds"])
-
-
-def run_seeds(params: dict[str, Any]) -> Seeds:
-    """The seeds a finished run was trained with, for its readers (summary, tracking): ``train.seeds``,
-    or the one ``train.seed`` of params files from before the seed axis (default 0)."""
-    train = params.get("train") or {}
-    return train_seeds(params) if "seeds" in train else Seeds([read(train, "train", "seed", Int(0), 0)])
-
-
-def train_params(params: dict[str, Any]) -> TrainParams:
-    p = _spec(TrainParams, section(params, "train"), "train")
-    total = p.trunk_epochs + p.joint_epochs
-    if total == 0:
-        raise bad("train.trunk_epochs + train.joint_epochs", 0, "at least one epoch")
-    if p.nesterov and (p.optimizer != "sgd" or p.momentum == 0):
-        raise bad("train.nesterov", True, "false unless train.optimizer = sgd with train.momentum > 0")
-    # snapshots past the end of the schedule are dropped, so a shorter run keeps the same list
-    return replace(p, snapshot_epochs=tuple(e for e in p.snapshot_epochs if e <= total))
-
-
-@dataclass(frozen=True)
-class RuntimeParams:
-    device: str
-    num_threads: int
-
-
-def runtime_params(params: dict[str, Any]) -> RuntimeParams:
-    """``train.device`` and ``train.num_threads`` only (stage logits reads nothing else of train)."""
-    return RuntimeParams(*(one_key(params, "train", key) for key in ("device", "num_threads")))
-
-
-def torch_device(name: str) -> str:
-    """Resolve ``auto`` to cuda when present, else cpu; refuse ``cuda`` without a GPU."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise StageError("params.yaml: train.device = 'cuda' but no CUDA device is available; allowed here: auto | cpu")
-    return name
 
 
 # --------------------------------------------------------------------------- latency, network
@@ -340,16 +243,3 @@ def validate_params(params: dict[str, Any]) -> Params:
         raise bad("evaluate.batch_size", p.evaluate.batch_size,
                   f"an integer in 1..data.n_test = {p.data.n_test} (a batch needs that many test samples)")
     return p
-
-
-def main(path: str = str(PARAMS_FILE)) -> None:
-    p = validate_params(read_params(Path(path)))
-    print(f"{path}: valid; variants {', '.join(p.variants)}")
-
-
-if __name__ == "__main__":
-    if len(sys.argv) > 2:
-        raise SystemExit("usage: python -m pipeline.params [params.yaml]")
-    from pipeline.io import run_stage
-
-    run_stage("params", main, *sys.argv[1:], record_timing=False)

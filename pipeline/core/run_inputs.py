@@ -2,7 +2,7 @@
 latency profile, a run's logits, calibrators and profile checked against each other, and the
 library's evaluation settings from the ``evaluate`` params. Each reader validates what it reads and
 raises one StageError that names the file (docs/interfaces.md). The logits and calibration readers
-are in pipeline/artifacts.py.
+are in pipeline/core/artifacts.py.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from typing import Any
 from eeoffload import calibration as cal
 from eeoffload.evaluation import EvaluationSettings
 from eeoffload.latency import LatencyProfile
-from pipeline import registry
+from pipeline.core import registry
 from eeoffload import calibrators as cb
-from pipeline.artifacts import read_calibration, read_logits, split_logits
-from pipeline.io import StageError, read_json_checked
-from pipeline.params import is_number
+from pipeline.core.artifacts import read_calibration, read_logits, split_logits
+from pipeline.core.io import StageError, read_json_checked
+from pipeline.core.params import is_number
 
 
 def read_profile(path: Path, n_exits: int) -> LatencyProfile:

@@ -19,8 +19,8 @@ import torch
 from eeoffload.layout import ModelSpec
 from eeoffload.model import NUM_CLASSES, BAlexNet, build_model
 from eeoffload.training import images_to_tensor, predict_exits
-from pipeline import registry
-from pipeline.io import StageError, load_weights
+from pipeline.core import registry
+from pipeline.core.io import StageError, load_weights
 
 PREPARED = registry.PREPARED  # train reads its meta.json (registry.PREPARED_META)
 LOGIT_COLUMNS = [f"logit_{c}" for c in range(NUM_CLASSES)]

@@ -1,5 +1,5 @@
 """Section ``shift`` of params.yaml (stages shift and shift_eval; docs/shift.md), declared like the
-others (:mod:`pipeline.params_schema`): one line naming the key and the allowed values on a bad one.
+others (:mod:`pipeline.core.params_schema`): one line naming the key and the allowed values on a bad one.
 
 Its own module, so that only the shift stages (and validate) import the corruptions' vocabulary
 (dvc.yaml's code deps follow the imports: tests/test_dvc_contract.py). Every key has a default and
@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from eeoffload.corruptions import CORRUPTIONS, SEVERITIES
-from pipeline.params import train_seeds
-from pipeline.params_schema import Choices, Custom, Fraction, Int, Number, Seeds, bad, is_int, read_section, section
+from pipeline.core.params import train_seeds
+from pipeline.core.params_schema import Choices, Custom, Fraction, Int, Number, Seeds, bad, is_int, read_section, section
 
 DEFAULT_CORRUPTIONS = CORRUPTIONS
 DEFAULT_SEVERITIES = (1, 3, 5)

@@ -1,21 +1,20 @@
 """Print a markdown summary of a finished run (for the README and issue notes): per-exit accuracy,
 temperature and calibration before/after, headline offloading numbers, and the claims verdicts.
 
-``python -m pipeline.summary [PROJECT_DIR]`` (default: the current directory). Reads only outputs.
+``python -m pipeline summary [PROJECT_DIR]`` (default: the current directory). Reads only outputs.
 """
 
 from __future__ import annotations
 
-import json
-import sys
+import argparse
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from eeoffload.claims import claims_table, paper_variants
-from pipeline import params as P
-from pipeline import registry
+from pipeline.core import params as P
+from pipeline.core import registry
 
 
 def _fmt(x: float) -> str:
@@ -46,7 +45,7 @@ def offload_rows(root: Path, variant: str, p_values: tuple[float, ...]) -> list[
     return rows
 
 
-def main(root: Path) -> None:
+def print_summary(root: Path) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     spec = P.variants_params(params)
     variants = list(spec)
@@ -71,5 +70,8 @@ def main(root: Path) -> None:
         print(f"| {c['claim']} | {c['variant']} | {c['numbers']} | **{c['verdict']}** |")
 
 
-if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else Path("."))
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="python -m pipeline summary", description=__doc__.splitlines()[0])
+    ap.add_argument("root", nargs="?", type=Path, default=Path("."), help="a finished project (default: here)")
+    print_summary(ap.parse_args(argv).root)
+    return 0

@@ -1,5 +1,5 @@
 """The declarative part of the params schema: one rule per kind of value, and the one generic reader
-that turns a params.yaml section into the fields of its frozen dataclass (:mod:`pipeline.params`
+that turns a params.yaml section into the fields of its frozen dataclass (:mod:`pipeline.core.params`
 declares the sections).
 
 A section's dataclass declares each key once, with its rule::
@@ -16,7 +16,7 @@ problem as one line naming the key, the bad value and what is allowed::
 
 Plain dataclasses, not pydantic: the stage scripts must run on a GPU box that has only torch,
 numpy, pandas, pyarrow, pyyaml, tqdm, seaborn and jinja2. Imports numpy and nothing of the project
-but :mod:`pipeline.io`'s StageError.
+but :mod:`pipeline.core.io`'s StageError.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.io import StageError
+from pipeline.core.io import StageError
 
 #: Longest value grid accepted (p_tar, t_tar_ms): a typo in ``step`` fails instead of hanging.
 MAX_GRID_POINTS = 100_000

@@ -1,6 +1,6 @@
 """Run the stages of dvc.yaml with plain Python, in dependency order, without DVC.
 
-    python -m pipeline.plain_run [--dry-run] [--until STAGE] [--parallel STAGE ...]
+    python -m pipeline plain-run [--dry-run] [--until STAGE] [--parallel STAGE ...]
 
 For a machine that has the stages' packages but not DVC, Prefect or MLflow: the lent GPU
 machine (docs/performance.md, section 5). It expands each ``foreach: ${variants}`` over
@@ -12,8 +12,8 @@ differs. ``--parallel train logits`` runs the instances of those ``foreach`` sta
 variant) as concurrent processes, which a GPU left mostly idle by one small model absorbs.
 ``--until`` takes a stage (``train@two_branch``) or a foreach stage's name (``logits``: all its
 instances); ``--only calibrate evaluate`` runs just those (on inputs already there, e.g. a shipped
-results bundle: ``pipeline.paper``). ``--batched-train`` trains each variant's seeds as one batched
-model (``python -m pipeline.train_batched <variant>``, the same per-run outputs) in place of its
+results bundle: ``python -m pipeline paper``). ``--batched-train`` trains each variant's seeds as one batched
+model (``python -m pipeline train-batched <variant>``, the same per-run outputs) in place of its
 ``train`` instances. Needs only PyYAML.
 """
 
@@ -172,14 +172,9 @@ def stage_groups(stages: list[Stage], parallel: set[str]) -> list[list[Stage]]:
 
 
 def _command(stage: Stage) -> list[str]:
-    """The stage's command with this interpreter; ``python -m pipeline <stage> ...`` (the typer CLI,
-    pipeline/cli.py) as ``python -m pipeline.<stage> ...``, the stage module's own entry point with
-    the same arguments and exit statuses, which needs neither typer nor pydantic (absent on the GPU
-    machine)."""
-    words = [sys.executable if w == "python" else w for w in shlex.split(stage.cmd)]
-    if words[1:3] == ["-m", "pipeline"] and len(words) > 3:
-        words = [words[0], "-m", f"pipeline.{words[3].replace('-', '_')}", *words[4:]]
-    return words
+    """The stage's command with this interpreter: ``python -m pipeline <stage> ...`` (pipeline/cli.py,
+    standard library only: it needs no pydantic, absent on the GPU machine)."""
+    return [sys.executable if w == "python" else w for w in shlex.split(stage.cmd)]
 
 
 def run_group(group: list[Stage], root: Path) -> int:
@@ -195,7 +190,7 @@ def run_group(group: list[Stage], root: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline plain-run", description=__doc__.splitlines()[0])
     ap.add_argument("--dry-run", action="store_true", help="print the commands in order, run nothing")
     ap.add_argument("--until", default=None, help="stop after this stage (e.g. train@two_branch, or logits)")
     ap.add_argument("--parallel", nargs="*", default=[], metavar="STAGE",
@@ -242,6 +237,3 @@ def main(argv: list[str] | None = None) -> int:
     if not args.dry_run:
         print(f"== all stages: {(time.perf_counter() - total) / 60:.2f} min", flush=True)
     return 0
-
-if __name__ == "__main__":
-    raise SystemExit(main())

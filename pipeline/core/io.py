@@ -1,4 +1,4 @@
-"""What every stage shares besides writing (pipeline.atomic): the one error type and its exit status,
+"""What every stage shares besides writing (pipeline.core.atomic): the one error type and its exit status,
 reading params.yaml, validating readers of Parquet/JSON/weights, the stage runner with its timing
 file, and the commit the results come from."""
 
@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from pipeline import registry
-from pipeline.atomic import atomic_write_json
+from pipeline.core import registry
+from pipeline.core.atomic import atomic_write_json
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -162,18 +162,7 @@ def run_stage(stage: str, main: Any, *args: Any, record_timing: bool = True) -> 
                  int(args[1]) if len(args) > 1 else None)
 
 
-def run_run_stage(stage: str, main: Any) -> None:
-    """The command line of a per-run stage, ``python -m pipeline.<stage> <variant> <seed>`` (one
-    instance of dvc.yaml's variant x seed matrix): usage errors exit with status 2, as bad input."""
-    argv = sys.argv[1:]
-    if len(argv) != 2 or not argv[1].isdigit():
-        print(f"usage: python -m pipeline.{stage} <variant> <seed>  (a variant of params.yaml and a seed of "
-              f"train.seeds; got {' '.join(argv) or 'nothing'})", file=sys.stderr)
-        raise SystemExit(2)
-    run_stage(stage, main, argv[0], int(argv[1]))
-
-
-#: A scratch copy of the project (pipeline.scratch) names the project and commit it was copied from.
+#: A scratch copy of the project (pipeline.tools.scratch) names the project and commit it was copied from.
 SOURCE_FILE = Path("SOURCE.json")
 
 

@@ -1,7 +1,7 @@
 """The paper-length results bundle (results/paper/): import it from a GPU run, rebuild its analysis.
 
-    python -m pipeline.paper build  [--bundle results/paper] [--dest build/paper] [-S key=value ...]
-    python -m pipeline.paper import DEVICE_OUT [--bundle results/paper]
+    python -m pipeline paper build  [--bundle results/paper] [--dest build/paper] [-S key=value ...]
+    python -m pipeline paper import DEVICE_OUT [--bundle results/paper]
 
 ``build`` (``make paper``) needs no training: it makes one project at DEST with this checkout's
 code, the bundle's ``data``/``variants``/``train`` params (how the logits were made) with
@@ -30,16 +30,15 @@ import json
 import shutil
 import subprocess
 import sys
-import tarfile
-import tempfile
 from pathlib import Path
 
 import yaml
 
-from pipeline import registry as R
-from pipeline.overlay import merge, set_args_overrides
-from pipeline.params_schema import Seeds
-from pipeline.scratch import ROOT, init_repository, make_scratch_project, scratch_env
+from pipeline.core import registry as R
+from pipeline.core.overlay import merge, set_args_overrides
+from pipeline.tools.paper_import import BundleError, copy_path, final_epoch, import_device_output
+from pipeline.core.params_schema import Seeds
+from pipeline.tools.scratch import ROOT, init_repository, make_scratch_project, scratch_env
 
 BUNDLE = ROOT / "results" / "paper"
 VARIANTS = ("one_branch", "two_branch")
@@ -52,10 +51,6 @@ RECIPE_SECTIONS = ("data", "model", "variants", "train")
 #: without running anything (small: tables and JSON, and the report with its figures inline).
 SHIPPED_ANALYSIS = ("reports/index.html", "reports/metrics.json", "reports/headline.json", "reports/metrics",
                     "reports/trajectory", "reports/calibration", "data/calibration", "reports/certify", "headline.md")
-
-
-class BundleError(Exception):
-    """A bundle or a device output that is not what this tool writes."""
 
 
 def seeds_of(bundle: Path) -> list[int]:
@@ -75,30 +70,24 @@ def project_params(bundle: Path, seeds: list[int], overrides: dict) -> dict:
     return merge(merged, overrides)
 
 
-def _copy(src: Path, out: Path) -> None:
-    if src.exists():
-        out.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, out)
-
-
 def stage_bundle(bundle: Path, seeds: list[int], project: Path) -> None:
-    """Copy the bundle's runs into a project in the pipeline's layout (:mod:`pipeline.registry`):
+    """Copy the bundle's runs into a project in the pipeline's layout (:mod:`pipeline.core.registry`):
     seed<s>/data/logits/<v>.parquet -> data/logits/<v>/seed<s>.parquet, likewise the snapshots and
     the training histories; the latency profile of the first seed (it does not depend on weights)."""
     for seed in seeds:
         source = bundle / f"seed{seed}"
         for logits in sorted((source / "data" / "logits").glob("*.parquet")):
             variant = logits.stem
-            _copy(logits, project / R.logits_path(variant, seed))
-            _copy(source / "data" / "snapshots" / variant, project / R.snapshots_dir(variant, seed))
-            _copy(source / "reports" / "training" / f"{variant}.csv", project / R.training_csv(variant, seed))
+            copy_path(logits, project / R.logits_path(variant, seed))
+            copy_path(source / "data" / "snapshots" / variant, project / R.snapshots_dir(variant, seed))
+            copy_path(source / "reports" / "training" / f"{variant}.csv", project / R.training_csv(variant, seed))
             for stage in ("train", "logits"):  # the bundle's files predate the seed field: added here
                 timing = source / "reports" / "timings" / f"{stage}@{variant}.json"
                 if timing.is_file():
                     out = project / R.timing_path(R.stage_instance(stage, variant, seed))
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_text(json.dumps({**json.loads(timing.read_text()), "seed": seed}) + "\n")
-    _copy(bundle / f"seed{Seeds(seeds).first}" / "data" / "profile", project / R.PROFILE)
+    copy_path(bundle / f"seed{Seeds(seeds).first}" / "data" / "profile", project / R.PROFILE)
 
 
 #: What the bundle brings in (not made in the project): DVC-tracked inputs (``dvc add``), so that
@@ -106,7 +95,7 @@ def stage_bundle(bundle: Path, seeds: list[int], project: Path) -> None:
 IMPORTED = (R.LOGITS, R.SNAPSHOTS, R.PROFILE, R.TRAINING)
 #: The project's header: what its dvc.yaml is.
 DVC_YAML_HEADER = """\
-# Made by pipeline.paper: the stages of {root}/dvc.yaml that do not train ({stages}).
+# Made by `python -m pipeline paper build`: the stages of {root}/dvc.yaml that do not train ({stages}).
 # Their inputs come from the results bundle {bundle}: {imported} are DVC-tracked
 # (*.dvc), the training and logits timings git-tracked. Compare experiments here as in build/smoke:
 # dvc exp run -S network.uplink_mbps=5, dvc metrics diff, dvc plots diff, make exps, make plots.
@@ -129,7 +118,7 @@ def paper_dvc_yaml(project: Path, seeds: list[int], certify: bool) -> dict:
 
 def _git_ignore_without_data(project: Path) -> None:
     """The project's .gitignore without ``/data/``: the imported inputs' .dvc files live in data/
-    (DVC ignores what it tracks there itself); the headline table is pipeline.paper's printout."""
+    (DVC ignores what it tracks there itself); the headline table is `python -m pipeline paper build`'s printout."""
     lines = (project / ".gitignore").read_text().splitlines()
     (project / ".gitignore").write_text("\n".join([line for line in lines if line.strip() != "/data/"]
                                                   + ["/headline.md"]) + "\n")
@@ -144,7 +133,7 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
     params = project_params(bundle, seeds, overrides)
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stage_bundle(bundle, seeds, project)
-    epoch = _final_epoch(project)
+    epoch = final_epoch(project)
     early_stopped = int(params["train"].get("early_stopping_patience", 0) or 0) > 0
     # the final epoch's snapshot is the final logits (not with early stopping: those are the best epoch's)
     if epoch in params["train"].get("snapshot_epochs", []) and not early_stopped:
@@ -175,7 +164,7 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
              ("git", "add", "-f", *timings),
              (sys.executable, "-m", "dvc", "repro"),
              ("git", "add", "-A"),
-             ("git", "commit", "-q", "-m", f"the analysis of {bundle.name} (pipeline.paper build)")]
+             ("git", "commit", "-q", "-m", f"the analysis of {bundle.name} (python -m pipeline paper build)")]
     for cmd in steps:
         if rc := run(*cmd):
             return rc, "\n".join(log)
@@ -210,7 +199,7 @@ def ship(bundle: Path, dest: Path) -> None:
     staged = bundle / ".analysis.new"
     shutil.rmtree(staged, ignore_errors=True)
     for rel in SHIPPED_ANALYSIS:
-        _copy(dest / rel, staged / rel)
+        copy_path(dest / rel, staged / rel)
     old = bundle / ".analysis.old"
     if (bundle / "analysis").exists():
         (bundle / "analysis").rename(old)
@@ -237,117 +226,8 @@ def build(bundle: Path, dest: Path, overrides: dict, certify: bool = False, to_b
     return 0
 
 
-def _final_epoch(project: Path) -> int:
-    train = yaml.safe_load((project / "params.yaml").read_text())["train"]
-    return int(train["trunk_epochs"]) + int(train["joint_epochs"])
-
-
-def _compact(path: Path) -> None:
-    """Rewrite a Parquet file smaller (zstd, byte-stream-split floats): same schema and values."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path)
-    floats = [f.name for f in table.schema if str(f.type) in ("float", "double")]
-    pq.write_table(table, path, compression="zstd", compression_level=19, use_byte_stream_split=floats or False)
-
-
-def _unpack_runs(device_out: Path, tmp: Path) -> list[Path]:
-    """The per-run tarballs: ``seed<N>_<variant>.tgz`` beside each other (benchmarks/paper_gpu.py),
-    or inside ``runs_<variant>.tar`` (benchmarks/recipe_gpu.py)."""
-    tarballs = sorted(device_out.glob("seed*_*.tgz"))
-    for outer in sorted(device_out.glob("runs_*.tar")):
-        with tarfile.open(outer) as tar:
-            tar.extractall(tmp / "runs", filter="data")
-    return tarballs + sorted((tmp / "runs").glob("seed*_*.tgz"))
-
-
-def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown") -> None:
-    """The device tarballs into ``bundle`` (replaced whole, written beside it then swapped in). A
-    seed is imported when every variant's run finished (its logits exist); the others are named."""
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        tarballs = _unpack_runs(device_out, tmp)
-        if not tarballs:
-            raise BundleError(f"{device_out}: no seed<N>_<variant>.tgz or runs_<variant>.tar "
-                              "(written by benchmarks/device_gpu.sh or benchmarks/device_recipes.sh)")
-        staged = bundle.parent / f".{bundle.name}.new"
-        shutil.rmtree(staged, ignore_errors=True)
-        logfile = next((f for f in (device_out / "paper_gpu.log", device_out / "recipe_gpu.log") if f.is_file()), None)
-        log = logfile.read_text().splitlines() if logfile else []
-        done = next((line for line in log if "done after" in line), "")
-        made_by = ("bash benchmarks/device_recipes.sh (benchmarks/recipe_gpu.py)" if any(device_out.glob("runs_*.tar"))
-                   else "bash benchmarks/device_gpu.sh (benchmarks/paper_gpu.py)")
-        provenance: dict = {"made_by": f"{made_by}, then python -m pipeline.paper import",
-                            "commit": commit, "machine": log[:2], "call": done.split("] ", 1)[-1].split(";")[0],
-                            "runs": {}, "skipped": {}}
-        unpacked: dict[tuple[int, str], Path] = {}
-        for tgz in tarballs:
-            seed_name, variant = tgz.stem.split("_", 1)
-            with tarfile.open(tgz) as tar:
-                tar.extractall(tmp / tgz.stem, filter="data")
-            unpacked[(int(seed_name.removeprefix("seed")), variant)] = tmp / tgz.stem
-        variants = sorted({v for _, v in unpacked})
-        first = min(s for s, _ in unpacked)
-        for seed in sorted({s for s, _ in unpacked}):
-            missing = [v for v in variants if not ((unpacked.get((seed, v)) or tmp / "none") / R.logits_path(v, seed)).is_file()]
-            if missing:
-                provenance["skipped"][f"seed{seed}"] = f"unfinished: {', '.join(missing)}"
-                print(f"paper import: seed {seed} skipped (unfinished: {', '.join(missing)})", file=sys.stderr)
-                continue
-            for variant in variants:
-                _import_run(unpacked[(seed, variant)], staged, seed, variant, seed == first, provenance)
-        if not provenance["runs"]:
-            raise BundleError(f"{device_out}: no seed finished every variant")
-        search = device_out / "search.tgz"
-        if search.is_file():  # the recipe search: every candidate's history, the options, the choice
-            with tarfile.open(search) as tar:
-                tar.extractall(tmp / "search", filter="data")
-            for name in ("search_histories.csv", "search_options.csv", "choice.json"):
-                _copy(tmp / "search" / "logs" / name, staged / "search" / name)
-        if (device_out / "chosen.yaml").is_file():
-            shutil.copy2(device_out / "chosen.yaml", staged / "recipe.yaml")
-        for parquet in staged.rglob("*.parquet"):
-            _compact(parquet)
-        (staged / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
-        old = bundle.parent / f".{bundle.name}.old"
-        if bundle.exists():
-            bundle.rename(old)
-        staged.rename(bundle)
-        shutil.rmtree(old, ignore_errors=True)
-
-
-def _import_run(src: Path, staged: Path, seed: int, variant: str, first: bool, provenance: dict) -> None:
-    """One run's files in the pipeline's layout (pipeline.registry) -> the bundle's layout."""
-    seed_name, out = f"seed{seed}", staged / f"seed{seed}"
-    wanted = {R.logits_path(variant, seed): f"data/logits/{variant}.parquet",
-              R.training_csv(variant, seed): f"reports/training/{variant}.csv",
-              R.timing_path(R.stage_instance("train", variant, seed)): f"reports/timings/train@{variant}.json",
-              R.timing_path(R.stage_instance("logits", variant, seed)): f"reports/timings/logits@{variant}.json"}
-    optional = {}
-    if first:
-        wanted |= {R.profile_path(variant): f"data/profile/{variant}.json",
-                   R.profile_layers_path(variant): f"data/profile/{variant}_layers.parquet"}
-        optional = {R.snapshots_dir(variant, seed): f"data/snapshots/{variant}",
-                    R.model_path(variant, seed): f"data/models/{variant}.pt"}
-    for rel, shipped in wanted.items():
-        if not (src / rel).exists():
-            raise BundleError(f"{src.name}: {rel} is missing (the run did not finish?)")
-    for rel, shipped in (wanted | optional).items():
-        if (src / rel).exists():
-            (out / shipped).parent.mkdir(parents=True, exist_ok=True)
-            (shutil.copytree if (src / rel).is_dir() else shutil.copy2)(src / rel, out / shipped)
-    if not (staged / "params.yaml").exists():
-        params = yaml.safe_load((src / "params.yaml").read_text())
-        params["train"]["seeds"] = [0]
-        (staged / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    final = out / "data" / "snapshots" / variant / f"epoch_{_final_epoch(src):03d}.parquet"
-    final.unlink(missing_ok=True)  # the final epoch's snapshot is data/logits: shipped once
-    timing = json.loads((src / R.timing_path(R.stage_instance("train", variant, seed))).read_text())
-    provenance["runs"][f"{seed_name}/{variant}"] = {"train_seconds": timing["seconds"]}
-
-
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m pipeline paper", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="rebuild metrics, figures and reports from the bundle (no training)")
     b.add_argument("--bundle", type=Path, default=None, help="default: the recipe's bundle (results/paper/)")
@@ -372,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         bundle, dest = args.bundle, args.dest
         if args.recipe:
-            from pipeline.recipes import bundle_dir
+            from pipeline.tools.recipes import bundle_dir
 
             bundle = bundle or bundle_dir(args.recipe)
             dest = dest or ROOT / "build" / ("paper" if bundle == BUNDLE else args.recipe)
@@ -384,7 +264,3 @@ def main(argv: list[str] | None = None) -> int:
     except (BundleError, ValueError) as e:
         print(f"paper: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,6 +1,6 @@
 """The sections that define the network: ``model`` (an :class:`eeoffload.layout.ModelSpec`) and
 ``variants`` (where the side branches go, checked against the architecture's layers, and the loss
-weight of each exit). Re-exported by :mod:`pipeline.params`, which declares the other sections.
+weight of each exit). Re-exported by :mod:`pipeline.core.params`, which declares the other sections.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from eeoffload.layout import ARCHS, HEADS, BranchPlacementError, ModelSpec, validate_branches
-from pipeline.io import StageError
-from pipeline.params_schema import Bool, Choice, Custom, Int, PathText, bad, is_number, known, read, read_section, section
+from pipeline.core.io import StageError
+from pipeline.core.params_schema import Bool, Choice, Custom, Int, PathText, bad, is_number, known, read, read_section, section
 
 #: Variant names become file names (data/models/<v>.pt): letters, digits, _ and - only.
 VARIANT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")

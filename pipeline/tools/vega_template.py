@@ -1,6 +1,6 @@
 """Rebuild pipeline/templates/dvc_plots.html: the HTML template that makes DVC's plots work offline.
 
-    python -m pipeline.vega_template   (needs npm and the npm registry; the result is committed)
+    python -m pipeline vega-template   (needs npm and the npm registry; the result is committed)
 
 dvc-render's default page loads Vega, Vega-Lite and Vega-Embed from a CDN. This template inlines
 the same versions, fetched with ``npm pack`` from the npm registry, and has no ``{scripts}``
@@ -10,12 +10,13 @@ page that renders with no network.
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "dvc_plots.html"
+TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "dvc_plots.html"
 #: The versions dvc-render's default page loads (dvc_render/vega.py), each BSD-3-Clause.
 LIBRARIES = (("vega", "5.20.2", "vega.min.js"), ("vega-lite", "5.2.0", "vega-lite.min.js"),
              ("vega-embed", "6.18.2", "vega-embed.min.js"))
@@ -28,7 +29,7 @@ HEAD = """<!DOCTYPE html>
 <!-- HTML template for `dvc plots show/diff --html-template`: Vega, Vega-Lite and Vega-Embed inlined from
      the npm registry (vega@5.20.2, vega-lite@5.2.0, vega-embed@6.18.2: the versions dvc-render loads from a CDN;
      each BSD-3-Clause, (c) the University of Washington Interactive Data Lab), so the page needs no network.
-     Rebuilt by `python -m pipeline.vega_template` (npm pack + these files). -->
+     Rebuilt by `python -m pipeline vega-template` (npm pack + these files). -->
 """
 TAIL = """<style>table { border-spacing: 15px; } body { font-family: sans-serif; }</style>
 </head>
@@ -39,7 +40,8 @@ TAIL = """<style>table { border-spacing: 15px; } body { font-family: sans-serif;
 """
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    argparse.ArgumentParser(prog="python -m pipeline vega-template", description=__doc__.splitlines()[0]).parse_args(argv)
     parts = [HEAD]
     with tempfile.TemporaryDirectory() as tmp:
         for name, version, script in LIBRARIES:
@@ -53,7 +55,3 @@ def main() -> None:
     parts.append(TAIL)
     TEMPLATE.write_text("".join(parts), encoding="utf-8")
     print(f"wrote {TEMPLATE} ({TEMPLATE.stat().st_size / 1e3:.0f} kB)")
-
-
-if __name__ == "__main__":
-    main()

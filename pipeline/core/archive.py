@@ -1,6 +1,6 @@
 """Which CIFAR-10 archive a run reads, and a cheap check of it, shared by every entry point that
 must refuse a bad archive before it deletes or replaces anything: stage validate (before DVC
-deletes any output), stage prepare, and pipeline.scratch (before it replaces build/smoke).
+deletes any output), stage prepare, and pipeline.tools.scratch (before it replaces build/smoke).
 
 The check opens the archive and reads its listing, never an image: a class-folder zip must list
 exactly ``train/<class>/<file>`` and ``test/<class>/<file>`` for the ten classes
@@ -27,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from eeoffload import data as cifar
-from pipeline.io import StageError
+from pipeline.core.io import StageError
 
 ENV_ARCHIVE = "CIFAR10_ARCHIVE"
 

@@ -1,13 +1,10 @@
-"""Params overlays (configs/*.yaml): deep-merge into params, or print as `dvc exp run -S` args.
-
-``python -m pipeline.overlay configs/quick.yaml`` prints ``-S train.joint_epochs=6 ...``.
+"""Params overlays (configs/*.yaml): deep-merge into params, or turn into `dvc exp run -S` args
+(``python -m pipeline overlay configs/quick.yaml`` prints ``-S train.joint_epochs=6 ...``).
 """
 
 from __future__ import annotations
 
 import copy
-import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +62,3 @@ def set_args_overrides(items: list[str]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
     return overlay
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m pipeline.overlay <overlay.yaml>")
-    print(" ".join(shlex.quote(a) for a in set_args(load_overlay(sys.argv[1]))))
