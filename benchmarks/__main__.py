@@ -1,7 +1,7 @@
 """``python -m benchmarks [NAME ...]``: run the named benchmarks (default: all but the opt-in ones),
 one after another (never two heavy ones at once), each printing its figures with their goals.
 
-    python -m benchmarks                      # training_cpu training_bf16 training_batched metrics_engine incremental startup certify gpu sweep_workers
+    python -m benchmarks                      # training_cpu training_bf16 training_batched metrics_engine incremental startup certify shift gpu sweep_workers
     python -m benchmarks time_to_result       # opt-in: the quick recipe end to end (~30 min, needs CIFAR10_ARCHIVE)
     python -m benchmarks sweep_workers        # 4-point tiny sweep over 1 vs 2 process workers (~4 min on 2 cores)
     python -m benchmarks training_cpu --compile   # options after a single name go to that benchmark
@@ -13,7 +13,8 @@ import importlib
 import sys
 import time
 
-DEFAULT = ("training_cpu", "training_bf16", "training_batched", "metrics_engine", "incremental", "startup", "certify", "gpu", "sweep_workers")
+DEFAULT = ("training_cpu", "training_bf16", "training_batched", "metrics_engine", "incremental", "startup", "certify", "shift", "gpu",
+           "sweep_workers")
 OPT_IN = ("time_to_result",)
 
 

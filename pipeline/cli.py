@@ -39,6 +39,10 @@ STAGES: dict[str, tuple[str, tuple[str, ...], str, bool]] = {
                   "val; the before/after table on test.", True),
     "certify": ("certify", ("variant", "seed"), "Calibrators compared and Learn-then-Test certified thresholds "
                 "(docs/certify.md).", True),
+    "shift": ("shift", ("variant", "seed"), "Every exit's logits on the val/test images under CIFAR-10-C corruptions: "
+              "data/shift/<variant>/seed<k>.parquet (docs/shift.md).", True),
+    "shift_eval": ("shift_eval", ("variant", "seed"), "What breaks under shift, the remedies, the exchangeability "
+                   "monitor: reports/shift/<variant>/seed<k>/ (docs/shift.md).", True),
     "profile": ("profile", ("variant",), "Per-layer edge and cloud latency of a variant, checked for disturbance "
                 "(docs/latency.md).", True),
     "evaluate": ("evaluate", (), "Offloading, outage and missed-deadline metrics per run, and over the seeds.", True),

@@ -6,8 +6,8 @@ Reads reports/figures/ (its figures.json manifest and the PNGs it lists), the me
 variant of params ``variants`` aggregated over the seeds of ``train.seeds``
 (reports/metrics/<v>/{offload,deadline}.parquet, reports/metrics.json), every seed's
 reports/calibration/<v>/seed<k>_exits.parquet and reports/training/<v>/seed<k>.csv,
-reports/trajectory/*.parquet, reports/certify/<v>/seed<first>/, reports/timings/*.json and
-data/profile/<v>.json (paths: :mod:`pipeline.core.registry`); params sections data, train, variants,
+reports/trajectory/*.parquet, reports/certify/<v>/seed<first>/, reports/shift/<v>/seed<k>/
+(docs/shift.md), reports/timings/*.json and data/profile/<v>.json (paths: :mod:`pipeline.core.registry`); params sections data, train, variants,
 calibration, latency, network, evaluate. Each helper is a few lines over one input.
 """
 
@@ -51,6 +51,14 @@ def certify_sections(root: Path, variants: list[str], seed: int) -> list[str]:
 
     folders = [root / registry.certify_dir(v, seed) for v in variants]
     return [certify_html(f) for f in folders if (f / "summary.json").is_file()]
+
+
+def shift_sections(root: Path, variants: list[str]) -> list[str]:
+    """Stage shift_eval's HTML fragment of every run that has one (pipeline.shift_report; docs/shift.md)."""
+    from pipeline.shift_report import shift_html
+
+    folders = sorted(f for v in variants for f in (root / registry.SHIFT / v).glob("seed*") if (f / "summary.json").is_file())
+    return [shift_html(f) for f in folders]
 
 
 def link_sections(root: Path, variants: list[str]) -> tuple[list[str], list[dict[str, Any]]]:
@@ -123,6 +131,7 @@ def build_context(params: dict[str, Any], root: Path = Path(".")) -> dict[str, A
     trajectory, trajectory_epochs, trajectory_claims = trajectory_tables(root)
     return {
         "certify": certify_sections(root, list(variants), seeds.first),
+        "shift": shift_sections(root, list(variants)),
         "seeds": list(seeds),
         "link": link_html,
         "banner": run_banner(p.data, p.train),

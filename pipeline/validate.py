@@ -27,6 +27,7 @@ from pipeline.core.archive import check_configured_archive
 from pipeline.core.atomic import atomic_write_json
 from pipeline.core.io import StageError, read_params
 from pipeline.core.params import validate_params
+from pipeline.core.params_shift import shift_params
 
 #: How to get back to working params, appended to every params error of this stage.
 RECOVERY_HINT = ("to get back: `git checkout params.yaml` (the committed values) or "
@@ -35,7 +36,9 @@ RECOVERY_HINT = ("to get back: `git checkout params.yaml` (the committed values)
 
 def main() -> None:
     try:
-        params = validate_params(read_params())
+        raw = read_params()
+        params = validate_params(raw)
+        shift_params(raw)  # section shift (its own module: only the shift stages import the corruptions)
     except StageError as e:
         raise StageError(f"{e}; {RECOVERY_HINT}") from None
     check_configured_archive(params.data.archive)

@@ -164,8 +164,9 @@ def test_second_run_marks_every_stage_cached_and_logs_mlflow(flow_project: FlowP
     roles = [r.data.tags["eeoffload_role"] for r in runs]
     params = yaml.safe_load((flow_project.root / "params.yaml").read_text())
     n_variants, n_methods = len(params["variants"]), len(params["calibration"]["methods"])
+    n_shifted = len((params.get("shift") or {}).get("seeds", []))  # shift: variant x shift.seeds (docs/shift.md)
     assert sorted(roles) == (["child"] * 2 * n_variants + ["method"] * (n_variants * n_methods)
-                             + ["parent"])  # children: variant x {conventional, calibrated}; methods: certify
+                             + ["parent"] + ["shift"] * (n_variants * n_shifted))  # children: variant x {conventional, calibrated}; methods: certify
 
 
 def test_unreachable_tracking_server_fails_clearly_and_keeps_outputs(flow_project: FlowProject,

@@ -23,7 +23,12 @@ def test_plan_expands_foreach_and_orders_by_deps() -> None:
     variants, seeds = list(params["variants"]), params["train"]["seeds"]
     dvc_stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
     expected = {f"{n}@{v}" for n, spec in dvc_stages.items() if "foreach" in spec for v in variants}
-    expected |= {f"{n}@{v}-{k}" for n, spec in dvc_stages.items() if "matrix" in spec for v in variants for k in seeds}
+    def matrix_seeds(spec: dict) -> list[int]:  # ${train.seeds}, or another params list (shift: ${shift.seeds})
+        section, key = spec["matrix"]["seed"].strip("${}").split(".")
+        return params[section][key]
+
+    expected |= {f"{n}@{v}-{k}" for n, spec in dvc_stages.items() if "matrix" in spec for v in variants
+                 for k in matrix_seeds(spec)}
     expected |= {n for n, spec in dvc_stages.items() if "foreach" not in spec and "matrix" not in spec}
     assert set(names) == expected and len(names) == len(expected)
     # the names DVC itself gives the instances

@@ -38,6 +38,9 @@ FIGURES = REPORTS / "figures"
 FIGURES_MANIFEST = FIGURES / "figures.json"  # the figures plots drew (the report reads it)
 REPORT_HTML = REPORTS / "index.html"
 LINK = REPORTS / "link"
+# ----------------------------------------------------------------------------- distribution shift (docs/shift.md)
+SHIFT_LOGITS = Path("data/shift")
+SHIFT = REPORTS / "shift"
 
 
 def run_dir(variant: str, seed: int) -> str:
@@ -138,3 +141,17 @@ def timing_path(stage: str) -> Path:
 def link_dir(variant: str) -> Path:
     """The optional measure_link stage's tables of a variant (link/dvc.yaml)."""
     return LINK / variant
+
+
+# ----------------------------------------------------------------------------- distribution shift (docs/shift.md)
+
+
+def shift_logits_path(variant: str, seed: int) -> Path:
+    """Every exit's logits on the val and test images, clean and under each corruption and severity
+    (logits schema + corruption, severity and the image statistics stat_*), written by shift."""
+    return SHIFT_LOGITS / f"{run_dir(variant, seed)}.parquet"
+
+
+def shift_dir(variant: str, seed: int) -> Path:
+    """The shift_eval stage's tables of one run (what breaks, the remedies, the monitor)."""
+    return SHIFT / run_dir(variant, seed)

@@ -80,6 +80,7 @@ from pipeline.core import params as P
 from pipeline.core import registry
 from pipeline.orchestration.project import mlflow_store_uri
 from pipeline.orchestration.tracking_model import log_pytorch_model
+from pipeline.orchestration.tracking_shift import shift_runs
 from pipeline.orchestration.tracking_tables import (CALIBRATIONS, child_figures, child_metrics, child_tables,
                                                     seed_method_metrics, seeds_of)
 from pipeline.orchestration.tracking_views import (EXPERIMENT, VIEW_TAG_PREFIX, experiment_tags, experiment_url,
@@ -296,6 +297,18 @@ def log_pipeline_run(root: Path, dvc_exp_name: str | None = None, uri: str | Non
                     client.set_terminated(child.info.run_id)
                 if methods:
                     log(f"MLflow: one child run per calibrator of {variant} (certify)")
+                # --- distribution shift (docs/shift.md): one child per shifted seed
+                for seed, metrics in shift_runs(root, variant, seeds).items():
+                    name = run_name(variant, f"· shift seed {seed}")
+                    child = client.create_run(exp_id, run_name=name, tags={
+                        **tags, "eeoffload_role": "shift", MLFLOW_PARENT_RUN_ID: parent_id,
+                        MLFLOW_RUN_NAME: name, "variant": variant, "seed": str(seed)})
+                    _log_batch(client, child.info.run_id, metrics, [], params={**common, "variant": variant})
+                    client.log_artifact(child.info.run_id, str(root / registry.shift_dir(variant, seed) / "summary.json"),
+                                        "shift")
+                    client.set_terminated(child.info.run_id)
+                    log(f"MLflow: child run {name!r}: {len(metrics)} shift metrics")
+                # --- end distribution shift
         except BaseException:
             client.set_terminated(parent_id, status="FAILED")
             raise

@@ -10,6 +10,9 @@ code, the bundle's ``data``/``variants``/``train`` params (how the logits were m
 every seed's logits, snapshots and training history and the latency profile, and runs the stages
 calibrate, evaluate, trajectory, plots and report there with ``dvc repro`` (with ``--certify`` also
 the certify stage on the first seed): the metrics and the report are aggregated over the seeds.
+When the bundle ships the first seed's weights of every variant (seed<first>/data/models/<v>.pt),
+the distribution-shift stages run too (:data:`SHIFT_STAGES`: validate and prepare, for the val/test
+images, then shift and shift_eval on that seed; docs/shift.md); otherwise one line says why not.
 DEST is a git + DVC repository (one project for all the seeds, since its numbers are means over
 them): its dvc.yaml has only those stages, the bundle's files are DVC-tracked inputs (``dvc add``),
 and its first commit has dvc.lock, the metrics and the curves, so that ``dvc exp run -S
@@ -45,12 +48,16 @@ VARIANTS = ("one_branch", "two_branch")
 DOWNSTREAM = ("calibrate", "evaluate", "trajectory", "plots", "report")
 #: With --certify, also the certified thresholds (about a minute per variant on 2 cores; seed 0 only).
 CERTIFY = "certify"
+#: When the bundle ships the first seed's weights: the images (validate checks the params and the
+#: archive, prepare splits it as the bundle's data section says) and the shift stages on that seed.
+SHIFT_STAGES = ("validate", "prepare", "shift", "shift_eval")
 #: Sections of params that describe how the shipped logits were made (taken from the bundle).
 RECIPE_SECTIONS = ("data", "model", "variants", "train")
 #: With --ship: the analysis copied into the bundle's analysis/ folder, so that it can be read
 #: without running anything (small: tables and JSON, and the report with its figures inline).
 SHIPPED_ANALYSIS = ("reports/index.html", "reports/metrics.json", "reports/headline.json", "reports/metrics",
-                    "reports/trajectory", "reports/calibration", "data/calibration", "reports/certify", "headline.md")
+                    "reports/trajectory", "reports/calibration", "data/calibration", "reports/certify", "reports/shift",
+                    "headline.md")
 
 
 def seeds_of(bundle: Path) -> list[int]:
@@ -60,13 +67,25 @@ def seeds_of(bundle: Path) -> list[int]:
     return seeds
 
 
-def project_params(bundle: Path, seeds: list[int], overrides: dict) -> dict:
-    """This checkout's params.yaml with the bundle's recipe sections, the bundle's seeds, then ``overrides``."""
+def shipped_weights(bundle: Path, seeds: list[int]) -> dict[str, Path]:
+    """The first seed's weights of every variant the bundle ran (seed<first>/data/models/<v>.pt, what
+    ``paper import`` ships), or {} when any variant's are missing (the shift stages need them all)."""
+    seed_dir = bundle / f"seed{Seeds(seeds).first}"
+    variants = sorted(p.stem for p in (seed_dir / "data" / "logits").glob("*.parquet"))
+    weights = {v: seed_dir / "data" / "models" / f"{v}.pt" for v in variants}
+    return weights if variants and all(p.is_file() for p in weights.values()) else {}
+
+
+def project_params(bundle: Path, seeds: list[int], overrides: dict, shift: bool = False) -> dict:
+    """This checkout's params.yaml with the bundle's recipe sections, the bundle's seeds (``shift``:
+    ``shift.seeds`` = the first seed, whose weights the bundle ships), then ``overrides``."""
     current = yaml.safe_load((ROOT / "params.yaml").read_text())
     recipe = yaml.safe_load((bundle / "params.yaml").read_text())
     merged = {**current, **{k: recipe[k] for k in RECIPE_SECTIONS if k in recipe}}
     train = {k: v for k, v in merged["train"].items() if k != "seed"}  # bundles made before the seed axis
     merged["train"] = {**train, "seeds": seeds}
+    if shift:
+        merged["shift"] = {**merged.get("shift", {}), "seeds": [Seeds(seeds).first]}
     return merge(merged, overrides)
 
 
@@ -88,11 +107,13 @@ def stage_bundle(bundle: Path, seeds: list[int], project: Path) -> None:
                     out.parent.mkdir(parents=True, exist_ok=True)
                     out.write_text(json.dumps({**json.loads(timing.read_text()), "seed": seed}) + "\n")
     copy_path(bundle / f"seed{Seeds(seeds).first}" / "data" / "profile", project / R.PROFILE)
+    for variant, weights in shipped_weights(bundle, seeds).items():
+        copy_path(weights, project / R.model_path(variant, Seeds(seeds).first))
 
 
 #: What the bundle brings in (not made in the project): DVC-tracked inputs (``dvc add``), so that
 #: ``dvc status`` knows them and an experiment finds them; the imported timings are git-tracked.
-IMPORTED = (R.LOGITS, R.SNAPSHOTS, R.PROFILE, R.TRAINING)
+IMPORTED = (R.LOGITS, R.SNAPSHOTS, R.PROFILE, R.TRAINING, R.MODELS)
 #: The project's header: what its dvc.yaml is.
 DVC_YAML_HEADER = """\
 # Made by `python -m pipeline paper build`: the stages of {root}/dvc.yaml that do not train ({stages}).
@@ -102,16 +123,31 @@ DVC_YAML_HEADER = """\
 """
 
 
-def paper_dvc_yaml(project: Path, seeds: list[int], certify: bool) -> dict:
+def paper_dvc_yaml(project: Path, seeds: list[int], certify: bool, shift: bool = False) -> dict:
     """The project's dvc.yaml without the stages that train: :data:`DOWNSTREAM` (and ``certify`` on
-    the first seed), its plots as they are."""
+    the first seed; ``shift``: :data:`SHIFT_STAGES`, over ``shift.seeds``), its plots as they are."""
     spec = yaml.safe_load((project / "dvc.yaml").read_text())
-    stages = {name: spec["stages"][name] for name in (*DOWNSTREAM, *([CERTIFY] if certify else []))}
+    names = (*([n for n in SHIFT_STAGES if n in ("validate", "prepare")] if shift else []), *DOWNSTREAM,
+             *([CERTIFY] if certify else []), *([n for n in SHIFT_STAGES if n.startswith("shift")] if shift else []))
+    stages = {name: spec["stages"][name] for name in names}
     if certify:
         stages[CERTIFY]["matrix"]["seed"] = [Seeds(seeds).first]
     else:  # no certify stage writes reports/certify: the report goes without it
         stages["report"]["deps"] = [d for d in stages["report"]["deps"] if d != str(R.CERTIFY)]
+    if not shift:  # distribution shift (docs/shift.md): no weights, no reports/shift
+        stages["report"]["deps"] = [d for d in stages["report"]["deps"] if d != str(R.SHIFT)]
     return {**spec, "stages": stages}
+
+
+def shift_line(bundle: Path, seeds: list[int], weights: dict[str, Path]) -> str:
+    """The one line `make paper` prints on the shift stages: on which weights they run, or why not."""
+    first = Seeds(seeds).first
+    if weights:
+        return (f"shift: stages shift and shift_eval run on seed {first}'s weights ({', '.join(weights)}), on the "
+                f"val/test images of stage prepare (the CIFAR-10 archive; docs/shift.md)")
+    return (f"shift: stages shift and shift_eval left out: {bundle} ships no weights of every variant "
+            f"(seed{first}/data/models/<variant>.pt), only logits, and shift runs the networks on corrupted "
+            f"images (docs/shift.md)")
 
 
 def _git_ignore_without_data(project: Path) -> None:
@@ -128,7 +164,8 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
     a git + DVC repository whose first commit has the results (dvc.lock, the metrics, the curves),
     so that experiments compare against them from the start, as in build/smoke."""
     project = make_scratch_project(dest, None, vcs=False)
-    params = project_params(bundle, seeds, overrides)
+    weights = shipped_weights(bundle, seeds)
+    params = project_params(bundle, seeds, overrides, shift=bool(weights))
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stage_bundle(bundle, seeds, project)
     epoch = final_epoch(project)
@@ -140,7 +177,8 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
                 folder = project / R.snapshots_dir(variant, seed)
                 if folder.is_dir():
                     shutil.copy2(project / R.logits_path(variant, seed), folder / f"epoch_{epoch:03d}.parquet")
-    spec = paper_dvc_yaml(project, seeds, certify)
+    spec = paper_dvc_yaml(project, seeds, certify, shift=bool(weights))
+    print(shift_line(bundle, seeds, weights), flush=True)
     header = DVC_YAML_HEADER.format(root=ROOT, stages=", ".join(spec["stages"]), bundle=bundle,
                                     imported=", ".join(map(str, IMPORTED)))
     (project / "dvc.yaml").write_text(header + yaml.safe_dump(spec, sort_keys=False, width=200))
