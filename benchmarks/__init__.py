@@ -19,6 +19,7 @@ Each prints lines ``[name] figure ... | goal ... | MEETS / MISSES / INFO``.
 from __future__ import annotations
 
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -61,6 +62,24 @@ def project_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 def run_python(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env or project_env(), text=True, capture_output=True)
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def timed_stage(bench: str, stage_args: list[str], cwd: Path, goal: str, what: str | None = None
+                ) -> tuple[float, float] | None:
+    """Run ``python -m pipeline <stage_args>`` in ``cwd``: its (wall s, CPU s of user + system), or
+    None after printing the FAILED figure (``what`` names the stage there; default its command)."""
+    start, cpu_start = time.perf_counter(), _children_cpu_s()
+    proc = run_python(["-m", "pipeline", *stage_args], cwd=cwd)
+    seconds, cpu = time.perf_counter() - start, _children_cpu_s() - cpu_start
+    if proc.returncode != 0:
+        figure(bench, f"{what or stage_args[0]} FAILED: {proc.stderr.strip()[-300:]}", goal, False)
+        return None
+    return seconds, cpu
 
 
 def archive_or_skip(bench: str, goal: str) -> Path | None:

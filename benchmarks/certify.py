@@ -15,13 +15,12 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
-from benchmarks import ROOT, figure, note, run_python
+from benchmarks import ROOT, figure, note, timed_stage
 from pipeline.core import registry
 from tests.synthetic_logits import synthetic_logits_frame
 
@@ -53,12 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for variant in variants:
             n_exits = len(params["variants"][variant]["branches"]) + 1
             write_project(folder, variant, n_exits)
-            start = time.perf_counter()
-            proc = run_python(["-m", "pipeline", "certify", variant, "0"], cwd=folder)
-            seconds = time.perf_counter() - start
-            if proc.returncode != 0:
-                figure(BENCH, f"certify stage FAILED: {proc.stderr.strip()[-300:]}", f"<= {GOAL_S:.0f} s", False)
+            timed = timed_stage(BENCH, ["certify", variant, "0"], folder, f"<= {GOAL_S:.0f} s", "certify stage")
+            if timed is None:
                 return 1
+            seconds, _ = timed
             total += seconds
             note(BENCH, f"{variant}: {seconds:.1f} s ({n_exits} exits, {N_VAL + N_TEST} samples, {c['splits']} "
                         f"splits, {len(params['calibration']['methods'])} methods, {len(c['target_accuracy'])} "

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from benchmarks import ROOT, figure, note, project_env, run_python
+from benchmarks import ROOT, figure, note, timed_stage
 from tests import reference_metrics as ref
 from eeoffload import offload
 from eeoffload.calibrator_state import run_state
@@ -179,13 +179,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = Path(tempfile.mkdtemp(prefix="eeoffload-bench-evaluate-"))
         try:
             seeds = write_stage_inputs(folder, g)
-            start = time.perf_counter()
-            proc = run_python(["-m", "pipeline", "evaluate"], folder, project_env())
-            stage_s = time.perf_counter() - start
-            if proc.returncode != 0:
-                figure(BENCH, f"evaluate stage FAILED on synthetic inputs: {proc.stderr.strip()[-300:]}",
-                       "< 5 s per seed", False)
+            timed = timed_stage(BENCH, ["evaluate"], folder, "< 5 s per seed", "evaluate stage on synthetic inputs")
+            if timed is None:
                 return 1
+            stage_s, _ = timed
             per_seed = stage_s / len(seeds)
             figure(BENCH, f"evaluate stage wall time (python -m pipeline evaluate, full-size synthetic inputs, "
                           f"{len(g['variants'])} variants x {len(seeds)} seeds with the seed aggregates, start-up "

@@ -15,28 +15,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from benchmarks import ROOT, figure, note, run_python
+from benchmarks import ROOT, figure, note, timed_stage
 from pipeline.core import registry
 from pipeline.core.atomic import write_npz
 
 BENCH = "shift"
 GOAL_S = 120.0
 SIZES = {"val": 3000, "test": 7000}
-
-
-def _children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
 
 
 def write_project(folder: Path, variants: dict[str, dict], synthetic_images: bool) -> None:
@@ -80,12 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         steps += [(stage, [variant, "0"]) for variant in variants for stage in ("shift", "shift_eval")]
         for stage, stage_args in steps:
             variant = stage_args[0] if stage_args else "images"
-            start, cpu_start = time.perf_counter(), _children_cpu()
-            proc = run_python(["-m", "pipeline", stage, *stage_args], cwd=folder)
-            seconds, cpu = time.perf_counter() - start, _children_cpu() - cpu_start
-            if proc.returncode != 0:
-                figure(BENCH, f"{stage} FAILED: {proc.stderr.strip()[-300:]}", f"<= {GOAL_S:.0f} s", False)
+            timed = timed_stage(BENCH, [stage, *stage_args], folder, f"<= {GOAL_S:.0f} s")
+            if timed is None:
                 return 1
+            seconds, cpu = timed
             total += seconds
             cpu_total += cpu
             note(BENCH, f"{stage} {variant}: {seconds:.1f} s wall, {cpu:.1f} s CPU" + (
