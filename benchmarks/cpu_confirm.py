@@ -4,6 +4,8 @@ packs it so that ``python -m pipeline paper import`` makes it a bundle.
 
     python -m benchmarks.cpu_queue confirm [--option NAME] [--seeds 0 1 2] [--precision fp32] [--save-branch cpu-runs]
     python -m benchmarks.cpu_queue confirm-pack --out build/cpu/confirm-out [--option NAME]
+    (either with --search-csv results/search/cpu_search_options.csv: the shipped search table,
+    where build/cpu/search no longer holds the runs)
     python -m pipeline paper import build/cpu/confirm-out --bundle results/<recipe> --commit <sha>
 
 Without ``--option`` the confirmation takes the rule's choice over the finished search
@@ -66,6 +68,30 @@ def search_state(root: Path) -> tuple[pd.DataFrame, list[pd.DataFrame], object |
     return table, histories, choice, status
 
 
+def shipped_search_state(options_csv: Path) -> tuple[pd.DataFrame, list[pd.DataFrame], object | None, str]:
+    """:func:`search_state` from a shipped search table (``search-table --out``'s
+    cpu_search_options.csv, with cpu_search_histories.csv beside it when there), for a machine whose
+    build/cpu/search no longer holds the runs. The status says which table it is."""
+    from eeoffload.recipe_search import choose_recipe
+
+    if not options_csv.is_file():
+        raise ValueError(f"--search-csv {options_csv}: no such file (a search-table output: "
+                         "results/search/cpu_search_options.csv)")
+    table = pd.read_csv(options_csv)
+    histories_csv = options_csv.with_name("cpu_search_histories.csv")
+    histories = [pd.read_csv(histories_csv)] if histories_csv.is_file() else []
+    rule = load_search()["rule"]
+    base = table[~table["option"].str.endswith("+es")]
+    n_done, n_all = int(base["finished"].sum()), len(base)
+    status = (f"shipped table {options_csv}: " + ("final" if n_done == n_all
+                                                    else f"PROVISIONAL: {n_done} of {n_all} candidates finished"))
+    try:
+        choice = choose_recipe(table, float(rule["min_side_temperature"]), float(rule["target_accuracy"]))
+    except ValueError:
+        choice = None
+    return table, histories, choice, status
+
+
 def chosen_option(search_root: Path, option: str | None, state: tuple | None = None) -> tuple[str, str, bool, str]:
     """(option, candidate, early stopping, reason): ``option`` from the table, or the rule's final
     choice; ValueError with one line when there is none to take. ``state``: :func:`search_state`'s
@@ -74,7 +100,7 @@ def chosen_option(search_root: Path, option: str | None, state: tuple | None = N
     if option is None:
         if choice is None:
             raise ValueError(f"{search_root}: no search candidate finished: nothing to confirm")
-        if status != "final":
+        if not status.endswith("final"):
             raise ValueError(f"the search's choice is {status} ({choice.option}); finish the search "
                              "(python -m benchmarks.cpu_queue search) or name an option with --option")
         return choice.option, choice.candidate, choice.early_stopping, choice.reason
@@ -86,11 +112,12 @@ def chosen_option(search_root: Path, option: str | None, state: tuple | None = N
     return option, str(row["candidate"]), option.endswith("+es"), f"named with --option (search {status})"
 
 
-def confirm_jobs(search_root: Path, option: str | None, seeds: list[int], precision: str
-                 ) -> tuple[str, list[tuple[str, dict, list[str]]]]:
+def confirm_jobs(search_root: Path, option: str | None, seeds: list[int], precision: str,
+                 state: tuple | None = None) -> tuple[str, list[tuple[str, dict, list[str]]]]:
     """The recipe name and the one job of the confirmation: its project's overlay and its commands
-    (seed-major train + logits, then each variant's latency profile)."""
-    option, candidate, early_stopping, _ = chosen_option(search_root, option)
+    (seed-major train + logits, then each variant's latency profile). ``state``: the search's
+    state when not read from ``search_root`` (:func:`shipped_search_state`)."""
+    option, candidate, early_stopping, _ = chosen_option(search_root, option, state)
     search = load_search()
     over = confirm_overlay(search, candidate, early_stopping, seeds, int(search["rule"]["epochs"]),
                            {"train": {"precision": precision, "num_threads": 0}})
@@ -99,11 +126,12 @@ def confirm_jobs(search_root: Path, option: str | None, seeds: list[int], precis
     return recipe_name(option), [(recipe_name(option), over, cmds)]
 
 
-def pack_confirmation(build: Path, out: Path, option: str | None) -> Path:
+def pack_confirmation(build: Path, out: Path, option: str | None, state: tuple | None = None) -> Path:
     """``out`` as the GPU call leaves its $OUT: runs_<variant>.tar, chosen.yaml, search.tgz and
-    recipe_cpu.log (the machine), for ``python -m pipeline paper import``."""
+    recipe_cpu.log (the machine), for ``python -m pipeline paper import``. ``state``: as in
+    :func:`confirm_jobs`."""
     search_root = build / "search"
-    state = search_state(search_root)
+    state = state or search_state(search_root)
     option, candidate, early_stopping, reason = chosen_option(search_root, option, state)
     project = build / QUEUE / recipe_name(option)
     if not (project / "params.yaml").is_file():

@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                     help="search: default bf16; confirm: default fp32 (the precision study did not accept bf16)")
     ap.add_argument("--option", default=None, help="confirm: this option of the search table, not the rule's choice")
+    ap.add_argument("--search-csv", type=Path, default=None,
+                    help="confirm, confirm-pack: the search table to choose from (a search-table output, e.g. "
+                    "results/search/cpu_search_options.csv) instead of the runs under --build/search")
     ap.add_argument("--only", nargs="*", default=None, help="these jobs only, in this order")
     ap.add_argument("--save-branch", default=None)
     ap.add_argument("--save-every", type=float, default=15.0, help="minutes")
@@ -169,14 +172,15 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     build = args.build.resolve()
     if args.queue in ("confirm", "confirm-pack"):
-        from benchmarks.cpu_confirm import confirm_jobs, pack_confirmation
+        from benchmarks.cpu_confirm import confirm_jobs, pack_confirmation, shipped_search_state
 
         try:
+            state = shipped_search_state(args.search_csv.resolve()) if args.search_csv else None
             if args.queue == "confirm-pack":
-                out = pack_confirmation(build, (args.out or build / "confirm-out").resolve(), args.option)
+                out = pack_confirmation(build, (args.out or build / "confirm-out").resolve(), args.option, state)
                 log(f"packed into {out}: python -m pipeline paper import {out} --bundle results/<recipe>")
                 return 0
-            _, jobs = confirm_jobs(build / "search", args.option, args.seeds, args.precision or "fp32")
+            _, jobs = confirm_jobs(build / "search", args.option, args.seeds, args.precision or "fp32", state)
         except ValueError as e:
             print(f"cpu_queue {args.queue}: {e}", file=sys.stderr)
             return 2

@@ -26,6 +26,10 @@ TINY_PARAMS = {
     "train": {"seeds": [0, 1], "trunk_epochs": 1, "joint_epochs": 1, "batch_size": 64, "num_threads": 2, "snapshot_epochs": [1, 2]},
     "latency": {"warmup": 1, "repeats": 3},
     "evaluate": {"batch_size": 50, "resamples": 10},
+    # certify's and shift's repetitions are most of a tiny run's time at params.yaml's counts (certify
+    # ~170 s a run on a loaded 2-core VM); the tests check their outputs' form, not their statistics
+    "certify": {"splits": 20, "bootstrap": 20},
+    "shift": {"splits": 10, "resamples": 10, "monitor_streams": 5},
 }
 
 

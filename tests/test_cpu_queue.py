@@ -110,3 +110,21 @@ def test_confirm_runs_the_named_option_and_packs_a_bundle(tmp_path: Path, tiny_z
     assert "cpu_queue confirm" in (bundle / "provenance.json").read_text()
     assert "b32_none_sgd" in (bundle / "recipe.yaml").read_text()
     assert set(pd.read_csv(bundle / "search" / "search_options.csv")["candidate"]) >= {"b32_none_sgd"}
+
+
+def test_confirm_takes_its_choice_from_a_shipped_search_table(tmp_path: Path) -> None:
+    """``--search-csv``: on a machine whose build/cpu/search is gone, the rule reads the shipped table
+    (results/search/); a missing table is one line naming it, exit 2, and nothing is trained."""
+    from benchmarks.cpu_confirm import chosen_option, shipped_search_state
+
+    table = ROOT / "results" / "search" / "cpu_search_options.csv"
+    state = shipped_search_state(table)
+    assert state[2] is not None and state[2].option == "b32_none_sgd"  # eligible (T >= 1.2), most accurate
+    assert str(table) in state[3]
+    assert chosen_option(tmp_path / "search", "b32_none_sgd", state)[1] == "b32_none_sgd"
+    missing = tmp_path / "nowhere.csv"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.cpu_queue", "confirm", "--search-csv", str(missing),
+                           "--build", str(tmp_path / "cpu")], cwd=ROOT, env=scratch_env(ROOT), text=True,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 2 and str(missing) in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "cpu" / "confirm").exists()
