@@ -126,10 +126,12 @@ def confirm_jobs(search_root: Path, option: str | None, seeds: list[int], precis
     return recipe_name(option), [(recipe_name(option), over, cmds)]
 
 
-def pack_confirmation(build: Path, out: Path, option: str | None, state: tuple | None = None) -> Path:
+def pack_confirmation(build: Path, out: Path, option: str | None, state: tuple | None = None,
+                      seeds: list[int] | None = None) -> Path:
     """``out`` as the GPU call leaves its $OUT: runs_<variant>.tar, chosen.yaml, search.tgz and
     recipe_cpu.log (the machine), for ``python -m pipeline paper import``. ``state``: as in
-    :func:`confirm_jobs`."""
+    :func:`confirm_jobs`; ``seeds``: these of the project's seeds only (default all; the others
+    are added to the bundle later with ``paper import --add``)."""
     search_root = build / "search"
     state = state or search_state(search_root)
     option, candidate, early_stopping, reason = chosen_option(search_root, option, state)
@@ -137,7 +139,11 @@ def pack_confirmation(build: Path, out: Path, option: str | None, state: tuple |
     if not (project / "params.yaml").is_file():
         raise ValueError(f"{project}: no confirmation project (run: python -m benchmarks.cpu_queue confirm)")
     params = yaml.safe_load((project / "params.yaml").read_text())
-    seeds = [int(s) for s in params["train"]["seeds"]]
+    planned = [int(s) for s in params["train"]["seeds"]]
+    if seeds is not None and not set(seeds) <= set(planned):
+        raise ValueError(f"--seeds {' '.join(map(str, seeds))}: the confirmation project has seeds "
+                         f"{' '.join(map(str, planned))} only")
+    seeds = planned if seeds is None else [s for s in planned if s in seeds]
     if out.exists() and any(out.iterdir()) and not (out / "recipe_cpu.log").is_file():
         raise ValueError(f"--out {out}: a non-empty folder that is no earlier confirm-pack output; "
                          "name an empty or new folder")

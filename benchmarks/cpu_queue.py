@@ -155,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("queue", choices=("precision", "search", "precision-table", "search-table", "confirm",
                                       "confirm-pack"))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                    help="precision, confirm: the training seeds; confirm-pack: the seeds to pack")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                     help="search: default bf16; confirm: default fp32 (the precision study did not accept bf16)")
     ap.add_argument("--option", default=None, help="confirm: this option of the search table, not the rule's choice")
@@ -177,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             state = shipped_search_state(args.search_csv.resolve()) if args.search_csv else None
             if args.queue == "confirm-pack":
-                out = pack_confirmation(build, (args.out or build / "confirm-out").resolve(), args.option, state)
+                out = pack_confirmation(build, (args.out or build / "confirm-out").resolve(), args.option, state, args.seeds)
                 log(f"packed into {out}: python -m pipeline paper import {out} --bundle results/<recipe>")
                 return 0
             _, jobs = confirm_jobs(build / "search", args.option, args.seeds, args.precision or "fp32", state)

@@ -39,7 +39,8 @@ import yaml
 
 from pipeline.core import registry as R
 from pipeline.core.overlay import merge, set_args_overrides
-from pipeline.tools.paper_import import BundleError, copy_path, final_epoch, import_device_output
+from pipeline.tools.paper_import import (RECIPE_SECTIONS, BundleError, copy_path, final_epoch,
+                                         import_device_output)
 from pipeline.core.params_schema import Seeds
 from pipeline.tools.scratch import ROOT, init_repository, make_scratch_project, scratch_env
 
@@ -51,8 +52,6 @@ CERTIFY = "certify"
 #: When the bundle ships the first seed's weights: the images (validate checks the params and the
 #: archive, prepare splits it as the bundle's data section says) and the shift stages on that seed.
 SHIFT_STAGES = ("validate", "prepare", "shift", "shift_eval")
-#: Sections of params that describe how the shipped logits were made (taken from the bundle).
-RECIPE_SECTIONS = ("data", "model", "variants", "train")
 #: With --ship: the analysis copied into the bundle's analysis/ folder, so that it can be read
 #: without running anything (small: tables and JSON, and the report with its figures inline).
 SHIPPED_ANALYSIS = ("reports/index.html", "reports/metrics.json", "reports/headline.json", "reports/metrics",
@@ -276,10 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("device_out", type=Path)
     i.add_argument("--bundle", type=Path, default=BUNDLE)
     i.add_argument("--commit", default="unknown", help="the commit the device ran (its copy has no .git)")
+    i.add_argument("--add", action="store_true", help="keep the bundle's seeds and add these (seeds of one recipe "
+                   "finished on different machines); a seed it already has is refused")
     args = ap.parse_args(argv)
     try:
         if args.command == "import":
-            import_device_output(args.device_out, args.bundle, args.commit)
+            import_device_output(args.device_out, args.bundle, args.commit, args.add)
             print(f"bundle written: {args.bundle}")
             return 0
         bundle, dest = args.bundle, args.dest

@@ -58,16 +58,46 @@ def _unpack_runs(device_out: Path, tmp: Path) -> list[Path]:
     return tarballs + sorted((tmp / "runs").glob("seed*_*.tgz"))
 
 
-def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown") -> None:
+#: The params sections a bundle's params.yaml holds: the recipe that made its logits (an added seed
+#: must have the bundle's).
+RECIPE_SECTIONS = ("data", "model", "variants", "train")
+
+
+def _recipe(params: dict) -> dict:
+    """The sections of ``params`` that make the logits, the seeds left out."""
+    recipe = {k: params.get(k) for k in RECIPE_SECTIONS}
+    recipe["train"] = {k: v for k, v in (recipe["train"] or {}).items() if k != "seeds"}
+    return recipe
+
+
+def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown", add: bool = False) -> None:
     """The device tarballs into ``bundle`` (replaced whole, written beside it then swapped in). A
-    seed is imported when every variant's run finished (its logits exist); the others are named."""
+    seed is imported when every variant's run finished (its logits exist); the others are named.
+    ``add``: the bundle's own seeds are kept and these added (a confirmation finished seed by seed on
+    different machines); a seed it already has, or another recipe, is a BundleError."""
+    if add and not (bundle / "params.yaml").is_file():
+        raise BundleError(f"--add {bundle}: no bundle there to add seeds to (drop --add to make one)")
+    staged = bundle.parent / f".{bundle.name}.new"
+    try:
+        _stage_bundle(device_out, bundle, staged, commit, add)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)  # no half-written bundle beside the old one
+        raise
+    old = bundle.parent / f".{bundle.name}.old"
+    if bundle.exists():
+        bundle.rename(old)
+    staged.rename(bundle)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _stage_bundle(device_out: Path, bundle: Path, staged: Path, commit: str, add: bool) -> None:
+    """:func:`import_device_output`'s bundle, written whole into ``staged``."""
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         tarballs = _unpack_runs(device_out, tmp)
         if not tarballs:
             raise BundleError(f"{device_out}: no seed<N>_<variant>.tgz or runs_<variant>.tar "
                               "(written by benchmarks/device_gpu.sh or benchmarks/device_recipes.sh)")
-        staged = bundle.parent / f".{bundle.name}.new"
         shutil.rmtree(staged, ignore_errors=True)
         logfile = next((f for f in (device_out / "paper_gpu.log", device_out / "recipe_gpu.log",
                                     device_out / "recipe_cpu.log") if f.is_file()), None)
@@ -88,6 +118,9 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
             unpacked[(int(seed_name.removeprefix("seed")), variant)] = tmp / tgz.stem
         variants = sorted({v for _, v in unpacked})
         first = min(s for s, _ in unpacked)
+        if add:
+            first = _start_from_bundle(bundle, staged, unpacked, provenance)
+        before = set(provenance["runs"])
         for seed in sorted({s for s, _ in unpacked}):
             missing = [v for v in variants if not ((unpacked.get((seed, v)) or tmp / "none") / R.logits_path(v, seed)).is_file()]
             if missing:
@@ -96,7 +129,7 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
                 continue
             for variant in variants:
                 _import_run(unpacked[(seed, variant)], staged, seed, variant, seed == first, provenance)
-        if not provenance["runs"]:
+        if set(provenance["runs"]) == before:
             raise BundleError(f"{device_out}: no seed finished every variant")
         search = device_out / "search.tgz"
         if search.is_file():  # the recipe search: every candidate's history, the options, the choice
@@ -111,11 +144,29 @@ def import_device_output(device_out: Path, bundle: Path, commit: str = "unknown"
         for parquet in staged.rglob("*.parquet"):
             _compact(parquet)
         (staged / "provenance.json").write_text(json.dumps(provenance, indent=2) + "\n")
-        old = bundle.parent / f".{bundle.name}.old"
-        if bundle.exists():
-            bundle.rename(old)
-        staged.rename(bundle)
-        shutil.rmtree(old, ignore_errors=True)
+
+
+def _start_from_bundle(bundle: Path, staged: Path, unpacked: dict[tuple[int, str], Path], provenance: dict) -> int:
+    """``staged`` begins as a copy of ``bundle`` (with ``--add``); ``provenance`` keeps its runs and
+    records the earlier imports. Returns the first seed of the bundle as it will be."""
+    kept = sorted(int(d.name.removeprefix("seed")) for d in bundle.glob("seed*") if d.is_dir())
+    again = sorted({s for s, _ in unpacked} & set(kept))
+    if again:
+        raise BundleError(f"--add: the bundle {bundle} already has seed(s) {', '.join(map(str, again))}; "
+                          f"add only others (it has {', '.join(map(str, kept))})")
+    ours = _recipe(yaml.safe_load((bundle / "params.yaml").read_text()))
+    for (seed, variant), src in unpacked.items():
+        theirs = _recipe(yaml.safe_load((src / "params.yaml").read_text()))
+        if theirs != ours:
+            differ = [k for k in RECIPE_SECTIONS if theirs[k] != ours[k]]
+            raise BundleError(f"--add: seed{seed}/{variant} was made by another recipe than {bundle} "
+                              f"(params sections that differ: {', '.join(differ)})")
+    shutil.copytree(bundle, staged)
+    earlier = json.loads((bundle / "provenance.json").read_text())
+    provenance["runs"] = earlier.get("runs", {})
+    provenance["earlier_imports"] = earlier.get("earlier_imports", []) + [
+        {k: earlier.get(k) for k in ("made_by", "commit", "machine", "call", "skipped")}]
+    return min(kept + [s for s, _ in unpacked])
 
 
 def _import_run(src: Path, staged: Path, seed: int, variant: str, first: bool, provenance: dict) -> None:
