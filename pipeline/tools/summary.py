@@ -1,5 +1,6 @@
 """Print a markdown summary of a finished run (for the README and issue notes): per-exit accuracy,
-temperature and calibration before/after, headline offloading numbers, and the claims verdicts.
+temperature and calibration before/after, headline offloading numbers, the shift table (where the
+shift stages ran: severities 1, 3, 5 and clean), and the claims verdicts.
 
 ``python -m pipeline summary [PROJECT_DIR]`` (default: the current directory). Reads only outputs.
 """
@@ -7,6 +8,7 @@ temperature and calibration before/after, headline offloading numbers, and the c
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -17,8 +19,8 @@ from pipeline.core import params as P
 from pipeline.core import registry
 
 
-def _fmt(x: float) -> str:
-    return "n/a" if pd.isna(x) else f"{x:.3f}"
+def _fmt(x: float | None) -> str:
+    return "n/a" if x is None or pd.isna(x) else f"{x:.3f}"
 
 
 def exit_rows(root: Path, variant: str, seed: int) -> list[str]:
@@ -45,6 +47,22 @@ def offload_rows(root: Path, variant: str, p_values: tuple[float, ...]) -> list[
     return rows
 
 
+def shift_rows(root: Path, variant: str, seed: int, severities: tuple[int, ...] = (0, 1, 3, 5)) -> list[str]:
+    """The shift table of one run (its summary.json's ``table``; none if shift_eval did not run)."""
+    path = root / registry.shift_dir(variant, seed) / "summary.json"
+    if not path.is_file():
+        return []
+    summary = json.loads(path.read_text())
+    rows = []
+    for r in summary["table"]:
+        if r["severity"] in severities:
+            rows.append(f"| {variant} | {r['corruption']} | {r['severity']} | {_fmt(r.get('acc_final'))} | "
+                        f"{_fmt(r.get('acc_exit1'))} | {_fmt(r.get('ece_exit1_conventional'))} / "
+                        f"{_fmt(r.get('ece_exit1_calibrated'))} | {_fmt(r.get('outage_conventional'))} / "
+                        f"{_fmt(r.get('outage_calibrated'))} | {_fmt(r.get('violation_certified'))} |")
+    return rows
+
+
 def print_summary(root: Path) -> None:
     params = yaml.safe_load((root / "params.yaml").read_text())
     spec = P.variants_params(params)
@@ -60,6 +78,16 @@ def print_summary(root: Path) -> None:
     for v in variants:
         print("\n".join(offload_rows(root, v, (0.75, 0.825, 0.85, 0.875))))
     print()
+    shift = [row for v in variants for row in shift_rows(root, v, first)]
+    if shift:
+        s = params["shift"]
+        print(f"Under shift (seed {first}; p_tar {s['p_tar']:g}, certified target {s['target_accuracy']:g}, "
+              f"delta {s['delta']:g}; severity 0 = clean):\n")
+        print("| variant | corruption | severity | acc. final | acc. exit 1 | ECE exit 1 before / after | "
+              "outage conv. / cal. | certified violation rate |")
+        print("|---|---|---|---|---|---|---|---|")
+        print("\n".join(shift))
+        print()
     offload = {v: pd.read_parquet(root / registry.metrics_dir(v) / "offload.parquet") for v in variants}
     deadline = {v: pd.read_parquet(root / registry.metrics_dir(v) / "deadline.parquet") for v in variants}
     one, two = paper_variants({v: {"branches": s.branches} for v, s in spec.items()})
