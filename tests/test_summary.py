@@ -21,8 +21,8 @@ def test_summary_of_the_tiny_run_has_every_table(tiny_run: TinyRun) -> None:
     for header in ("| variant | exit | test accuracy |", "| variant | p_tar | calibration |",
                    "| variant | corruption | severity |", "| claim | variant |"):
         assert header in proc.stdout, header
-    shift_lines = [line for line in proc.stdout.splitlines() if line.count("|") == 9 and "corruption" not in line
-                   and not line.startswith("|---")]
-    settings = {(line.split("|")[2].strip(), int(line.split("|")[3])) for line in shift_lines}
+    table = next(block for block in proc.stdout.split("\n\n") if block.startswith("| variant | corruption |"))
+    rows = [line.split("|") for line in table.splitlines()[2:]]
+    settings = {(cells[2].strip(), int(cells[3])) for cells in rows}
     wanted = {(c, s) for c in params["shift"]["corruptions"] for s in params["shift"]["severities"]}
     assert wanted <= settings, sorted(wanted - settings)
