@@ -27,14 +27,14 @@ def test_the_recipes_and_their_bundles() -> None:
 
 
 def test_an_unknown_recipe_is_one_line_naming_the_recipes() -> None:
-    with pytest.raises(RecipeError, match="recipe 'alexnet' does not exist; allowed: authors, branchynet"):
+    with pytest.raises(RecipeError, match="recipe 'alexnet' does not exist; allowed: authors, b32_none_sgd, branchynet"):
         recipe_overlay("alexnet")
     for cmd in ([sys.executable, "-m", "pipeline", "recipes", "alexnet"],
                 [sys.executable, "-m", "pipeline", "paper", "build", "--recipe", "alexnet"]):
         proc = subprocess.run(cmd, cwd=ROOT, env=scratch_env(ROOT), text=True, capture_output=True, timeout=120)
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and "recipe 'alexnet' does not exist; allowed: authors, branchynet" in lines[0]
+        assert len(lines) == 1 and "recipe 'alexnet' does not exist; allowed: authors, b32_none_sgd, branchynet" in lines[0]
 
 
 def test_the_printed_arguments_apply_the_recipe_through_a_shell() -> None:
