@@ -155,8 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("queue", choices=("precision", "search", "precision-table", "search-table", "confirm",
                                       "confirm-pack"))
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
-                    help="precision, confirm: the training seeds; confirm-pack: the seeds to pack")
+    ap.add_argument("--seeds", type=int, nargs="+", default=None,
+                    help="precision, confirm: the training seeds (default 0 1 2); confirm-pack: the seeds to pack "
+                    "(default all of the confirmation project's)")
     ap.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                     help="search: default bf16; confirm: default fp32 (the precision study did not accept bf16)")
     ap.add_argument("--option", default=None, help="confirm: this option of the search table, not the rule's choice")
@@ -181,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 out = pack_confirmation(build, (args.out or build / "confirm-out").resolve(), args.option, state, args.seeds)
                 log(f"packed into {out}: python -m pipeline paper import {out} --bundle results/<recipe>")
                 return 0
-            _, jobs = confirm_jobs(build / "search", args.option, args.seeds, args.precision or "fp32", state)
+            _, jobs = confirm_jobs(build / "search", args.option, args.seeds or [0, 1, 2], args.precision or "fp32", state)
         except ValueError as e:
             print(f"cpu_queue {args.queue}: {e}", file=sys.stderr)
             return 2
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.queue == "precision-table":
         return precision_table(build / "precision")
     if args.queue == "precision":
-        jobs = precision_jobs(args.seeds)
+        jobs = precision_jobs(args.seeds or [0, 1, 2])
     elif args.queue == "search":
         jobs = search_jobs(args.precision or "bf16")
     if args.only is not None:
