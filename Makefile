@@ -48,9 +48,9 @@ run: venv .dvc/config
 
 ## The shipped paper-length results (results/paper/), analysed again with params.yaml's downstream
 ## sections, without training: build/paper/reports/index.html (a git + DVC project: dvc exp run there). PARAMS="-S network.uplink_mbps=5";
-## CERTIFY=1 adds the certified thresholds of seed 0 (about two more minutes).
+## CERTIFY=1 adds the certified thresholds of seed 0 (about two more minutes); SHIFT=0 leaves the shift stages out.
 paper: venv
-	$(BIN)/python -m pipeline paper build $(if $(RECIPE),--recipe $(RECIPE)) $(PARAMS) $(if $(CERTIFY),--certify)
+	$(BIN)/python -m pipeline paper build $(if $(RECIPE),--recipe $(RECIPE)) $(PARAMS) $(if $(CERTIFY),--certify) $(if $(filter 0,$(SHIFT)),--no-shift)
 
 QUICK_CONFIG ?= configs/quick.yaml
 ## The quick CPU recipe (configs/quick.yaml) as a named DVC experiment in this workspace. A failed

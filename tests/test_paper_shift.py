@@ -88,3 +88,19 @@ def test_make_paper_runs_shift_on_a_bundle_with_weights(tmp_path: Path, tiny_zip
     status = subprocess.run([sys.executable, "-m", "dvc", "status", "--json"], cwd=dest, env=scratch_env(dest),
                             text=True, capture_output=True)
     assert status.returncode == 0 and json.loads(status.stdout) == {}, status.stdout + status.stderr
+
+
+def test_the_search_bundle_ships_seed0_weights_and_no_shift_leaves_the_stages_out() -> None:
+    """results/b32_none_sgd/ ships seed 0's weights of both variants (the shift table of the README
+    comes from them); ``paper build --no-shift`` (make paper SHIFT=0) leaves the stages out with one line."""
+    bundle = ROOT / "results" / "b32_none_sgd"
+    seeds = paper.seeds_of(bundle)
+    weights = paper.shipped_weights(bundle, seeds)
+    assert set(weights) == {"one_branch", "two_branch"}
+    assert (bundle / "analysis" / "reports" / "shift" / "one_branch" / "seed0" / "summary.json").is_file()
+    assert not list(bundle.rglob(".gitignore"))  # ship drops DVC's, or git would leave the analysis out
+    line = paper.shift_line(bundle, seeds, weights, asked=False)
+    assert line.startswith("shift: stages shift and shift_eval left out (--no-shift") and "\n" not in line
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "paper", "build", "--help"], cwd=ROOT,
+                          env=scratch_env(ROOT), text=True, capture_output=True, timeout=120)
+    assert proc.returncode == 0 and "--no-shift" in proc.stdout

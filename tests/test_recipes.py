@@ -52,4 +52,4 @@ def test_the_printed_arguments_apply_the_recipe_through_a_shell() -> None:
 def test_a_recipe_without_a_bundle_says_which_bundles_exist() -> None:
     proc = subprocess.run([sys.executable, "-m", "pipeline", "paper", "build", "--recipe", "authors"], cwd=ROOT,
                           env=scratch_env(ROOT), text=True, capture_output=True, timeout=120)
-    assert proc.returncode == 2 and "has no shipped bundle yet (results/authors); bundles: paper" in proc.stderr
+    assert proc.returncode == 2 and "has no shipped bundle yet (results/authors); bundles: b32_none_sgd, paper" in proc.stderr

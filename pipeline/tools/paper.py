@@ -138,9 +138,13 @@ def paper_dvc_yaml(project: Path, seeds: list[int], certify: bool, shift: bool =
     return {**spec, "stages": stages}
 
 
-def shift_line(bundle: Path, seeds: list[int], weights: dict[str, Path]) -> str:
-    """The one line `make paper` prints on the shift stages: on which weights they run, or why not."""
+def shift_line(bundle: Path, seeds: list[int], weights: dict[str, Path], asked: bool = True) -> str:
+    """The one line `make paper` prints on the shift stages: on which weights they run, or why not
+    (``asked``: False with ``--no-shift``)."""
     first = Seeds(seeds).first
+    if weights and not asked:
+        return ("shift: stages shift and shift_eval left out (--no-shift, make paper SHIFT=0); without it they run "
+                f"on seed {first}'s weights ({', '.join(weights)})")
     if weights:
         return (f"shift: stages shift and shift_eval run on seed {first}'s weights ({', '.join(weights)}), on the "
                 f"val/test images of stage prepare (the CIFAR-10 archive; docs/shift.md)")
@@ -157,13 +161,15 @@ def _git_ignore_without_data(project: Path) -> None:
                                                   + ["/headline.md"]) + "\n")
 
 
-def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, certify: bool = False) -> tuple[int, str]:
+def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, certify: bool = False,
+                  shift: bool = True) -> tuple[int, str]:
     """One project at ``dest`` holding every seed of the bundle, and the downstream stages run there
     with ``dvc repro`` (the metrics aggregated over the seeds; certify on the first seed only). It is
     a git + DVC repository whose first commit has the results (dvc.lock, the metrics, the curves),
     so that experiments compare against them from the start, as in build/smoke."""
     project = make_scratch_project(dest, None, vcs=False)
-    weights = shipped_weights(bundle, seeds)
+    shipped = shipped_weights(bundle, seeds)
+    weights = shipped if shift else {}
     params = project_params(bundle, seeds, overrides, shift=bool(weights))
     (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     stage_bundle(bundle, seeds, project)
@@ -177,7 +183,7 @@ def build_project(bundle: Path, seeds: list[int], dest: Path, overrides: dict, c
                 if folder.is_dir():
                     shutil.copy2(project / R.logits_path(variant, seed), folder / f"epoch_{epoch:03d}.parquet")
     spec = paper_dvc_yaml(project, seeds, certify, shift=bool(weights))
-    print(shift_line(bundle, seeds, weights), flush=True)
+    print(shift_line(bundle, seeds, shipped, shift), flush=True)
     header = DVC_YAML_HEADER.format(root=ROOT, stages=", ".join(spec["stages"]), bundle=bundle,
                                     imported=", ".join(map(str, IMPORTED)))
     (project / "dvc.yaml").write_text(header + yaml.safe_dump(spec, sort_keys=False, width=200))
@@ -231,6 +237,8 @@ def ship(bundle: Path, dest: Path) -> None:
     shutil.rmtree(staged, ignore_errors=True)
     for rel in SHIPPED_ANALYSIS:
         copy_path(dest / rel, staged / rel)
+    for ignore in staged.rglob(".gitignore"):  # DVC's, beside its cached outputs: git would drop the files
+        ignore.unlink()
     old = bundle / ".analysis.old"
     if (bundle / "analysis").exists():
         (bundle / "analysis").rename(old)
@@ -239,9 +247,10 @@ def ship(bundle: Path, dest: Path) -> None:
     print(f"shipped the analysis into {bundle / 'analysis'}", flush=True)
 
 
-def build(bundle: Path, dest: Path, overrides: dict, certify: bool = False, to_bundle: bool = False) -> int:
+def build(bundle: Path, dest: Path, overrides: dict, certify: bool = False, to_bundle: bool = False,
+          shift: bool = True) -> int:
     seeds = seeds_of(bundle)
-    rc, log = build_project(bundle, seeds, dest, overrides, certify)
+    rc, log = build_project(bundle, seeds, dest, overrides, certify, shift)
     dest.parent.mkdir(parents=True, exist_ok=True)
     (dest.parent / f"{dest.name}.log").write_text(log)
     if rc != 0:
@@ -269,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="override a downstream param, e.g. -S network.uplink_mbps=5")
     b.add_argument("--certify", action="store_true",
                    help="also the certified thresholds of the first seed (stage certify: about 2 more minutes)")
+    b.add_argument("--no-shift", dest="shift", action="store_false",
+                   help="leave the distribution-shift stages out even where the bundle ships weights (they add about "
+                   "2 minutes on a 2-core CPU)")
     b.add_argument("--ship", action="store_true",
                    help="copy the analysis (tables, JSON, the first seed's report) back into the bundle")
     i = sub.add_parser("import", help="make the bundle from benchmarks/device_gpu.sh's output")
@@ -293,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise BundleError(f"recipe {args.recipe!r} has no shipped bundle yet ({bundle.relative_to(ROOT)}); "
                                   f"bundles: {', '.join(sorted(p.name for p in (ROOT / 'results').iterdir() if (p / 'params.yaml').is_file()))}")
         return build((bundle or BUNDLE).resolve(), (dest or ROOT / "build" / "paper").resolve(),
-                     set_args_overrides(args.set), args.certify, args.ship)
+                     set_args_overrides(args.set), args.certify, args.ship, args.shift)
     except (BundleError, ValueError) as e:
         print(f"paper: {e}", file=sys.stderr)
         return 2
