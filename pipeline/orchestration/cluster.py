@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from pipeline.orchestration.cluster_hosts import Net, cluster_namespaces, missing_requirements, net_down, net_up, \
-    reachable
+    pids_in, reachable
 from pipeline.orchestration.cluster_services import MLFLOW_PORT, POOL, PREFECT_PORT, SSH_PORT, Services, \
     missing_packages
 from pipeline.orchestration.processes import healthy
@@ -81,8 +81,20 @@ def up(s: Services, workers: int = 2, code_root: Path = PROJECT_ROOT) -> None:
 
 
 def stop_workers(s: Services) -> None:
+    """Stop the workers, and whatever else still runs on their hosts (a flow run's DVC or training
+    that its killed parent left behind), as a machine's work stops when it shuts down."""
+    import signal
+
     for name in s.worker_names():
         say(f"worker {name}: {s.stop(name)}")
+    for ns in cluster_namespaces(s.net):
+        if ns.startswith(s.net.ns("w")) and (left := pids_in(ns)):
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            say(f"{ns}: killed {len(left)} leftover process(es)")
 
 
 def down(s: Services) -> None:
@@ -123,8 +135,8 @@ def sweep_args(s: Services, argv: list[str], root: Path) -> list[str]:
 def cancel(s: Services, prefix: str) -> None:
     from pipeline.orchestration.sweep_cancel import cancel_runs, check_remote
 
-    os.environ["PREFECT_API_URL"] = s.api_url
-    names = cancel_runs(prefix, say=say)
+    with on_cluster(s):
+        names = cancel_runs(prefix, wait_s=30, say=say)
     say(f"sweep {prefix}: {len(names)} flow run(s) cancelled")
     stop_workers(s)
     if s.remote_path.exists():
@@ -161,13 +173,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def run_sweep(s: Services, argv: list[str]) -> int:
-    from pipeline.orchestration.workpool import main as workpool_main
+def on_cluster(s: Services):  # noqa: ANN201 - a context manager
+    """Prefect's settings pointed at the cluster's server (also where Prefect is imported already)."""
+    os.environ["PREFECT_API_URL"] = s.api_url
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    return temporary_settings(updates={PREFECT_API_URL: s.api_url})
+
+
+def run_sweep(s: Services, argv: list[str]) -> int:
     if not healthy(s.api_url + "/health"):
         raise SystemExit(f"cluster sweep: no Prefect server on {s.api_url}; run `make cluster-up` first")
-    os.environ["PREFECT_API_URL"] = s.api_url
     root = Path(os.environ.get("EEOFFLOAD_ROOT") or Path.cwd()).resolve()
-    workpool_main(sweep_args(s, argv, root), prog="python -m pipeline cluster sweep",
-                  on_cancel=lambda: stop_workers(s))
+    with on_cluster(s):
+        from pipeline.orchestration.workpool import main as workpool_main
+
+        workpool_main(sweep_args(s, argv, root), prog="python -m pipeline cluster sweep",
+                      on_cancel=lambda: stop_workers(s))
     return 0

@@ -104,7 +104,7 @@ def cancellable(call: Callable[[], Any], prefix: str, on_cancel: Callable[[], An
                 signal.signal(sig, signal.SIG_IGN)
     print(f"sweep {prefix}: interrupted; cancelling its flow runs", flush=True)
     try:
-        cancel_runs(prefix)
+        cancel_runs(prefix, wait_s=30.0)
         if on_cancel is not None:
             on_cancel()
     finally:

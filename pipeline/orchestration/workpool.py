@@ -314,14 +314,24 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline workpool
     sp.add_argument("--repo", default=None, help="what the workers clone (default: origin's URL, else this path)")
     sp.add_argument("--checkpoint-push", type=float, default=60.0, metavar="SECONDS",
                     help="push training checkpoints to the remote at most this often (-1: never)")
+    sp.add_argument("--stop-workers", action="store_true", help="on Ctrl-C also stop this machine's `make workers`")
     sp.add_argument("--root", default=None)
     sp.add_argument("--verbose", action="store_true")
+    sub.add_parser("cancel", help="cancel a sweep's open flow runs (make sweep-cancel)").add_argument(
+        "--prefix", default="sweep")
     sub.add_parser("deploy", help="create the work pool and register the point deployment").add_argument(
         "--pool", default=POOL)
     args = ap.parse_args(argv)
     if args.command == "deploy":
         print(f"registered {register_deployment(args.pool)} in work pool {args.pool}")
         return
+    if args.command == "cancel":
+        from pipeline.orchestration.sweep_cancel import cancel_runs
+
+        print(f"sweep {args.prefix}: {len(cancel_runs(args.prefix))} flow run(s) cancelled")
+        return
+    if args.stop_workers and on_cancel is None:
+        from pipeline.orchestration.scaleout import workers_stop as on_cancel
     cancellable(lambda: run_flow(lambda: sweep_workers(
         uplink_mbps=args.uplink, branch_placements=[b.split("+") for b in args.branches] or None,
         variant=args.variant, seeds=args.seeds or None, p_tar=args.p_tar, t_tar_ms=args.t_tar, prefix=args.prefix,
