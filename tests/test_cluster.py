@@ -26,7 +26,7 @@ import pandas as pd
 import pytest
 
 from pipeline.tools.scratch import scratch_env
-from tests.conftest import ROOT
+from tests.conftest import ROOT, run_stage
 from tests.test_sweep_workers import kill_tree, sweep_project
 
 pytestmark = pytest.mark.integration
@@ -105,6 +105,7 @@ def host_of(s, ws: Path) -> str:
 
 
 def test_lost_worker_point_completes_elsewhere(cluster, tmp_path: Path, tiny_zip: Path) -> None:
+    import torch
     from mlflow import MlflowClient
 
     s = cluster
@@ -152,6 +153,15 @@ def test_lost_worker_point_completes_elsewhere(cluster, tmp_path: Path, tiny_zip
         assert cloud.returncode == 0 and "in sync" in cloud.stdout, (ws, cloud.stdout, cloud.stderr)
     remote_is_whole(s.remote_path)
     assert not list((s.remote_path / "checkpoints").glob("*/*"))  # cleared when the points finished
+    # the resumed weights equal an uninterrupted training of the same params (CPU)
+    ref = sweep_project(tmp_path / "reference", tiny_zip)
+    shutil.copy2(Path(lost["workspace"]) / "params.yaml", ref / "params.yaml")
+    for stage in (["prepare"], ["train", "one_branch", "0"]):
+        proc = run_stage(ref, *stage)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    a, b = (torch.load(r / "data/models/one_branch/seed0.pt", map_location="cpu", weights_only=True)["state_dict"]
+            for r in (ref, Path(lost["workspace"])))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_cancel_stops_runs_and_workers(cluster, tmp_path: Path, tiny_zip: Path) -> None:
@@ -165,8 +175,8 @@ def test_cancel_stops_runs_and_workers(cluster, tmp_path: Path, tiny_zip: Path) 
     cl.up(s, workers=2, code_root=ROOT)  # the worker the first test killed comes back
     root = sweep_project(tmp_path / "project", tiny_zip, {"trunk_epochs": 20, "joint_epochs": 20,
                                                           "snapshot_epochs": [1, 40]})
-    # another seed than the first test: nothing of it is in the run cache to restore
-    cli = start_sweep(root, "cancel", "--seeds", "1")
+    # other epochs than the first test: nothing of this training is in the run cache to restore
+    cli = start_sweep(root, "cancel")
     deadline = time.monotonic() + 600
     while cli.poll() is None and time.monotonic() < deadline:
         if list(s.base.glob("hosts/w*/points/cancel-*/data/checkpoints/*.pt")):
