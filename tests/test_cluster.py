@@ -189,7 +189,7 @@ def test_cancel_stops_runs_and_workers(cluster, tmp_path: Path, tiny_zip: Path) 
     os.killpg(cli.pid, signal.SIGINT)  # Ctrl-C in its terminal
     out, _ = cli.communicate(timeout=300)
     assert cli.returncode == 130, out[-6000:]
-    assert "cancelling its flow runs" in out, out[-6000:]
+    assert "cancelling its flow runs" in out and "partial file(s) removed" in out, out[-6000:]
     with cl.on_cluster(s), get_client(sync_client=True) as client:
         assert open_runs(client, "cancel") == []
     os.environ.pop("PREFECT_API_URL", None)

@@ -133,11 +133,19 @@ def sweep_args(s: Services, argv: list[str], root: Path) -> list[str]:
 
 
 def cancel(s: Services, prefix: str) -> None:
-    from pipeline.orchestration.sweep_cancel import cancel_runs, check_remote
+    from pipeline.orchestration.sweep_cancel import cancel_runs
 
     with on_cluster(s):
         names = cancel_runs(prefix, wait_s=30, say=say)
     say(f"sweep {prefix}: {len(names)} flow run(s) cancelled")
+    after_cancel(s)
+
+
+def after_cancel(s: Services) -> None:
+    """Stop the workers, then remove what their killed points left half-written in the remote
+    (checked on the store's disk: this machine is the store here)."""
+    from pipeline.orchestration.sweep_cancel import check_remote
+
     stop_workers(s)
     if s.remote_path.exists():
         gone = check_remote(str(s.remote_path))
@@ -189,5 +197,5 @@ def run_sweep(s: Services, argv: list[str]) -> int:
         from pipeline.orchestration.workpool import main as workpool_main
 
         workpool_main(sweep_args(s, argv, root), prog="python -m pipeline cluster sweep",
-                      on_cancel=lambda: stop_workers(s))
+                      on_cancel=lambda: after_cancel(s))
     return 0
