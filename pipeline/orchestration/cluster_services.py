@@ -4,7 +4,8 @@
   the ``postgres`` user on the loopback of ``head`` only; databases ``prefect`` and ``mlflow``
   (role ``eeoffload``, trust on loopback: nothing outside ``head`` reaches it).
 * **Prefect server** on ``head:4200``, ``PREFECT_API_DATABASE_CONNECTION_URL=postgresql+asyncpg://``.
-* **MLflow tracking server** on ``head:5001``, ``--backend-store-uri postgresql+psycopg2://`` (SQLAlchemy 2.1 would pick psycopg 3),
+* **MLflow tracking server** on ``head:5001``, ``--backend-store-uri postgresql+psycopg2://``
+  (a bare ``postgresql://`` makes SQLAlchemy 2.1 look for psycopg 3),
   artifacts in ``<base>/mlartifacts`` served through it; ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false``
   (its job runner would outlive ``cluster down``).
 * **sshd** on ``store:22`` with its own config, host key and ``authorized_keys`` in ``<base>/ssh``:

@@ -27,7 +27,8 @@ def sweep_tag(prefix: str) -> str:
 
 def open_runs(client: Any, prefix: str) -> list[Any]:
     """The flow runs of sweep ``prefix`` that have not finished."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType, FlowRunFilterTags
+    from prefect.client.schemas.filters import (FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType,
+                                                FlowRunFilterTags)
     from prefect.client.schemas.objects import StateType
 
     return client.read_flow_runs(flow_run_filter=FlowRunFilter(
