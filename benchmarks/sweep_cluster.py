@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if "cluster" in results and "single machine" in results:
             c, m = results["cluster"], results["single machine"]
             figure(BENCH, f"cluster / single machine wall time: 1 worker {c[1][0] / m[1][0]:.2f}, "
-                          f"2 workers {c[2][0] / m[2][0]:.2f} (the price of PostgreSQL, SSH and pushed checkpoints)")
+                          f"2 workers {c[2][0] / m[2][0]:.2f} (PostgreSQL, SSH remote, pushed checkpoints; one run each: noisy)")
         return 0
     finally:
         os.environ.pop("EEOFFLOAD_SCALEOUT_STATE", None)

@@ -110,11 +110,13 @@ def down(s: Services) -> None:
 def status(s: Services) -> int:
     """One line per service; 0 if all of them answer."""
     head, store = s.net.addr("head"), s.net.addr("store")
-    lines = [("network", bool(cluster_namespaces(s.net)), ", ".join(cluster_namespaces(s.net)) or "no namespaces"),
+    nss = cluster_namespaces(s.net)
+    up_ = bool(nss)  # without the bridge, the addresses may be routed elsewhere (and answered there)
+    lines = [("network", up_, ", ".join(nss) or "no namespaces"),
              ("PostgreSQL", s.base.exists() and s.pg_status(), f"{s.net.ns('head')} 127.0.0.1:5432"),
-             ("sshd", reachable(store, SSH_PORT), f"{store}:{SSH_PORT}"),
-             ("Prefect server", healthy(f"http://{head}:{PREFECT_PORT}/api/health"), s.api_url),
-             ("MLflow tracking server", healthy(f"http://{head}:{MLFLOW_PORT}/health"), s.tracking_uri)]
+             ("sshd", up_ and s.running("sshd") is not None and reachable(store, SSH_PORT), f"{store}:{SSH_PORT}"),
+             ("Prefect server", up_ and healthy(f"http://{head}:{PREFECT_PORT}/api/health"), s.api_url),
+             ("MLflow tracking server", up_ and healthy(f"http://{head}:{MLFLOW_PORT}/health"), s.tracking_uri)]
     lines += [(f"worker {w}", s.running(w) is not None, s.net.addr(w)) for w in s.worker_names()]
     for label, ok, where in lines:
         say(f"{label}: {'up' if ok else 'DOWN'} ({where})")
