@@ -185,4 +185,34 @@ sweep-workers: venv .dvc/config
 	PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline scaleout workers-start $(WORKERS)
 	PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline workpool sweep --uplink $(UPLINK) \
 		$(if $(BRANCHES),--branches $(BRANCHES)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(DVC_REMOTE),--remote $(DVC_REMOTE)) \
-		--tracking-uri $(SWEEP_TRACKING)
+		--tracking-uri $(SWEEP_TRACKING) $(if $(filter-out 0,$(WORKERS)),--stop-workers)
+
+# A scale-out cluster on one machine, its hosts really apart (docs/scale-out.md "A cluster on one
+# machine"; root only): network namespaces head (PostgreSQL, Prefect server, MLflow tracking server),
+# store (sshd: the DVC remote over SSH and the git repository) and w1..wN (one worker each).
+.PHONY: cluster-up cluster-down cluster-status cluster-sweep sweep-cancel
+PREFIX ?= sweep
+
+## Bring the cluster up (WORKERS workers), one status line per service; state in build/cluster/.
+cluster-up: venv
+	$(BIN)/python -m pipeline cluster up --workers $(WORKERS)
+
+## Stop the cluster's workers and servers and remove its namespaces (PostgreSQL's data are kept).
+cluster-down:
+	$(BIN)/python -m pipeline cluster down
+
+## One line per service of the cluster (exit status 1 if one is down).
+cluster-status:
+	$(BIN)/python -m pipeline cluster status
+
+## The work-pool sweep on the cluster (Ctrl-C cancels its flow runs and stops the workers).
+cluster-sweep: venv .dvc/config
+	$(BIN)/python -m pipeline cluster sweep --uplink $(UPLINK) --prefix $(PREFIX) \
+		$(if $(BRANCHES),--branches $(BRANCHES)) $(if $(SEEDS),--seeds $(SEEDS))
+
+## Cancel sweep PREFIX's submitted and running flow runs and stop its workers (the cluster's if it is up).
+sweep-cancel:
+	if $(BIN)/python -m pipeline cluster status >/dev/null 2>&1; then \
+		$(BIN)/python -m pipeline cluster cancel --prefix $(PREFIX); \
+	else PREFECT_API_URL=$(SWEEP_API) $(BIN)/python -m pipeline workpool cancel --prefix $(PREFIX) \
+		&& $(BIN)/python -m pipeline scaleout workers-stop; fi

@@ -12,6 +12,7 @@ one run (the machine is shared and noisy, so nothing here asserts on absolute ti
     gpu              full default pipeline on a CUDA device (skipped without one)
     time_to_result   quick recipe end to end on the CIFAR-10 archive (opt-in: long)
     sweep_workers    4-point tiny sweep over a Prefect work pool, 1 worker vs 2 (opt-in: real servers)
+    sweep_cluster    the same sweep on this machine and on the cluster (namespaces, PostgreSQL, SSH remote)
 
 Each prints lines ``[name] figure ... | goal ... | MEETS / MISSES / INFO``.
 """

@@ -1,9 +1,10 @@
 """``python -m benchmarks [NAME ...]``: run the named benchmarks (default: all but the opt-in ones),
 one after another (never two heavy ones at once), each printing its figures with their goals.
 
-    python -m benchmarks                      # training_cpu training_bf16 training_batched metrics_engine incremental startup certify shift gpu sweep_workers
+    python -m benchmarks                      # training_cpu training_bf16 training_batched metrics_engine incremental startup certify shift gpu sweep_cluster
     python -m benchmarks time_to_result       # opt-in: the quick recipe end to end (~30 min, needs CIFAR10_ARCHIVE)
     python -m benchmarks sweep_workers        # 4-point tiny sweep over 1 vs 2 process workers (~4 min on 2 cores)
+    python -m benchmarks sweep_cluster        # the same on this machine and on the namespaced cluster (root; ~8 min)
     python -m benchmarks training_cpu --compile   # options after a single name go to that benchmark
 """
 
@@ -14,8 +15,8 @@ import sys
 import time
 
 DEFAULT = ("training_cpu", "training_bf16", "training_batched", "metrics_engine", "incremental", "startup", "certify", "shift", "gpu",
-           "sweep_workers")
-OPT_IN = ("time_to_result",)
+           "sweep_cluster")
+OPT_IN = ("time_to_result", "sweep_workers")  # sweep_cluster includes sweep_workers' single-machine figure
 
 
 def main(argv: list[str]) -> int:

@@ -68,6 +68,7 @@ TOOLS: dict[str, tuple[str, str]] = {
     "sweep": ("pipeline.orchestration.sweep", "A sweep over uplink rates and branch placements on this machine."),
     "workpool": ("pipeline.orchestration.workpool", "A sweep over Prefect work-pool workers (docs/scale-out.md)."),
     "scaleout": ("pipeline.orchestration.scaleout", "Work-pool workers and the tracking server on this machine."),
+    "cluster": ("pipeline.orchestration.cluster", "A scale-out cluster on one machine: up | down | status | sweep | cancel."),
     "services": ("pipeline.orchestration.services", "The Prefect server and the MLflow UI: start | stop | status | api-env."),
     "tracking": ("pipeline.orchestration.tracking", "Log a finished run to MLflow."),
 }

@@ -17,8 +17,11 @@ Modules (each importable on its own; only ``flows``, ``sweep`` and ``cli`` impor
 * ``tracking_model``: a trained run logged as an MLflow PyTorch model.
 * ``workpool``, ``pool``, ``sweep_point``, ``scaleout``: sweeps over Prefect work-pool workers on any number of
   machines, sharing a DVC remote and an MLflow tracking server (docs/scale-out.md).
+* ``cluster``, ``cluster_hosts``, ``cluster_services``: that set-up on one machine with its hosts
+  apart (network namespaces, PostgreSQL, sshd as the DVC remote); ``cluster_checkpoints``: epoch
+  checkpoints in the remote; ``sweep_cancel``: cancelling a sweep (docs/scale-out.md).
 
-The command lines are ``python -m pipeline flows|sweep|workpool|scaleout|services|tracking ...``
+The command lines are ``python -m pipeline flows|sweep|workpool|scaleout|cluster|services|tracking ...``
 (pipeline/cli.py hands the rest of the line to the module's ``main(argv)``). docs/orchestration.md
 describes the whole.
 """

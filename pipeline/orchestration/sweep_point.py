@@ -26,6 +26,14 @@ Whichever worker picks it up runs, on its machine:
    it ran / restored, as a table artifact ``sweep-point-<point>`` on the Prefect server (the sweep
    gathers them from there: the workers need not share a disk with it) and as the flow's return value.
 
+**Checkpoints in the remote** (pipeline.orchestration.cluster_checkpoints): before ``dvc repro``
+the point pulls its epoch checkpoints from ``<remote>/checkpoints/<point>-<hash>/`` (a retry on
+another machine resumes there), and while ``dvc repro`` runs it pushes them (throttled:
+``checkpoint_push_s``; atomic); they are deleted from the remote when the point is done. The
+worker's own remote options (credentials, keys: ``$EEOFFLOAD_SWEEP_REMOTE_OPTS``, a JSON object of
+``dvc remote modify`` options such as ``{"user": "root", "keyfile": "..."}``) go to
+``.dvc/config.local`` beside the URL; they belong to the machine, not to the sweep.
+
 While it runs, a thread sets the Prefect variable ``sweep_hb_<flow run id>`` every
 ``heartbeat_s`` seconds: the sweep takes a run whose heartbeat stops (its worker or machine died)
 as crashed and submits the point again.
@@ -50,6 +58,7 @@ from filelock import FileLock, Timeout
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
+from pipeline.orchestration.cluster_checkpoints import CheckpointPusher, CheckpointStore, checkpoint_key, open_remote
 from pipeline.orchestration.dvc_commands import command_failed, ran_stages
 from pipeline.orchestration.settings import check_params, with_settings
 from pipeline.orchestration.sweep import point_rows
@@ -58,6 +67,26 @@ from pipeline.tools.scratch import scratch_env
 FLOW_NAME = "benchmark-sweep-point"
 DEFAULT_WORKDIR = Path("build") / "sweep-workspaces"
 WORKDIR_ENV = "EEOFFLOAD_SWEEP_WORKDIR"
+REMOTE_OPTS_ENV = "EEOFFLOAD_SWEEP_REMOTE_OPTS"
+
+
+def remote_options() -> dict[str, Any]:
+    """This worker's options of the remote (``$EEOFFLOAD_SWEEP_REMOTE_OPTS``, JSON), {} if unset."""
+    text = os.environ.get(REMOTE_OPTS_ENV, "").strip()
+    try:
+        opts = json.loads(text) if text else {}
+    except json.JSONDecodeError as e:
+        raise ValueError(f"${REMOTE_OPTS_ENV}: not a JSON object ({e}); e.g. '{{\"user\": \"root\"}}'") from None
+    if not isinstance(opts, dict):
+        raise ValueError(f"${REMOTE_OPTS_ENV}: not a JSON object; e.g. '{{\"user\": \"root\"}}'")
+    return opts
+
+
+def write_remote_config(ws: Path, remote: str, options: dict[str, Any]) -> None:
+    """The remote ``sweep`` (url and ``options``) as the default, in ``.dvc/config.local``."""
+    lines = ["[core]", "    remote = sweep", "['remote \"sweep\"']", f"    url = {remote}"]
+    lines += [f"    {key} = {value}" for key, value in options.items()]
+    (ws / ".dvc" / "config.local").write_text("\n".join(lines) + "\n")
 
 
 def heartbeat_name(flow_run_id: str) -> str:
@@ -163,7 +192,8 @@ class Heartbeat:
 def sweep_point_flow(point: str, repo: str, rev: str, overrides: dict[str, Any], remote: str,
                      tracking_uri: str = "", variant: str = "one_branch", p_tar: list[float] | None = None,
                      t_tar_ms: list[float] | None = None, workdir: str | None = None, lock_wait_s: float = 600.0,
-                     heartbeat_s: float = 10.0, log_model: bool = True) -> dict[str, Any]:
+                     heartbeat_s: float = 10.0, log_model: bool = True,
+                     checkpoint_push_s: float = 60.0) -> dict[str, Any]:
     """One sweep point in its own workspace on this worker (module docstring): clone, overrides,
     ``dvc repro --pull`` over the shared run cache, ``dvc push --run-cache``, MLflow, result artifact."""
     from prefect.runtime import flow_run
@@ -183,13 +213,22 @@ def sweep_point_flow(point: str, repo: str, rev: str, overrides: dict[str, Any],
             started = time.time()
             reused = prepare_workspace(ws, repo, rev, logger)
             params = apply_overrides(ws, overrides)
-            dvc(ws, logger, "remote", "add", "--local", "--force", "--default", "sweep", remote)
-            lines = dvc(ws, logger, "repro", "--pull")
+            options = remote_options()
+            write_remote_config(ws, remote, options)
+            store = None
+            if checkpoint_push_s >= 0:
+                store = CheckpointStore(*open_remote(remote, options), checkpoint_key(point, overrides, rev))
+                if pulled := store.pull(ws):
+                    logger.info("pulled checkpoint(s) %s of an earlier run of this point", ", ".join(pulled))
+            with CheckpointPusher(store, ws, checkpoint_push_s, log=logger.info):
+                lines = dvc(ws, logger, "repro", "--pull")
             ran = ran_stages(lines)
             restored = [m.group(1) for line in lines
                         if (m := re.match(r"Stage '([^']+)' is cached - skipping run", line))]
             resumed = [line for line in lines if line.startswith("resuming ")]
             dvc(ws, logger, "push", "--run-cache")
+            if store is not None:
+                store.clear()
             parent_id = None
             if tracking_uri:
                 from pipeline.orchestration.tracking import log_pipeline_run

@@ -249,7 +249,7 @@ def sweep_workers(uplink_mbps: list[float], branch_placements: list[list[str]] |
                   tracking_uri: str = "", pool: str = POOL, workdir: str | None = None, attempts: int = 3,
                   stale_s: float = 60.0, poll_s: float = 2.0, timeout_s: float = 24 * 3600.0,
                   repo: str | None = None, rev: str | None = None, log_model: bool = True,
-                  root: str | None = None) -> dict[str, Any]:
+                  root: str | None = None, checkpoint_push_s: float = 60.0) -> dict[str, Any]:
     """Uplink rates x branch placements as one flow run per point in the work pool ``pool``; the summary.
 
     remote: the DVC remote every point pulls from and pushes to (default build/dvc-remote of the
@@ -271,7 +271,7 @@ def sweep_workers(uplink_mbps: list[float], branch_placements: list[list[str]] |
     common = {"repo": repo or url, "rev": rev or head, "remote": remote_url, "tracking_uri": tracking_uri,
               "variant": variant, "p_tar": [float(p) for p in (p_tar or [0.85])],
               "t_tar_ms": [float(t) for t in (t_tar_ms or [50.0, 100.0])], "workdir": workdir,
-              "log_model": log_model}
+              "log_model": log_model, "checkpoint_push_s": checkpoint_push_s}
     deployment = register_deployment(pool)
     print(f"sweep {prefix}: {len(points)} points to work pool {pool!r} ({len(online_workers(pool))} worker(s) "
           f"online), deployment {deployment}, DVC remote {remote_url}, MLflow {tracking_uri or 'off'}")
@@ -286,8 +286,12 @@ def sweep_workers(uplink_mbps: list[float], branch_placements: list[list[str]] |
     return summary
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m pipeline workpool") -> None:
+def main(argv: list[str] | None = None, prog: str = "python -m pipeline workpool",
+         on_cancel: Any = None) -> None:
+    """The CLI; Ctrl-C (SIGINT) or SIGTERM during a sweep cancels its flow runs
+    (pipeline.orchestration.sweep_cancel), then calls ``on_cancel()`` (e.g. stop the workers)."""
     from pipeline.orchestration.cli import run_flow
+    from pipeline.orchestration.sweep_cancel import cancellable
 
     ap = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="command", required=True)
@@ -307,17 +311,31 @@ def main(argv: list[str] | None = None, prog: str = "python -m pipeline workpool
     sp.add_argument("--stale", type=float, default=60.0, help="seconds without heartbeat before a run counts as crashed")
     sp.add_argument("--timeout", type=float, default=24 * 3600.0)
     sp.add_argument("--no-model", action="store_true", help="do not log the trained models to MLflow")
+    sp.add_argument("--repo", default=None, help="what the workers clone (default: origin's URL, else this path)")
+    sp.add_argument("--checkpoint-push", type=float, default=60.0, metavar="SECONDS",
+                    help="push training checkpoints to the remote at most this often (-1: never)")
+    sp.add_argument("--stop-workers", action="store_true", help="on Ctrl-C also stop this machine's `make workers`")
     sp.add_argument("--root", default=None)
     sp.add_argument("--verbose", action="store_true")
+    sub.add_parser("cancel", help="cancel a sweep's open flow runs (make sweep-cancel)").add_argument(
+        "--prefix", default="sweep")
     sub.add_parser("deploy", help="create the work pool and register the point deployment").add_argument(
         "--pool", default=POOL)
     args = ap.parse_args(argv)
     if args.command == "deploy":
         print(f"registered {register_deployment(args.pool)} in work pool {args.pool}")
         return
-    run_flow(lambda: sweep_workers(
+    if args.command == "cancel":
+        from pipeline.orchestration.sweep_cancel import cancel_runs
+
+        print(f"sweep {args.prefix}: {len(cancel_runs(args.prefix))} flow run(s) cancelled")
+        return
+    if args.stop_workers and on_cancel is None:
+        from pipeline.orchestration.scaleout import workers_stop as on_cancel
+    cancellable(lambda: run_flow(lambda: sweep_workers(
         uplink_mbps=args.uplink, branch_placements=[b.split("+") for b in args.branches] or None,
         variant=args.variant, seeds=args.seeds or None, p_tar=args.p_tar, t_tar_ms=args.t_tar, prefix=args.prefix,
         remote=args.remote, tracking_uri=args.tracking_uri, pool=args.pool, workdir=args.workdir,
         attempts=args.attempts, stale_s=args.stale, timeout_s=args.timeout, log_model=not args.no_model,
-        root=args.root, return_state=True), prog, args.root, args.verbose)
+        root=args.root, repo=args.repo, checkpoint_push_s=args.checkpoint_push, return_state=True),
+        prog, args.root, args.verbose), args.prefix, on_cancel)
