@@ -204,3 +204,19 @@ def test_debug_logs_are_per_run_and_pruned(tmp_path: Path) -> None:
     assert path.parent == folder and path.name.startswith("flows-run-") and str(os.getpid()) in path.name
     assert sorted(p.name for p in folder.iterdir()) == [
         "flows-run-20260103-000000-1.log", "flows-run-20260104-000000-1.log", "sweep-20260101-000000-1.log"]
+
+
+def test_sweep_points_with_other_seeds_shift_the_first_of_them() -> None:
+    """``--seeds 1 2`` on a params.yaml whose shift.seeds is [0]: each point shifts seed 1 (the rule
+    of `make paper`), not a seed it does not train (stage validate would refuse every point)."""
+    import yaml
+
+    from pipeline.orchestration.workpool import make_points
+    from tests.conftest import ROOT
+
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    assert params["shift"]["seeds"] == [0]
+    (point,) = make_points(params, [18.8], None, "one_branch", [1, 2], "p")
+    assert point.overrides["train.seeds"] == [1, 2] and point.overrides["shift.seeds"] == [1]
+    (same,) = make_points(params, [18.8], None, "one_branch", [0, 1], "p")
+    assert "shift.seeds" not in same.overrides

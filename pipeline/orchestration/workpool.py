@@ -82,6 +82,9 @@ def make_points(params: dict[str, Any], uplink_mbps: list[float], placements: li
                                        params=params)
             if seeds:
                 flat["train.seeds"] = [int(s) for s in seeds]
+                shifted = (params.get("shift") or {}).get("seeds") or []
+                if not set(shifted) <= set(flat["train.seeds"]):  # shift runs seeds of train.seeds (as make paper)
+                    flat["shift.seeds"] = [int(seeds[0])]
             check_params(with_settings(params, flat), f"sweep point {' '.join(exp_set_args(flat))}")
             placement = list(branches or params["variants"][variant]["branches"])
             group = json.dumps({k: v for k, v in flat.items() if not k.startswith("network.")}, sort_keys=True)
